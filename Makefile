@@ -1,0 +1,67 @@
+# Heard: `make up` starts the platform, `make test` runs every test tier. Both install what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= dev
+STAMP := $(VENV)/.installed
+PACKAGES := shared services/intake services/routing services/notify services/analytics .
+REQUIREMENTS := requirements-dev.txt shared/requirements.txt $(wildcard services/*/requirements.txt)
+
+.PHONY: up down logs status install venv test lint typecheck unit contract rules integration e2e schemas bench clean
+
+$(STAMP): $(REQUIREMENTS) $(wildcard */pyproject.toml services/*/pyproject.toml) pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+install: venv
+	$(PY) -m heard_devstack install
+
+up: install
+	$(PY) -m heard_devstack up --profile $(PROFILE)
+
+down: venv
+	$(PY) -m heard_devstack down --profile $(PROFILE)
+
+status: venv
+	$(PY) -m heard_devstack status --profile $(PROFILE)
+
+logs: venv
+	$(PY) -m heard_devstack logs --profile $(PROFILE)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy shared services devstack tests bench
+
+rules: install
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
+
+unit: venv
+	$(PY) -m pytest -q tests/unit tests/contract
+
+integration: install
+	$(PY) -m pytest -q tests/integration
+
+e2e: install
+	$(PY) -m pytest -q tests/e2e
+
+# Everything the tests need, then every tier; stops at the first failing tier.
+test: install lint typecheck rules
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+schemas: venv
+	$(PY) -m heard_shared.contract write
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean: down
+	rm -rf .heard $(VENV)

@@ -1,0 +1,449 @@
+"""Starts and stops Heard's local platform: Kafka, a MongoDB-wire server, Prometheus, the services.
+
+`make up` and the end-to-end tests both go through `Stack`, so the tests start the platform
+exactly the way a developer does. Every process is started in its own session, its PID is
+written under `.heard/<profile>/run/`, and `down` stops only those PIDs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("HEARD_CACHE_DIR", Path.home() / ".cache" / "heard"))
+KAFKA_POM = ROOT / "infra" / "kafka" / "pom.xml"
+FERRETDB_MODULE = ROOT / "infra" / "ferretdb"
+SERVICES = ("intake", "routing", "notify", "analytics")
+
+
+class StackError(RuntimeError):
+    """Something the platform needs is missing or did not start; the message says what."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Ports and state folder of one platform instance; `test` runs beside a developer's `dev`."""
+
+    name: str
+    port_offset: int
+
+    @property
+    def kafka_port(self) -> int:
+        return 9092 + self.port_offset
+
+    @property
+    def kafka_controller_port(self) -> int:
+        return 9093 + self.port_offset
+
+    @property
+    def mongodb_port(self) -> int:
+        return 27017 + self.port_offset
+
+    @property
+    def prometheus_port(self) -> int:
+        return 9090 + self.port_offset
+
+    def service_port(self, service: str) -> int:
+        return 8081 + SERVICES.index(service) + self.port_offset
+
+
+PROFILES = {"dev": Profile("dev", 0), "test": Profile("test", 10000)}
+
+
+def _digest(*paths: Path) -> str:
+    sha = hashlib.sha256()
+    for path in paths:
+        sha.update(path.read_bytes())
+    return sha.hexdigest()[:12]
+
+
+def _run(argv: list[str], **kwargs: object) -> None:
+    print("+", " ".join(argv), flush=True)
+    subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
+
+
+def install_kafka() -> Path:
+    """Copies the pinned Kafka jars from Maven Central (via ~/.m2) into the cache, once."""
+    libs = CACHE / f"kafka-{_digest(KAFKA_POM)}" / "libs"
+    if (libs / ".complete").exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise StackError("Maven (mvn) is needed to fetch Kafka from Maven Central: apt-get install maven")
+    if libs.exists():
+        shutil.rmtree(libs)
+    _run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(KAFKA_POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ]
+    )
+    (libs / ".complete").touch()
+    return libs
+
+
+def install_ferretdb() -> Path:
+    """Builds the pinned FerretDB with `go install`, once, into the cache."""
+    gobin = CACHE / f"ferretdb-{_digest(FERRETDB_MODULE / 'go.mod', FERRETDB_MODULE / 'go.sum')}"
+    binary = gobin / "ferretdb"
+    if binary.exists():
+        return binary
+    if shutil.which("go") is None:
+        raise StackError("Go is needed to build FerretDB (no mongod on PATH and MONGODB_URI unset)")
+    env = {**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-mod=vendor -buildvcs=false"}
+    _run(["go", "mod", "vendor"], cwd=FERRETDB_MODULE, env={**env, "GOFLAGS": "-mod=mod"})
+    version = _ferretdb_version()
+    (FERRETDB_MODULE / "vendor/github.com/FerretDB/FerretDB/build/version/version.txt").write_text(version)
+    _run(["go", "install", "github.com/FerretDB/FerretDB/cmd/ferretdb"], cwd=FERRETDB_MODULE, env=env)
+    return binary
+
+
+def _ferretdb_version() -> str:
+    for line in (FERRETDB_MODULE / "go.mod").read_text().splitlines():
+        parts = line.split()
+        if parts[:2] == ["require", "github.com/FerretDB/FerretDB"]:
+            return parts[2]
+    raise StackError("infra/ferretdb/go.mod does not pin github.com/FerretDB/FerretDB")
+
+
+def install_prometheus() -> None:
+    """Installs Debian's prometheus package (which brings promtool) when either is missing."""
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return
+    if os.geteuid() != 0:
+        raise StackError("prometheus/promtool missing: run `sudo apt-get install prometheus`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-qq"], env=env)
+    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"], env=env)
+
+
+def mongodb_mode() -> str:
+    if os.environ.get("MONGODB_URI"):
+        return "external"
+    if shutil.which("mongod"):
+        return "mongod"
+    return "ferretdb"
+
+
+def install(*, prometheus: bool = True) -> None:
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        install_kafka()
+    if mongodb_mode() == "ferretdb":
+        install_ferretdb()
+    if prometheus:
+        install_prometheus()
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass
+class Stack:
+    """One platform instance: its processes, ports, logs and data under `.heard/<profile>`."""
+
+    profile: Profile
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def state(self) -> Path:
+        return ROOT / ".heard" / self.profile.name
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state / "run"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{self.profile.kafka_port}"
+
+    @property
+    def mongodb_uri(self) -> str:
+        return os.environ.get("MONGODB_URI") or f"mongodb://127.0.0.1:{self.profile.mongodb_port}/"
+
+    def service_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.profile.service_port(service)}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.profile.prometheus_port}"
+
+    # -- processes -------------------------------------------------------------------
+
+    def _pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def pid(self, name: str) -> int | None:
+        try:
+            pid = int(self._pid_file(name).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def start_process(
+        self, name: str, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> int:
+        if (running := self.pid(name)) is not None:
+            return running
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd or ROOT,
+                start_new_session=True,
+            )
+        self._pid_file(name).write_text(str(process.pid))
+        return process.pid
+
+    def stop_process(self, name: str, timeout: float = 15.0) -> None:
+        pid = self.pid(name)
+        self._pid_file(name).unlink(missing_ok=True)
+        if pid is None:
+            return
+        self._signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.1)
+        self._signal_group(pid, signal.SIGKILL)
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL, as a crash would; the PID file stays so `restart` can reuse its name."""
+        pid = self.pid(name)
+        if pid is not None:
+            self._signal_group(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+
+    @staticmethod
+    def _signal_group(pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait_until(self, what: str, check: object, timeout: float, log_name: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():  # type: ignore[operator]
+                return
+            if self.pid(log_name) is None and log_name != "-":
+                break
+            time.sleep(0.25)
+        tail = self.tail_log(log_name)
+        raise StackError(f"{what} did not become ready within {timeout:.0f}s. Last log lines:\n{tail}")
+
+    def tail_log(self, name: str, lines: int = 30) -> str:
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- components ------------------------------------------------------------------
+
+    def start_kafka(self) -> None:
+        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            return
+        libs = install_kafka()
+        kafka_state = self.state / "kafka"
+        data = kafka_state / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        p = self.profile
+        properties = kafka_state / "server.properties"
+        properties.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{p.kafka_controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{p.kafka_port},CONTROLLER://127.0.0.1:{p.kafka_controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{p.kafka_port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={data}",
+                    "num.partitions=3",
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    # Services create their topics explicitly with the right partition count.
+                    "auto.create.topics.enable=false",
+                    "",
+                ]
+            )
+        )
+        java = [
+            "java",
+            "-Xms256m",
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={ROOT / 'infra' / 'kafka' / 'log4j2.yaml'}",
+            "-cp",
+            f"{libs}/*",
+        ]
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            _run(
+                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+                stdout=subprocess.DEVNULL,
+            )
+        self.start_process("kafka", [*java, "kafka.Kafka", str(properties)])
+        self.wait_until("Kafka", lambda: port_open(p.kafka_port), 90, "kafka")
+
+    def start_mongodb(self) -> None:
+        mode = mongodb_mode()
+        if mode == "external":
+            return
+        data = self.state / "mongodb"
+        data.mkdir(parents=True, exist_ok=True)
+        port = self.profile.mongodb_port
+        if mode == "mongod":
+            argv = ["mongod", "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1"]
+        else:
+            argv = [
+                str(install_ferretdb()),
+                "--handler=sqlite",
+                f"--sqlite-url=file:{data}/",
+                f"--listen-addr=127.0.0.1:{port}",
+                "--telemetry=disable",
+                "--debug-addr=-",
+                "--log-level=warn",
+            ]
+        self.start_process("mongodb", argv)
+        self.wait_until("MongoDB", lambda: port_open(port), 60, "mongodb")
+
+    def create_topics(self) -> None:
+        """Topics exist before any consumer joins, so nothing is read from a half-made topic."""
+        from heard_shared.topics import ensure_topics_sync
+
+        ensure_topics_sync(self.kafka_bootstrap)
+
+    def service_env(self, service: str) -> dict[str, str]:
+        prefix = f"HEARD_{service.upper()}_"
+        env = {
+            f"{prefix}KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            f"{prefix}MONGODB_URI": self.mongodb_uri,
+            f"{prefix}HTTP_PORT": str(self.profile.service_port(service)),
+        }
+        if self.profile.name != "dev":
+            env[f"{prefix}MONGODB_DATABASE"] = f"heard_{service}_{self.profile.name}"
+        return {**env, **{k: v for k, v in self.extra_env.items() if k.startswith(prefix)}}
+
+    def start_service(self, service: str, name: str | None = None, port: int | None = None) -> None:
+        """Starts one service; `name`/`port` let tests run extra replicas beside the first."""
+        name = name or service
+        env = self.service_env(service)
+        if port is not None:
+            env[f"HEARD_{service.upper()}_HTTP_PORT"] = str(port)
+        port = int(env[f"HEARD_{service.upper()}_HTTP_PORT"])
+        self.start_process(name, [sys.executable, "-m", f"heard_{service}"], env=env)
+        self.wait_until(f"{name} /readyz", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 90, name)
+
+    def start_prometheus(self) -> None:
+        install_prometheus()
+        prom_state = self.state / "prometheus"
+        prom_state.mkdir(parents=True, exist_ok=True)
+        targets = ", ".join(f"'127.0.0.1:{self.profile.service_port(s)}'" for s in SERVICES)
+        rules = ROOT / "deploy" / "prometheus" / "rules"
+        (prom_state / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+            f"rule_files:\n  - '{rules}/*.yml'\n"
+            "scrape_configs:\n  - job_name: heard\n"
+            f"    static_configs:\n      - targets: [{targets}]\n"
+        )
+        port = self.profile.prometheus_port
+        self.start_process(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={prom_state / 'prometheus.yml'}",
+                f"--storage.tsdb.path={prom_state / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+        )
+        self.wait_until("Prometheus", lambda: http_ok(f"{self.prometheus_url}/-/ready"), 60, "prometheus")
+
+    # -- whole platform ---------------------------------------------------------------
+
+    def up_infra(self) -> None:
+        self.start_mongodb()
+        self.start_kafka()
+        self.create_topics()
+
+    def up(self, *, prometheus: bool = True) -> None:
+        self.up_infra()
+        for service in SERVICES:
+            self.start_service(service)
+        if prometheus:
+            self.start_prometheus()
+
+    def down(self) -> None:
+        if not self.run_dir.exists():
+            return
+        # Services first so they can flush and commit, then the infrastructure they use.
+        names = sorted(p.stem for p in self.run_dir.glob("*.pid"))
+        infra = {"kafka", "mongodb", "prometheus"}
+        for name in [n for n in names if n not in infra] + [n for n in names if n in infra]:
+            self.stop_process(name)
+
+    def status(self) -> dict[str, int | None]:
+        if not self.run_dir.exists():
+            return {}
+        return {p.stem: self.pid(p.stem) for p in sorted(self.run_dir.glob("*.pid"))}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Heard intake service."""

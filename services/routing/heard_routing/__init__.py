@@ -1,0 +1,1 @@
+"""Heard routing service."""

@@ -1,0 +1,1 @@
+"""Heard's common library: the event contract and the plumbing every service shares."""

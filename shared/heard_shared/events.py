@@ -1,0 +1,292 @@
+"""The event contract: CloudEvents 1.0 envelope (structured JSON mode) and versioned data models.
+
+This module is the single place event schemas live. `schemas/` and `schemas/asyncapi.yaml` are
+generated from it (`python -m heard_shared.contract`) and a contract test keeps them in sync.
+A breaking change is a new model with a `.v2` type, never an edit of a published one.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from heard_shared import topics
+
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c7a3e-2a51-4d8f-9c3e-8e2b5b0f4a11")
+
+FeedbackKind = Literal["praise", "concern", "complaint", "suggestion", "question"]
+Severity = Literal["positive", "neutral", "negative", "critical"]
+Language = Literal["en", "es"]
+Channel = Literal["web", "api", "open311", "kafka", "session"]
+
+
+class ContractModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Location(ContractModel):
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+    address: Annotated[str, Field(max_length=300)] | None = None
+    neighbourhood: Annotated[str, Field(max_length=120)] | None = None
+
+
+class PublicLocation(ContractModel):
+    """Location as it may travel beyond intake: no street address, which can identify a home."""
+
+    latitude: float | None = None
+    longitude: float | None = None
+    neighbourhood: str | None = None
+
+
+class Contact(ContractModel):
+    name: Annotated[str, Field(max_length=200)] | None = None
+    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    phone: Annotated[str, Field(max_length=40, pattern=r"^[+0-9 ().-]{5,40}$")] | None = None
+    consent_to_contact: bool = False
+
+
+class FeedbackInboundV1(ContractModel):
+    """What a city system publishes on `feedback.inbound`; the only topic that may carry contact data."""
+
+    kind: FeedbackKind
+    text: Annotated[str, Field(min_length=1, max_length=5000)]
+    category: Annotated[str, Field(max_length=80)] | None = None
+    language: Language = "en"
+    location: Location | None = None
+    officer_badge: Annotated[str, Field(max_length=40)] | None = None
+    rating: Annotated[int, Field(ge=1, le=5)] | None = None
+    contact: Contact | None = None
+    external_reference: Annotated[str, Field(max_length=200)] | None = None
+
+
+class FeedbackSubmittedV1(ContractModel):
+    feedback_id: str
+    channel: Channel
+    kind: FeedbackKind
+    category: str | None = None
+    language: Language
+    text: str = Field(description="Free text with e-mail addresses, phone numbers and plates redacted.")
+    location: PublicLocation | None = None
+    officer_badge: str | None = None
+    rating: int | None = None
+    severity: Severity
+    negative: bool
+    severity_reasons: list[str] = Field(default_factory=list)
+    has_contact: bool = False
+    submitted_at: datetime
+
+
+class FeedbackRoutedV1(ContractModel):
+    feedback_id: str
+    unit_id: str
+    unit_name: str
+    level: int = Field(ge=0, description="0 = assigned unit; each escalation moves one level up the chain.")
+    rule: str = Field(description="The routing rule that matched, or 'fallback'.")
+    negative: bool
+    severity: Severity
+    acknowledge_by: datetime | None = None
+    answer_by: datetime | None = None
+    routed_at: datetime
+
+
+class FeedbackAcknowledgedV1(ContractModel):
+    feedback_id: str
+    unit_id: str | None = None
+    acknowledged_at: datetime
+
+
+class FeedbackAnsweredV1(ContractModel):
+    feedback_id: str
+    unit_id: str | None = None
+    answer: str = Field(description="The public answer, with personal data redacted.")
+    answered_at: datetime
+
+
+class FeedbackClosedV1(ContractModel):
+    feedback_id: str
+    closed_at: datetime
+    resolution: Literal["answered", "withdrawn"]
+
+
+class FeedbackEscalatedV1(ContractModel):
+    feedback_id: str
+    reason: Literal["acknowledge_overdue", "answer_overdue", "reminder"]
+    from_level: int
+    level: int
+    level_name: str
+    unit_id: str
+    deadline: datetime = Field(description="The deadline whose passing caused this escalation.")
+    fired_at: datetime
+    repeat: int = Field(ge=0, description="0 for a level change; n for the n-th reminder at the top.")
+    fencing_token: int
+
+
+DataT = TypeVar("DataT", bound=BaseModel)
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """A CloudEvents 1.0 event in structured JSON mode; extension attributes are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    source: Annotated[str, Field(min_length=1, max_length=500)]
+    type: Annotated[str, Field(min_length=1, max_length=200)]
+    subject: str | None = None
+    time: datetime | None = None
+    datacontenttype: str | None = "application/json"
+    dataschema: str | None = None
+    data: DataT
+
+
+@dataclass(frozen=True)
+class EventSpec(Generic[DataT]):
+    type: str
+    topic: str
+    data_model: type[DataT]
+    summary: str
+
+
+INBOUND = EventSpec(
+    "org.heard.feedback.inbound.v1",
+    topics.INBOUND,
+    FeedbackInboundV1,
+    "Feedback published by a city system into Heard.",
+)
+SUBMITTED = EventSpec(
+    "org.heard.feedback.submitted.v1",
+    topics.SUBMITTED,
+    FeedbackSubmittedV1,
+    "Intake stored a new feedback item and decided its severity.",
+)
+ROUTED = EventSpec(
+    "org.heard.feedback.routed.v1",
+    topics.ROUTED,
+    FeedbackRoutedV1,
+    "Routing assigned the feedback to a unit and started its SLA clocks.",
+)
+ACKNOWLEDGED = EventSpec(
+    "org.heard.feedback.acknowledged.v1",
+    topics.ACKNOWLEDGED,
+    FeedbackAcknowledgedV1,
+    "Staff acknowledged the feedback.",
+)
+ANSWERED = EventSpec(
+    "org.heard.feedback.answered.v1", topics.ANSWERED, FeedbackAnsweredV1, "Staff published an answer to the resident."
+)
+CLOSED = EventSpec(
+    "org.heard.feedback.closed.v1",
+    topics.CLOSED,
+    FeedbackClosedV1,
+    "The feedback was closed after an answer or withdrawn by the resident.",
+)
+ESCALATED = EventSpec(
+    "org.heard.feedback.escalated.v1",
+    topics.ESCALATED,
+    FeedbackEscalatedV1,
+    "A deadline passed without the required action; responsibility moved one level up.",
+)
+
+EVENT_SPECS: dict[str, EventSpec[Any]] = {
+    spec.type: spec for spec in (INBOUND, SUBMITTED, ROUTED, ACKNOWLEDGED, ANSWERED, CLOSED, ESCALATED)
+}
+
+
+def deterministic_event_id(*parts: object) -> str:
+    """The same parts always give the same id, so retries and replicas cannot emit twice."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_event(
+    spec: EventSpec[DataT],
+    data: DataT,
+    *,
+    source: str,
+    subject: str,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> CloudEvent[DataT]:
+    return CloudEvent[spec.data_model](  # type: ignore[name-defined]
+        specversion="1.0",
+        id=event_id or str(uuid.uuid4()),
+        source=source,
+        type=spec.type,
+        subject=subject,
+        time=time or utc_now(),
+        datacontenttype="application/json",
+        data=data,
+    )
+
+
+def encode(event: CloudEvent[Any]) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+class InvalidEvent(ValueError):
+    """A message that can never be processed; `code` is stable, `reason` is for humans."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+def _binary_mode_fields(headers: dict[str, bytes], value: bytes) -> dict[str, Any]:
+    """CloudEvents Kafka binding, binary mode: attributes in `ce_` headers, data in the value."""
+    fields: dict[str, Any] = {
+        name[3:]: raw.decode("utf-8", errors="strict") for name, raw in headers.items() if name.startswith("ce_")
+    }
+    content_type = headers.get("content-type", b"application/json").decode()
+    fields["datacontenttype"] = content_type
+    if "json" not in content_type:
+        raise InvalidEvent("unsupported_content_type", f"binary-mode data must be JSON, got {content_type!r}")
+    fields["data"] = json.loads(value) if value else None
+    return fields
+
+
+def decode(
+    value: bytes | None, headers: dict[str, bytes] | None = None, *, expected: tuple[EventSpec[Any], ...] = ()
+) -> CloudEvent[Any]:
+    """Parses a Kafka message value (structured or binary mode) into a validated, typed event.
+
+    Raises `InvalidEvent` for anything that can never succeed: not JSON, not a CloudEvent,
+    an unknown or unexpected type, or data that does not match the type's schema.
+    """
+    headers = headers or {}
+    try:
+        if "ce_specversion" in headers:
+            fields = _binary_mode_fields(headers, value or b"")
+        else:
+            if not value:
+                raise InvalidEvent("empty_message", "message value is empty")
+            fields = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidEvent("invalid_json", f"message is not valid UTF-8 JSON: {error}") from error
+    if not isinstance(fields, dict):
+        raise InvalidEvent("not_a_cloudevent", "message value is not a JSON object")
+    missing = [a for a in ("specversion", "id", "source", "type") if a not in fields]
+    if missing:
+        raise InvalidEvent("not_a_cloudevent", f"missing CloudEvents attribute(s): {', '.join(missing)}")
+    spec = EVENT_SPECS.get(str(fields["type"]))
+    if spec is None or (expected and spec not in expected):
+        allowed = ", ".join(s.type for s in expected) if expected else ", ".join(EVENT_SPECS)
+        raise InvalidEvent("unknown_event_type", f"type {fields['type']!r} is not accepted here (expected {allowed})")
+    try:
+        return CloudEvent[spec.data_model].model_validate(fields)  # type: ignore[name-defined]
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in error.errors()[:10]
+        )
+        raise InvalidEvent("schema_violation", problems) from error

@@ -1,0 +1,111 @@
+"""Transactional outbox embedded in the aggregate's own document.
+
+A state change and the events it causes are written in one single-document update (atomic on
+every MongoDB-wire server, no multi-document transaction needed). The writer then publishes
+at once; a relay loop republishes anything a crash left behind. Consumers deduplicate by
+event id, so publishing twice is harmless and publishing never is impossible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from heard_shared.events import CloudEvent, EventSpec, encode, utc_now
+from heard_shared.kafka import TRANSIENT_ERRORS, EventPublisher
+from heard_shared.logs import get_logger
+from heard_shared.metrics import ServiceMetrics
+from heard_shared.mongo import Document
+
+log = get_logger(__name__)
+
+OUTBOX_FIELD = "_outbox"
+PENDING_FIELD = "_outbox_pending"
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    spec: EventSpec[Any]
+    event: CloudEvent[Any]
+
+    def as_document(self) -> Document:
+        return {
+            "id": self.event.id,
+            "topic": self.spec.topic,
+            "key": self.event.subject or self.event.id,
+            "value": encode(self.event).decode(),
+            "staged_at": utc_now(),
+        }
+
+
+def with_outbox(update: Document, *events: OutgoingEvent) -> Document:
+    """Adds the events to a MongoDB update document so they are stored with the state change."""
+    if not events:
+        return update
+    merged = {op: dict(fields) for op, fields in update.items()}
+    merged.setdefault("$push", {})[OUTBOX_FIELD] = {"$each": [e.as_document() for e in events]}
+    merged.setdefault("$set", {})[PENDING_FIELD] = True
+    return merged
+
+
+def outbox_fields(*events: OutgoingEvent) -> Document:
+    """The same for a document being inserted."""
+    return {OUTBOX_FIELD: [e.as_document() for e in events], PENDING_FIELD: bool(events)}
+
+
+class OutboxRelay:
+    def __init__(self, publisher: EventPublisher, metrics: ServiceMetrics) -> None:
+        self.publisher = publisher
+        self.metrics = metrics
+
+    async def ensure_indexes(self, collection: AsyncCollection[Document]) -> None:
+        await collection.create_index(PENDING_FIELD)
+
+    async def flush(self, collection: AsyncCollection[Document], document_id: Any) -> int:
+        """Publishes the document's pending events in order and removes them; returns how many."""
+        document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1})
+        pending: list[Document] = (document or {}).get(OUTBOX_FIELD) or []
+        published: list[Document] = []
+        try:
+            for entry in pending:
+                await self.publisher.publish_raw(topic=entry["topic"], key=entry["key"], value=entry["value"].encode())
+                published.append(entry)
+        finally:
+            if published:
+                # $pullAll removes exactly these entries (value equality works on every MongoDB-wire server;
+                # FerretDB 1.x has no query conditions inside $pull).
+                await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: published}})
+                # Cleared only if nothing new was staged meanwhile.
+                await collection.update_one(
+                    {"_id": document_id, OUTBOX_FIELD: {"$size": 0}}, {"$set": {PENDING_FIELD: False}}
+                )
+        return len(published)
+
+    async def try_flush(self, collection: AsyncCollection[Document], document_id: Any) -> None:
+        """The fast path after a write: a failure here is fine, the relay will publish later."""
+        try:
+            await self.flush(collection, document_id)
+        except TRANSIENT_ERRORS as error:
+            log.warning("outbox publish deferred to relay", error=repr(error))
+
+    async def relay_once(self, collection: AsyncCollection[Document], *, limit: int = 500) -> int:
+        relayed = 0
+        async for document in collection.find({PENDING_FIELD: True}, {"_id": 1}).limit(limit):
+            relayed += await self.flush(collection, document["_id"])
+        if relayed:
+            self.metrics.outbox_pending.labels(self.metrics.service).inc(relayed)
+        return relayed
+
+    async def run(self, collections: list[AsyncCollection[Document]], *, interval_seconds: float = 1.0) -> None:
+        while True:
+            for collection in collections:
+                try:
+                    await self.relay_once(collection)
+                except TRANSIENT_ERRORS as error:
+                    log.warning("outbox relay waiting for infrastructure", error=repr(error))
+                except Exception:
+                    log.exception("outbox relay error")
+            await asyncio.sleep(interval_seconds)

@@ -1,0 +1,47 @@
+"""Kafka topic names: one topic per event type, keyed by feedback id."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+INBOUND = "feedback.inbound"
+SUBMITTED = "feedback.submitted"
+ROUTED = "feedback.routed"
+ACKNOWLEDGED = "feedback.acknowledged"
+ANSWERED = "feedback.answered"
+ESCALATED = "feedback.escalated"
+CLOSED = "feedback.closed"
+DEAD_LETTER = "feedback.deadletter"
+
+ALL_TOPICS = (INBOUND, SUBMITTED, ROUTED, ACKNOWLEDGED, ANSWERED, ESCALATED, CLOSED, DEAD_LETTER)
+PARTITIONS = 3
+
+
+async def ensure_topics(
+    bootstrap_servers: str, topics: tuple[str, ...] = ALL_TOPICS, replication_factor: int = 1
+) -> None:
+    """Creates missing topics; existing ones are left as an operator configured them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(name=t, num_partitions=PARTITIONS, replication_factor=replication_factor)
+                        for t in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another replica created it between our list and create
+    finally:
+        await admin.close()
+
+
+def ensure_topics_sync(bootstrap_servers: str) -> None:
+    asyncio.run(ensure_topics(bootstrap_servers))
