@@ -8,6 +8,7 @@ written under `.heard/<profile>/run/`, and `down` stops only those PIDs.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
@@ -260,10 +261,8 @@ class Stack:
 
     @staticmethod
     def _signal_group(pid: int, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
 
     def wait_until(self, what: str, check: object, timeout: float, log_name: str) -> None:
         deadline = time.monotonic() + timeout

@@ -149,7 +149,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
 
 @dataclass(frozen=True)
 class EventSpec(Generic[DataT]):
-    type: str
+    event_type: str
     topic: str
     data_model: type[DataT]
     summary: str
@@ -196,7 +196,7 @@ ESCALATED = EventSpec(
 )
 
 EVENT_SPECS: dict[str, EventSpec[Any]] = {
-    spec.type: spec for spec in (INBOUND, SUBMITTED, ROUTED, ACKNOWLEDGED, ANSWERED, CLOSED, ESCALATED)
+    spec.event_type: spec for spec in (INBOUND, SUBMITTED, ROUTED, ACKNOWLEDGED, ANSWERED, CLOSED, ESCALATED)
 }
 
 
@@ -222,7 +222,7 @@ def new_event(
         specversion="1.0",
         id=event_id or str(uuid.uuid4()),
         source=source,
-        type=spec.type,
+        type=spec.event_type,
         subject=subject,
         time=time or utc_now(),
         datacontenttype="application/json",
@@ -281,7 +281,7 @@ def decode(
         raise InvalidEvent("not_a_cloudevent", f"missing CloudEvents attribute(s): {', '.join(missing)}")
     spec = EVENT_SPECS.get(str(fields["type"]))
     if spec is None or (expected and spec not in expected):
-        allowed = ", ".join(s.type for s in expected) if expected else ", ".join(EVENT_SPECS)
+        allowed = ", ".join(s.event_type for s in expected) if expected else ", ".join(EVENT_SPECS)
         raise InvalidEvent("unknown_event_type", f"type {fields['type']!r} is not accepted here (expected {allowed})")
     try:
         return CloudEvent[spec.data_model].model_validate(fields)  # type: ignore[name-defined]

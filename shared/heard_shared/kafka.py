@@ -9,6 +9,7 @@ failures (MongoDB or Kafka unreachable) are retried by seeking back, never dead-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -82,12 +83,10 @@ class Inbox:
         return await self.collection.find_one({"_id": self.key(group, event)}, {"_id": 1}) is not None
 
     async def remember(self, group: str, event: CloudEvent[Any]) -> None:
-        try:
+        with contextlib.suppress(DuplicateKeyError):
             await self.collection.insert_one(
                 {"_id": self.key(group, event), "type": event.type, "processed_at": utc_now()}
             )
-        except DuplicateKeyError:
-            pass
 
 
 def _headers(record: ConsumerRecord[Any, Any]) -> dict[str, bytes]:

@@ -23,7 +23,7 @@ from heard_shared.logs import get_logger
 from heard_shared.metrics import ServiceMetrics
 from heard_shared.mongo import MongoResource
 from heard_shared.outbox import OutboxRelay
-from heard_shared.settings import ServiceSettings
+from heard_shared.settings import ServiceSettings, SettingsT, load_settings
 
 log = get_logger(__name__)
 
@@ -130,4 +130,14 @@ def build_platform(service: str, settings: ServiceSettings) -> Platform:
         outbox=OutboxRelay(publisher, metrics),
         consumer=consumer,
         dead_letters=dead_letters,
+    )
+
+
+def serve(create_app: Callable[[SettingsT], FastAPI], settings_class: type[SettingsT]) -> None:
+    """The body of every service's `__main__`: validate the environment, then run the HTTP server."""
+    import uvicorn
+
+    settings = load_settings(settings_class)
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
     )

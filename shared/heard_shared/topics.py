@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -30,15 +31,14 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
+            # Another replica may create the same topic between our list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
                         NewTopic(name=t, num_partitions=PARTITIONS, replication_factor=replication_factor)
                         for t in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another replica created it between our list and create
     finally:
         await admin.close()
 

@@ -1,17 +1,14 @@
-from __future__ import annotations
+"""`python -m heard_intake`: validates HEARD_INTAKE_* settings and serves the API, consumers and /metrics."""
 
-import uvicorn
+from __future__ import annotations
 
 from heard_intake.bootstrap import create_app
 from heard_intake.config import IntakeSettings
-from heard_shared.settings import load_settings
+from heard_shared.runtime import serve
 
 
 def main() -> None:
-    settings = load_settings(IntakeSettings)
-    uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
-    )
+    serve(create_app, IntakeSettings)
 
 
 if __name__ == "__main__":

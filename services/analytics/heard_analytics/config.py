@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from heard_shared.settings import ServiceSettings
+
+
+class AnalyticsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HEARD_ANALYTICS_", extra="ignore", frozen=True)
+
+    http_port: int = 8084

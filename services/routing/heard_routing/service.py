@@ -1,0 +1,279 @@
+"""Routing's handlers and the durable escalation scheduler.
+
+One document per feedback item (`cases`) holds the assignment and its SLA clock, so every
+change — including the events it causes (embedded outbox) — is a single atomic write.
+Deadlines are claimed with an atomic find-and-modify lease; the lease's fencing token guards
+the write that fires, so a replica that lost its lease (paused, partitioned, killed) cannot
+fire anything, and the event id (feedback, level, repeat) is the same on every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from heard_routing import domain
+from heard_routing.metrics import AGE_BANDS, EscalationMetrics, age_band
+from heard_routing.policy import LEVEL_NAMES, Areas, Organisation, RoutingRules, SlaPolicy
+from heard_shared import events as ev
+from heard_shared.events import CloudEvent, deterministic_event_id, utc_now
+from heard_shared.kafka import TRANSIENT_ERRORS
+from heard_shared.logs import get_logger
+from heard_shared.mongo import Document
+from heard_shared.outbox import OutboxRelay, OutgoingEvent, with_outbox
+
+log = get_logger(__name__)
+
+NOT_LEASED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RoutingService:
+    def __init__(
+        self,
+        *,
+        cases: AsyncCollection[Document],
+        outbox: OutboxRelay,
+        policy: SlaPolicy,
+        org: Organisation,
+        rules: RoutingRules,
+        areas: Areas,
+        metrics: EscalationMetrics,
+        source: str,
+        instance_id: str,
+    ) -> None:
+        self.cases = cases
+        self.outbox = outbox
+        self.policy = policy
+        self.org = org
+        self.rules = rules
+        self.areas = areas
+        self.metrics = metrics
+        self.source = source
+        self.instance_id = instance_id
+
+    async def ensure_indexes(self) -> None:
+        await self.cases.create_index([("clock", 1), ("due_at", 1)])
+        await self.cases.create_index([("clock", 1), ("submitted_at", 1)])
+        await self.outbox.ensure_indexes(self.cases)
+
+    # -- consumed events ---------------------------------------------------------------
+
+    async def on_submitted(self, event: CloudEvent[Any]) -> None:
+        data: ev.FeedbackSubmittedV1 = event.data
+        existing = await self.cases.find_one({"_id": data.feedback_id}, {"routed_at": 1, "early": 1})
+        if existing and "routed_at" in existing:
+            return
+        early: Document = (existing or {}).get("early", {})
+        assignment = domain.assign(data, org=self.org, rules=self.rules, areas=self.areas)
+        now = utc_now()
+        case: Document = {
+            "unit_id": assignment.unit_id,
+            "level": 0,
+            "chain": assignment.chain,
+            "rule": assignment.rule,
+            "severity": data.severity,
+            "negative": data.negative,
+            "kind": data.kind,
+            "submitted_at": data.submitted_at,
+            "routed_at": now,
+            "recused_badge": assignment.recused_badge,
+            "commendation_badge": assignment.commendation_badge,
+            "clock": "none",
+            "fencing": 0,
+            "repeat": 0,
+            "lease_until": NOT_LEASED,
+            "lease_owner": None,
+        }
+        acknowledge_by = answer_by = None
+        if data.negative:
+            windows = self.policy.windows(severity=data.severity, level=0)
+            acknowledge_by, answer_by = now + windows.acknowledge, now + windows.answer
+            acknowledged = "acknowledged_at" in early
+            case |= {
+                "clock": "stopped" if "answered_at" in early or "closed_at" in early else "open",
+                "stage": "answer" if acknowledged else "acknowledge",
+                "due_at": answer_by if acknowledged else acknowledge_by,
+                "acknowledge_by": acknowledge_by,
+                "sla_answer_by": answer_by,
+            }
+        routed = ev.new_event(
+            ev.ROUTED,
+            ev.FeedbackRoutedV1(
+                feedback_id=data.feedback_id,
+                unit_id=assignment.unit_id,
+                unit_name=self.org.name_of(assignment.unit_id),
+                level=0,
+                rule=assignment.rule,
+                negative=data.negative,
+                severity=data.severity,
+                acknowledge_by=acknowledge_by,
+                answer_by=answer_by,
+                routed_at=now,
+            ),
+            source=self.source,
+            subject=data.feedback_id,
+            event_id=deterministic_event_id(data.feedback_id, "routed", 0),
+            time=now,
+        )
+        await self.cases.update_one(
+            {"_id": data.feedback_id}, with_outbox({"$set": case}, OutgoingEvent(ev.ROUTED, routed)), upsert=True
+        )
+        self.metrics.routed.labels(
+            assignment.rule.split(":")[0]
+            if ":" in assignment.rule
+            else ("fallback" if assignment.rule == "fallback" else "rule")
+        ).inc()
+        await self.outbox.try_flush(self.cases, data.feedback_id)
+
+    async def on_acknowledged(self, event: CloudEvent[Any]) -> None:
+        data: ev.FeedbackAcknowledgedV1 = event.data
+        case = await self.cases.find_one({"_id": data.feedback_id})
+        if case is None or "routed_at" not in case:
+            await self._remember_early(data.feedback_id, "acknowledged_at", data.acknowledged_at)
+            return
+        if case.get("clock") == "open" and case.get("stage") == "acknowledge":
+            # The answer deadline of the current level still applies; it may already have passed.
+            answer_by = case.get("answer_by") or case["sla_answer_by"]
+            await self.cases.update_one(
+                {"_id": data.feedback_id, "clock": "open", "stage": "acknowledge"},
+                {"$set": {"stage": "answer", "due_at": answer_by, "acknowledged_at": data.acknowledged_at}},
+            )
+
+    async def on_answered(self, event: CloudEvent[Any]) -> None:
+        data: ev.FeedbackAnsweredV1 = event.data
+        case = await self.cases.find_one({"_id": data.feedback_id})
+        if case is None or "routed_at" not in case:
+            await self._remember_early(data.feedback_id, "answered_at", data.answered_at)
+            return
+        result = await self.cases.update_one(
+            {"_id": data.feedback_id, "clock": "open"},
+            {"$set": {"clock": "stopped", "answered_at": data.answered_at}},
+        )
+        if result.modified_count and case.get("negative"):
+            within = data.answered_at <= case["sla_answer_by"]
+            self.metrics.answers.labels(case["severity"], str(within).lower()).inc()
+
+    async def on_closed(self, event: CloudEvent[Any]) -> None:
+        data: ev.FeedbackClosedV1 = event.data
+        await self.cases.update_one(
+            {"_id": data.feedback_id, "clock": "open"}, {"$set": {"clock": "stopped", "closed_at": data.closed_at}}
+        )
+
+    async def _remember_early(self, feedback_id: str, field: str, value: datetime) -> None:
+        """A staff action overtook `submitted` (other topic, no ordering): keep it for when it arrives."""
+        await self.cases.update_one({"_id": feedback_id}, {"$set": {f"early.{field}": value}}, upsert=True)
+
+    # -- the scheduler -----------------------------------------------------------------
+
+    async def claim_due(self, now: datetime) -> Document | None:
+        lease = self.policy.scheduler.lease
+        return await self.cases.find_one_and_update(
+            {"clock": "open", "due_at": {"$lte": now}, "lease_until": {"$lte": now}},
+            {"$set": {"lease_owner": self.instance_id, "lease_until": now + lease}, "$inc": {"fencing": 1}},
+            sort=[("due_at", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def fire(self, case: Document) -> bool:
+        """Escalates one claimed case; returns False when the lease was lost or the clock stopped meanwhile."""
+        now = utc_now()
+        clock = domain.Clock(
+            feedback_id=case["_id"],
+            severity=case["severity"],
+            level=case["level"],
+            stage=case["stage"],
+            due_at=case["due_at"],
+            repeat=case.get("repeat", 0),
+        )
+        step = domain.escalate(clock, now=now, policy=self.policy)
+        unit_id = case["chain"][step.level]
+        escalated = ev.new_event(
+            ev.ESCALATED,
+            ev.FeedbackEscalatedV1(
+                feedback_id=clock.feedback_id,
+                reason=step.reason,
+                from_level=step.from_level,
+                level=step.level,
+                level_name=LEVEL_NAMES[step.level],
+                unit_id=unit_id,
+                deadline=clock.due_at,
+                fired_at=now,
+                repeat=step.repeat,
+                fencing_token=case["fencing"],
+            ),
+            source=self.source,
+            subject=clock.feedback_id,
+            event_id=deterministic_event_id(clock.feedback_id, "escalated", step.level, step.repeat),
+            time=now,
+        )
+        changes: Document = {
+            "level": step.level,
+            "unit_id": unit_id,
+            "repeat": step.repeat,
+            "due_at": step.next_due_at,
+            "lease_until": NOT_LEASED,
+            "lease_owner": None,
+        }
+        if clock.stage == "answer" or step.reason == "reminder":
+            changes["answer_by"] = step.next_due_at
+        result = await self.cases.update_one(
+            {"_id": clock.feedback_id, "fencing": case["fencing"], "clock": "open"},
+            with_outbox({"$set": changes}, OutgoingEvent(ev.ESCALATED, escalated)),
+        )
+        if not result.modified_count:
+            log.info("escalation skipped: lease lost or clock stopped", feedback_id=clock.feedback_id)
+            return False
+        self.metrics.escalations.labels(str(step.level), step.reason).inc()
+        self.metrics.delay.observe(max(0.0, (now - clock.due_at).total_seconds()))
+        await self.outbox.try_flush(self.cases, clock.feedback_id)
+        return True
+
+    async def tick(self) -> int:
+        fired = 0
+        for _ in range(self.policy.scheduler.batch):
+            case = await self.claim_due(utc_now())
+            if case is None:
+                break
+            fired += await self.fire(case)
+        self.metrics.heartbeat.set(utc_now().timestamp())
+        return fired
+
+    async def run_scheduler(self) -> None:
+        interval = self.policy.scheduler.tick.total_seconds()
+        while True:
+            try:
+                await self.tick()
+            except TRANSIENT_ERRORS as error:
+                log.warning("scheduler waiting for MongoDB", error=repr(error))
+            except Exception:
+                log.exception("scheduler tick failed")
+            await asyncio.sleep(interval)
+
+    # -- gauges ------------------------------------------------------------------------
+
+    async def refresh_gauges(self) -> None:
+        now = utc_now()
+        counts = {(str(level), band): 0 for level in range(5) for band, _ in AGE_BANDS}
+        oldest: datetime | None = None
+        async for case in self.cases.find({"clock": "open"}, {"level": 1, "submitted_at": 1}):
+            age = (now - case["submitted_at"]).total_seconds()
+            counts[(str(case["level"]), age_band(age))] += 1
+            oldest = case["submitted_at"] if oldest is None else min(oldest, case["submitted_at"])
+        for (level, band), count in counts.items():
+            self.metrics.negative_open.labels(level, band).set(count)
+        self.metrics.oldest_unanswered.set((now - oldest).total_seconds() if oldest else 0)
+        grace = self.policy.scheduler.overdue_grace
+        overdue = await self.cases.count_documents({"clock": "open", "due_at": {"$lt": now - grace}})
+        self.metrics.overdue_unescalated.set(overdue)
+
+    async def run_gauges(self, interval: timedelta = timedelta(seconds=5)) -> None:
+        while True:
+            try:
+                await self.refresh_gauges()
+            except Exception:
+                log.exception("gauge refresh failed")
+            await asyncio.sleep(interval.total_seconds())
