@@ -219,10 +219,16 @@ class Stack:
         return pid
 
     def start_process(
-        self, name: str, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+        self, name: str, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None,
+        port: int | None = None,
     ) -> int:
         if (running := self.pid(name)) is not None:
             return running
+        if port is not None and port_open(port):
+            raise StackError(
+                f"cannot start {name}: port {port} is already used by a process this stack did not start "
+                "(another `make up`, or a leftover process)"
+            )
         self.logs.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{name}.log", "ab") as log:
@@ -329,7 +335,7 @@ class Stack:
                 [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
                 stdout=subprocess.DEVNULL,
             )
-        self.start_process("kafka", [*java, "kafka.Kafka", str(properties)])
+        self.start_process("kafka", [*java, "kafka.Kafka", str(properties)], port=p.kafka_port)
         self.wait_until("Kafka", lambda: port_open(p.kafka_port), 90, "kafka")
 
     def start_mongodb(self) -> None:
@@ -351,7 +357,7 @@ class Stack:
                 "--debug-addr=-",
                 "--log-level=warn",
             ]
-        self.start_process("mongodb", argv)
+        self.start_process("mongodb", argv, port=port)
         self.wait_until("MongoDB", lambda: port_open(port), 60, "mongodb")
 
     def create_topics(self) -> None:
@@ -378,7 +384,7 @@ class Stack:
         if port is not None:
             env[f"HEARD_{service.upper()}_HTTP_PORT"] = str(port)
         port = int(env[f"HEARD_{service.upper()}_HTTP_PORT"])
-        self.start_process(name, [sys.executable, "-m", f"heard_{service}"], env=env)
+        self.start_process(name, [sys.executable, "-m", f"heard_{service}"], env=env, port=port)
         self.wait_until(f"{name} /readyz", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 90, name)
 
     def start_prometheus(self) -> None:
@@ -402,6 +408,7 @@ class Stack:
                 f"--storage.tsdb.path={prom_state / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
             ],
+            port=port,
         )
         self.wait_until("Prometheus", lambda: http_ok(f"{self.prometheus_url}/-/ready"), 60, "prometheus")
 

@@ -1,6 +1,8 @@
-"""Intake's HTTP API under /v1: thin translations of requests into service calls."""
+"""Intake's HTTP API under /v1: thin translations of requests into service calls.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI must resolve `Depends(staff)` in annotations
+at runtime, and `staff` is local to `build_router`.
+"""
 
 from typing import Annotated, Any
 

@@ -1,0 +1,30 @@
+"""Fixtures shared by the test tiers.
+
+Integration and end-to-end tests run on the real parts: the session starts a fresh Kafka broker
+and MongoDB-wire server under `.heard/test` (ports +10000, beside any `make up`) through the same
+`heard_devstack` code `make up` uses, and stops them at the end. `KAFKA_BOOTSTRAP_SERVERS` /
+`MONGODB_URI` point the tests at existing servers instead.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from heard_devstack import PROFILES, Stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    test_stack = Stack(PROFILES["test"])
+    test_stack.down()
+    # A fresh broker and database each session: no test depends on what an earlier run left.
+    for leftover in ("kafka", "mongodb", "prometheus", "logs", "run"):
+        shutil.rmtree(test_stack.state / leftover, ignore_errors=True)
+    test_stack.up_infra()
+    try:
+        yield test_stack
+    finally:
+        test_stack.down()

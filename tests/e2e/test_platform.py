@@ -1,0 +1,211 @@
+"""The platform started the way `make up` starts it, driven only through HTTP, Kafka and /metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from heard_devstack import ROOT, SERVICES, Stack
+from heard_shared import topics
+from tests.helpers import TopicReader, eventually, produce, unique
+
+pytestmark = pytest.mark.e2e
+
+ADMIN_TOKEN = "heard_e2e_admin_token"
+
+
+@pytest.fixture(scope="module")
+def platform(stack: Stack) -> Iterator[Stack]:
+    stack.extra_env = {
+        "HEARD_ROUTING_SLA_POLICY_FILE": str(ROOT / "config" / "sla-policy.seconds.yaml"),
+        "HEARD_INTAKE_BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+    try:
+        for service in SERVICES:
+            stack.start_service(service)
+        stack.start_prometheus()
+        yield stack
+    finally:
+        for name in (*SERVICES, "prometheus"):
+            stack.stop_process(name)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield client
+
+
+def staff() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def submit(http: httpx.AsyncClient, platform: Stack, **body: Any) -> dict[str, Any]:
+    response = await http.post(f"{platform.service_url('intake')}/v1/feedback", json=body)
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+async def metric(http: httpx.AsyncClient, url: str, name: str, **labels: str) -> float:
+    """Sum of a metric's samples whose labels include `labels`."""
+    text = (await http.get(f"{url}/metrics")).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            head, value = line.rsplit(" ", 1)
+            if head == name or head.startswith(name + "{"):
+                total += float(value)
+    return total
+
+
+async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack, http: httpx.AsyncClient) -> None:
+    intake = platform.service_url("intake")
+    created = await submit(http, platform, kind="complaint", text="Patrol car blocked my driveway for an hour",
+                           category="parking", language="en")
+    feedback_id = created["feedback_id"]
+    assert len(created["tracking_code"].replace("-", "")) == 20
+
+    async def routed() -> dict[str, Any] | None:
+        item = (await http.get(f"{intake}/v1/staff/feedback/{feedback_id}", headers=staff())).json()
+        return dict(item) if item.get("unit_id") else None
+
+    item = await eventually(routed, what="intake to learn the routing decision")
+    assert item["unit_id"] == "traffic-unit"
+
+    answer = await http.post(f"{intake}/v1/staff/feedback/{feedback_id}/answer", headers=staff(),
+                             json={"answer": "We spoke to the officers; it will not happen again."})
+    assert answer.status_code == 200, answer.text
+    closed = await http.post(f"{intake}/v1/staff/feedback/{feedback_id}/close", headers=staff())
+    assert closed.status_code == 200, closed.text
+
+    resident = (await http.get(f"{intake}/v1/feedback/{created['tracking_code'].lower()}")).json()
+    assert resident["status"] == "closed"
+    assert resident["answer"]["text"].startswith("We spoke")
+
+    async def counted() -> dict[str, Any] | None:
+        stats = (await http.get(f"{platform.service_url('analytics')}/v1/stats")).json()
+        return dict(stats) if stats["events"].get("org.heard.feedback.closed.v1") else None
+
+    stats = await eventually(counted, what="analytics to count the closed feedback")
+    assert stats["feedback"]["answered"] >= 1
+
+    async def delivered() -> list[dict[str, Any]] | None:
+        response = await http.get(f"{platform.service_url('notify')}/v1/deliveries",
+                                  params={"feedback_id": feedback_id})
+        items = response.json()["items"]
+        return list(items) if {"assigned", "answered", "closed"} <= {d["template"] for d in items} else None
+
+    deliveries = await eventually(delivered, what="notify to record the deliveries")
+    recipients = {(d["recipient"], d["template"]) for d in deliveries}
+    assert ("unit:traffic-unit", "assigned") in recipients
+    assert (f"resident:{feedback_id}", "answered") in recipients
+    assert len(deliveries) == len({(d["event_id"], d["recipient"]) for d in deliveries}), "one delivery per pair"
+
+    assert await metric(http, platform.service_url("analytics"), "heard_analytics_events_total") >= 4
+
+
+async def test_unanswered_negative_feedback_climbs_the_chain_in_seconds(
+    platform: Stack, http: httpx.AsyncClient
+) -> None:
+    created = await submit(http, platform, kind="complaint", text="Nobody came when I reported the break-in",
+                           location={"neighbourhood": "Northgate"})
+    feedback_id = created["feedback_id"]
+    async with TopicReader(platform.kafka_bootstrap, topics.ESCALATED) as reader:
+
+        async def reached_board() -> list[dict[str, Any]] | None:
+            await reader.poll()
+            mine = reader.events(feedback_id)
+            return mine if any(e["data"]["reason"] == "reminder" for e in mine) else None
+
+        escalations = await eventually(reached_board, timeout=60, what="escalation up to the oversight board")
+    levels = [e["data"]["level"] for e in escalations if e["data"]["reason"] != "reminder"]
+    assert levels == [1, 2, 3, 4]
+    assert [e["data"]["unit_id"] for e in escalations][:4] == [
+        "north-sergeants", "patrol-command", "professional-standards", "oversight-board"]
+    assert len({e["id"] for e in escalations}) == len(escalations), "no escalation is emitted twice"
+
+    routing = platform.service_url("routing")
+    assert await metric(http, routing, "heard_escalations_total", level="4", reason="reminder") >= 1
+    assert await metric(http, routing, "heard_escalation_overdue_unescalated") == 0
+    assert await metric(http, routing, "heard_scheduler_heartbeat_timestamp_seconds") > 0
+
+    # The resident's tracking page shows the escalation; the public view never shows units' internals.
+    resident = (await http.get(f"{platform.service_url('intake')}/v1/feedback/{created['tracking_code']}")).json()
+    assert "escalated" in [h["status"] for h in resident["history"]]
+
+    # An answer stops the clock: no reminder is fired after it.
+    answered = await http.post(f"{platform.service_url('intake')}/v1/staff/feedback/{feedback_id}/answer",
+                               headers=staff(), json={"answer": "An officer will visit you today."})
+    assert answered.status_code == 200
+
+    async def stopped() -> bool:
+        case = (await http.get(f"{routing}/v1/cases/{feedback_id}")).json()
+        return bool(case["clock"] == "stopped")
+
+    await eventually(stopped, what="routing to stop the clock after the answer")
+
+
+async def test_negative_feedback_cannot_be_closed_unanswered(platform: Stack, http: httpx.AsyncClient) -> None:
+    created = await submit(http, platform, kind="concern", text="Officers were rude at the checkpoint")
+    refused = await http.post(
+        f"{platform.service_url('intake')}/v1/staff/feedback/{created['feedback_id']}/close", headers=staff()
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "answer_required"
+    anonymous = await http.post(f"{platform.service_url('intake')}/v1/staff/feedback/{created['feedback_id']}/close")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "unauthenticated"
+
+
+async def test_malformed_inbound_message_is_dead_lettered_and_the_consumer_keeps_going(
+    platform: Stack, http: httpx.AsyncClient
+) -> None:
+    garbage = b'{"this is": not json'
+    marker = unique("bad").encode()
+    await produce(platform.kafka_bootstrap, topics.INBOUND, garbage, key=marker, headers=[("x-test", marker)])
+    event_id = unique("evt")
+    good = {
+        "specversion": "1.0", "id": event_id, "source": "urn:city:311", "type": "org.heard.feedback.inbound.v1",
+        "subject": "ticket-77", "datacontenttype": "application/json",
+        "data": {"kind": "suggestion", "text": "More foot patrols near the park please", "language": "en"},
+    }
+    await produce(platform.kafka_bootstrap, topics.INBOUND, json.dumps(good).encode(), key=b"ticket-77")
+
+    async with TopicReader(platform.kafka_bootstrap, topics.DEAD_LETTER) as dead_letters:
+        record = await dead_letters.wait_for(lambda r: r.key == marker, what="the dead-lettered message")
+    headers = dict(record.headers)
+    assert record.value == garbage, "the original bytes are kept"
+    assert headers["x-test"] == marker, "the original headers are kept"
+    assert headers["dlq.reason.code"] == b"invalid_json"
+    assert headers["dlq.source.topic"] == topics.INBOUND.encode()
+    assert int(headers["dlq.source.offset"]) >= 0
+
+    # The valid event behind it is processed: intake stored it and published feedback.submitted.
+    async with TopicReader(platform.kafka_bootstrap, topics.SUBMITTED) as submitted:
+        await submitted.wait_for(
+            lambda r: b"More foot patrols" in (r.value or b""), what="the valid inbound event to be submitted"
+        )
+    assert await metric(http, platform.service_url("intake"), "heard_deadletter_messages_total",
+                        reason="invalid_json") >= 1
+
+    # Publishing the same CloudEvent again (same source + id) does not create a second item.
+    await produce(platform.kafka_bootstrap, topics.INBOUND, json.dumps(good).encode(), key=b"ticket-77")
+    listing = await http.get(f"{platform.service_url('intake')}/v1/staff/feedback", headers=staff(),
+                             params={"limit": 500})
+    texts = [i["text"] for i in listing.json()["items"]]
+    assert texts.count("More foot patrols near the park please") == 1
+
+
+async def test_prometheus_scrapes_every_service(platform: Stack, http: httpx.AsyncClient) -> None:
+    async def all_up() -> list[dict[str, Any]] | None:
+        response = await http.get(f"{platform.prometheus_url}/api/v1/targets")
+        targets = response.json()["data"]["activeTargets"]
+        return list(targets) if len(targets) == 4 and all(t["health"] == "up" for t in targets) else None
+
+    targets = await eventually(all_up, timeout=40, what="Prometheus to scrape all four services")
+    assert {t["labels"]["instance"] for t in targets} == {
+        f"127.0.0.1:{platform.profile.service_port(s)}" for s in SERVICES}
