@@ -38,7 +38,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy shared/heard_shared services/*/heard_* devstack/heard_devstack tests bench
+	$(VENV)/bin/mypy shared/heard_shared services/*/heard_* devstack/heard_devstack tests $(shell find bench -name '*.py')
 
 rules: install
 	promtool check rules deploy/prometheus/rules/*.yml

@@ -14,8 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 30.0, interval: float = 0.2,
-                     what: str = "condition") -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"
+) -> T:
     """Polls until `check` returns something truthy; fails with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -32,7 +33,10 @@ class TopicReader:
 
     def __init__(self, bootstrap: str, *topics: str) -> None:
         self.consumer = AIOKafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+            *topics,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
             group_id=None,
         )
         self.records: list[ConsumerRecord[bytes, bytes]] = []
@@ -54,8 +58,9 @@ class TopicReader:
         values = [json.loads(r.value) for r in self.records if r.value and r.value.startswith(b"{")]
         return [v for v in values if subject is None or v.get("subject") == subject]
 
-    async def wait_for(self, predicate: Callable[[ConsumerRecord[bytes, bytes]], bool], *, timeout: float = 30.0,
-                       what: str = "record") -> ConsumerRecord[bytes, bytes]:
+    async def wait_for(
+        self, predicate: Callable[[ConsumerRecord[bytes, bytes]], bool], *, timeout: float = 30.0, what: str = "record"
+    ) -> ConsumerRecord[bytes, bytes]:
         async def find() -> ConsumerRecord[bytes, bytes] | None:
             await self.poll()
             return next((r for r in self.records if predicate(r)), None)
@@ -63,8 +68,14 @@ class TopicReader:
         return await eventually(find, timeout=timeout, what=what)
 
 
-async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None,
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:

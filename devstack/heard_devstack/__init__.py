@@ -219,7 +219,11 @@ class Stack:
         return pid
 
     def start_process(
-        self, name: str, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None,
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
         port: int | None = None,
     ) -> int:
         if (running := self.pid(name)) is not None:

@@ -64,8 +64,14 @@ async def metric(http: httpx.AsyncClient, url: str, name: str, **labels: str) ->
 
 async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack, http: httpx.AsyncClient) -> None:
     intake = platform.service_url("intake")
-    created = await submit(http, platform, kind="complaint", text="Patrol car blocked my driveway for an hour",
-                           category="parking", language="en")
+    created = await submit(
+        http,
+        platform,
+        kind="complaint",
+        text="Patrol car blocked my driveway for an hour",
+        category="parking",
+        language="en",
+    )
     feedback_id = created["feedback_id"]
     assert len(created["tracking_code"].replace("-", "")) == 20
 
@@ -76,8 +82,11 @@ async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack
     item = await eventually(routed, what="intake to learn the routing decision")
     assert item["unit_id"] == "traffic-unit"
 
-    answer = await http.post(f"{intake}/v1/staff/feedback/{feedback_id}/answer", headers=staff(),
-                             json={"answer": "We spoke to the officers; it will not happen again."})
+    answer = await http.post(
+        f"{intake}/v1/staff/feedback/{feedback_id}/answer",
+        headers=staff(),
+        json={"answer": "We spoke to the officers; it will not happen again."},
+    )
     assert answer.status_code == 200, answer.text
     closed = await http.post(f"{intake}/v1/staff/feedback/{feedback_id}/close", headers=staff())
     assert closed.status_code == 200, closed.text
@@ -94,8 +103,9 @@ async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack
     assert stats["feedback"]["answered"] >= 1
 
     async def delivered() -> list[dict[str, Any]] | None:
-        response = await http.get(f"{platform.service_url('notify')}/v1/deliveries",
-                                  params={"feedback_id": feedback_id})
+        response = await http.get(
+            f"{platform.service_url('notify')}/v1/deliveries", params={"feedback_id": feedback_id}
+        )
         items = response.json()["items"]
         return list(items) if {"assigned", "answered", "closed"} <= {d["template"] for d in items} else None
 
@@ -111,8 +121,13 @@ async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack
 async def test_unanswered_negative_feedback_climbs_the_chain_in_seconds(
     platform: Stack, http: httpx.AsyncClient
 ) -> None:
-    created = await submit(http, platform, kind="complaint", text="Nobody came when I reported the break-in",
-                           location={"neighbourhood": "Northgate"})
+    created = await submit(
+        http,
+        platform,
+        kind="complaint",
+        text="Nobody came when I reported the break-in",
+        location={"neighbourhood": "Northgate"},
+    )
     feedback_id = created["feedback_id"]
     async with TopicReader(platform.kafka_bootstrap, topics.ESCALATED) as reader:
 
@@ -125,7 +140,11 @@ async def test_unanswered_negative_feedback_climbs_the_chain_in_seconds(
     levels = [e["data"]["level"] for e in escalations if e["data"]["reason"] != "reminder"]
     assert levels == [1, 2, 3, 4]
     assert [e["data"]["unit_id"] for e in escalations][:4] == [
-        "north-sergeants", "patrol-command", "professional-standards", "oversight-board"]
+        "north-sergeants",
+        "patrol-command",
+        "professional-standards",
+        "oversight-board",
+    ]
     assert len({e["id"] for e in escalations}) == len(escalations), "no escalation is emitted twice"
 
     routing = platform.service_url("routing")
@@ -138,8 +157,11 @@ async def test_unanswered_negative_feedback_climbs_the_chain_in_seconds(
     assert "escalated" in [h["status"] for h in resident["history"]]
 
     # An answer stops the clock: no reminder is fired after it.
-    answered = await http.post(f"{platform.service_url('intake')}/v1/staff/feedback/{feedback_id}/answer",
-                               headers=staff(), json={"answer": "An officer will visit you today."})
+    answered = await http.post(
+        f"{platform.service_url('intake')}/v1/staff/feedback/{feedback_id}/answer",
+        headers=staff(),
+        json={"answer": "An officer will visit you today."},
+    )
     assert answered.status_code == 200
 
     async def stopped() -> bool:
@@ -169,8 +191,12 @@ async def test_malformed_inbound_message_is_dead_lettered_and_the_consumer_keeps
     await produce(platform.kafka_bootstrap, topics.INBOUND, garbage, key=marker, headers=[("x-test", marker)])
     event_id = unique("evt")
     good = {
-        "specversion": "1.0", "id": event_id, "source": "urn:city:311", "type": "org.heard.feedback.inbound.v1",
-        "subject": "ticket-77", "datacontenttype": "application/json",
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "urn:city:311",
+        "type": "org.heard.feedback.inbound.v1",
+        "subject": "ticket-77",
+        "datacontenttype": "application/json",
         "data": {"kind": "suggestion", "text": "More foot patrols near the park please", "language": "en"},
     }
     await produce(platform.kafka_bootstrap, topics.INBOUND, json.dumps(good).encode(), key=b"ticket-77")
@@ -189,13 +215,16 @@ async def test_malformed_inbound_message_is_dead_lettered_and_the_consumer_keeps
         await submitted.wait_for(
             lambda r: b"More foot patrols" in (r.value or b""), what="the valid inbound event to be submitted"
         )
-    assert await metric(http, platform.service_url("intake"), "heard_deadletter_messages_total",
-                        reason="invalid_json") >= 1
+    assert (
+        await metric(http, platform.service_url("intake"), "heard_deadletter_messages_total", reason="invalid_json")
+        >= 1
+    )
 
     # Publishing the same CloudEvent again (same source + id) does not create a second item.
     await produce(platform.kafka_bootstrap, topics.INBOUND, json.dumps(good).encode(), key=b"ticket-77")
-    listing = await http.get(f"{platform.service_url('intake')}/v1/staff/feedback", headers=staff(),
-                             params={"limit": 500})
+    listing = await http.get(
+        f"{platform.service_url('intake')}/v1/staff/feedback", headers=staff(), params={"limit": 500}
+    )
     texts = [i["text"] for i in listing.json()["items"]]
     assert texts.count("More foot patrols near the park please") == 1
 
@@ -208,4 +237,5 @@ async def test_prometheus_scrapes_every_service(platform: Stack, http: httpx.Asy
 
     targets = await eventually(all_up, timeout=40, what="Prometheus to scrape all four services")
     assert {t["labels"]["instance"] for t in targets} == {
-        f"127.0.0.1:{platform.profile.service_port(s)}" for s in SERVICES}
+        f"127.0.0.1:{platform.profile.service_port(s)}" for s in SERVICES
+    }

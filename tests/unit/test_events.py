@@ -12,10 +12,17 @@ def submitted_event() -> ev.CloudEvent[ev.FeedbackSubmittedV1]:
     return ev.new_event(
         ev.SUBMITTED,
         ev.FeedbackSubmittedV1(
-            feedback_id="f-1", channel="api", kind="complaint", language="en", text="rude", severity="negative",
-            negative=True, submitted_at=datetime(2026, 1, 1, tzinfo=UTC),
+            feedback_id="f-1",
+            channel="api",
+            kind="complaint",
+            language="en",
+            text="rude",
+            severity="negative",
+            negative=True,
+            submitted_at=datetime(2026, 1, 1, tzinfo=UTC),
         ),
-        source="urn:heard:intake", subject="f-1",
+        source="urn:heard:intake",
+        subject="f-1",
     )
 
 
@@ -29,8 +36,13 @@ def test_structured_round_trip_keeps_every_attribute() -> None:
 
 def test_binary_mode_reads_ce_headers() -> None:
     data = {"kind": "praise", "text": "thanks", "language": "es"}
-    headers = {"ce_specversion": b"1.0", "ce_id": b"abc", "ce_source": b"urn:city:311",
-               "ce_type": ev.INBOUND.event_type.encode(), "content-type": b"application/json"}
+    headers = {
+        "ce_specversion": b"1.0",
+        "ce_id": b"abc",
+        "ce_source": b"urn:city:311",
+        "ce_type": ev.INBOUND.event_type.encode(),
+        "content-type": b"application/json",
+    }
     decoded = ev.decode(json.dumps(data).encode(), headers, expected=(ev.INBOUND,))
     assert decoded.source == "urn:city:311"
     assert decoded.data == ev.FeedbackInboundV1(kind="praise", text="thanks", language="es")
@@ -44,10 +56,15 @@ def test_binary_mode_reads_ce_headers() -> None:
         (b"", "empty_message"),
         (b"[1, 2]", "not_a_cloudevent"),
         (b'{"specversion": "1.0", "id": "1"}', "not_a_cloudevent"),
-        (b'{"specversion": "1.0", "id": "1", "source": "s", "type": "com.example.other", "data": {}}',
-         "unknown_event_type"),
-        (b'{"specversion": "1.0", "id": "1", "source": "s", "type": "org.heard.feedback.inbound.v1",'
-         b' "data": {"kind": "rant", "text": ""}}', "schema_violation"),
+        (
+            b'{"specversion": "1.0", "id": "1", "source": "s", "type": "com.example.other", "data": {}}',
+            "unknown_event_type",
+        ),
+        (
+            b'{"specversion": "1.0", "id": "1", "source": "s", "type": "org.heard.feedback.inbound.v1",'
+            b' "data": {"kind": "rant", "text": ""}}',
+            "schema_violation",
+        ),
     ],
 )
 def test_undecodable_messages_raise_a_stable_code(value: bytes, code: str) -> None:

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from heard_shared.events import FeedbackSubmittedV1, PublicLocation
-
 from heard_routing import domain
 from heard_routing.config import CONFIG_DIR
 from heard_routing.files import ConfigFileError
 from heard_routing.policy import TOP_LEVEL, load_all
+from heard_shared.events import FeedbackSubmittedV1, PublicLocation
 
 POLICY, ORG, RULES, AREAS = load_all(
-    sla=CONFIG_DIR / "sla-policy.yaml", organisation=CONFIG_DIR / "organisation.yaml",
+    sla=CONFIG_DIR / "sla-policy.yaml",
+    organisation=CONFIG_DIR / "organisation.yaml",
     rules=CONFIG_DIR / "routing-rules.yaml",
 )
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -21,8 +21,14 @@ NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
 def feedback(**changes: object) -> FeedbackSubmittedV1:
     fields: dict[str, object] = {
-        "feedback_id": "f", "channel": "api", "kind": "concern", "language": "en", "text": "noise at night",
-        "severity": "negative", "negative": True, "submitted_at": NOW,
+        "feedback_id": "f",
+        "channel": "api",
+        "kind": "concern",
+        "language": "en",
+        "text": "noise at night",
+        "severity": "negative",
+        "negative": True,
+        "submitted_at": NOW,
     }
     return FeedbackSubmittedV1.model_validate(fields | changes)
 
@@ -79,8 +85,10 @@ def test_a_late_firing_gives_the_next_level_a_full_window_from_now() -> None:
 
 def test_invalid_files_are_refused_with_file_line_and_reason(tmp_path: Path) -> None:
     broken = tmp_path / "sla.yaml"
-    broken.write_text("severities:\n  critical: {acknowledge: 4h, answer: 3d}\n  negative: {acknowledge: soon}\n"
-                      "top_reminder_period: 1d\n")
+    broken.write_text(
+        "severities:\n  critical: {acknowledge: 4h, answer: 3d}\n  negative: {acknowledge: soon}\n"
+        "top_reminder_period: 1d\n"
+    )
     with pytest.raises(ConfigFileError) as refused:
         load_all(sla=broken, organisation=CONFIG_DIR / "organisation.yaml", rules=CONFIG_DIR / "routing-rules.yaml")
     message = str(refused.value)

@@ -11,7 +11,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from heard_intake import domain
+from heard_intake import domain, severity
 from heard_shared import events as ev
 from heard_shared.events import CloudEvent, FeedbackInboundV1, PublicLocation, deterministic_event_id, utc_now
 from heard_shared.mongo import Document
@@ -53,7 +53,9 @@ class IntakeService:
         feedback_id = deterministic_event_id("inbound", *origin) if origin else str(uuid.uuid4())
         tracking_code = None if origin else domain.new_tracking_code()
         now = utc_now()
-        assessment = domain.assess_severity(kind=data.kind, text=data.text, rating=data.rating)
+        assessment = severity.assess_severity(
+            kind=data.kind, text=data.text, rating=data.rating, language=data.language
+        )
         location = data.location
         submitted = ev.new_event(
             ev.SUBMITTED,

@@ -1,0 +1,139 @@
+"""The escalation scheduler on the real MongoDB-wire server: replicas, leases, fencing, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from heard_devstack import ROOT, Stack
+from heard_shared.events import utc_now
+from heard_shared.mongo import MongoResource
+from tests.helpers import unique
+from tests.integration.scheduler_support import build_scheduler, open_case
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def database(stack: Stack) -> AsyncIterator[str]:
+    name = unique("sched").replace("-", "_")
+    yield name
+    mongo = MongoResource(stack.mongodb_uri, name, app_name="cleanup")
+    await mongo.client.drop_database(name)
+    await mongo.close()
+
+
+async def seed(stack: Stack, database: str, count: int) -> list[str]:
+    mongo = MongoResource(stack.mongodb_uri, database, app_name="seed")
+    now = utc_now()
+    ids = [f"fb-{i:05d}" for i in range(count)]
+    await mongo.db["cases"].insert_many(
+        [open_case(i, due_at=now - timedelta(seconds=1), submitted_at=now - timedelta(hours=1)) for i in ids]
+    )
+    await mongo.db["cases"].create_index([("clock", 1), ("due_at", 1)])
+    await mongo.close()
+    return ids
+
+
+def escalation_ids(published: list[tuple[str, str, bytes]]) -> list[str]:
+    return [json.loads(value)["id"] for topic, _, value in published if topic == "feedback.escalated"]
+
+
+async def test_three_replicas_fire_every_due_deadline_exactly_once(stack: Stack, database: str) -> None:
+    ids = await seed(stack, database, 2000)
+    replicas = []
+    for n in range(3):
+        mongo = MongoResource(stack.mongodb_uri, database, app_name=f"replica-{n}")
+        replicas.append((mongo, *build_scheduler(mongo, instance_id=f"replica-{n}", batch=50)))
+
+    async def drain(service: object) -> int:
+        fired = 0
+        while True:
+            fired_now = await service.tick()  # type: ignore[attr-defined]
+            fired += fired_now
+            if not fired_now:
+                return fired
+
+    fired = await asyncio.gather(*(drain(service) for _, service, _ in replicas))
+    published = [event for _, _, publisher in replicas for event in escalation_ids(publisher.published)]
+    assert sum(fired) == len(ids)
+    assert len(published) == len(ids), "each due deadline fired once"
+    assert len(set(published)) == len(published), "no deadline fired twice"
+    assert all(n > 0 for n in fired), f"all replicas took part: {fired}"
+
+    cases = replicas[0][0].db["cases"]
+    levels = Counter([c["level"] async for c in cases.find({}, {"level": 1})])
+    assert levels == {1: len(ids)}
+    assert await cases.count_documents({"_outbox_pending": True}) == 0
+    for mongo, _, _ in replicas:
+        await mongo.close()
+
+
+async def test_deadlines_leased_by_a_killed_replica_still_fire_late(stack: Stack, database: str) -> None:
+    ids = await seed(stack, database, 40)
+    lease_seconds = 2.0
+    doomed = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "integration" / "doomed_replica.py"), stack.mongodb_uri, database,
+         "25", str(lease_seconds)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert doomed.stdout is not None
+        line = await asyncio.to_thread(doomed.stdout.readline)
+        assert line.strip() == "claimed 25", line
+    finally:
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+
+    mongo = MongoResource(stack.mongodb_uri, database, app_name="survivor")
+    survivor, publisher = build_scheduler(mongo, instance_id="survivor")
+    first = await survivor.tick()
+    assert first == 15, "leases held by the dead replica are respected until they expire"
+    await asyncio.sleep(lease_seconds + 0.5)
+    second = await survivor.tick()
+    assert second == 25, "after the lease expires every claimed deadline fires, late"
+
+    fired = escalation_ids(publisher.published)
+    assert len(fired) == len(set(fired)) == len(ids)
+    stolen = await mongo.db["cases"].find_one({"_id": ids[0]})
+    assert stolen is not None and stolen["fencing"] == 2, "the takeover carries a newer fencing token"
+    await mongo.close()
+
+
+async def test_a_stale_lease_holder_cannot_fire(stack: Stack, database: str) -> None:
+    [feedback_id] = await seed(stack, database, 1)
+    mongo = MongoResource(stack.mongodb_uri, database, app_name="fencing")
+    slow, slow_publisher = build_scheduler(mongo, instance_id="slow", lease=timedelta(milliseconds=200))
+    fast, fast_publisher = build_scheduler(mongo, instance_id="fast", lease=timedelta(milliseconds=200))
+    stale = await slow.claim_due(utc_now())
+    assert stale is not None
+    await asyncio.sleep(0.3)  # the slow replica pauses past its lease; another takes over and fires
+    assert await fast.tick() == 1
+    assert await slow.fire(stale) is False, "the stale token is fenced off"
+    assert len(escalation_ids(fast_publisher.published)) == 1
+    assert escalation_ids(slow_publisher.published) == []
+    await mongo.close()
+
+
+async def test_an_answer_that_races_a_firing_wins(stack: Stack, database: str) -> None:
+    [feedback_id] = await seed(stack, database, 1)
+    mongo = MongoResource(stack.mongodb_uri, database, app_name="race")
+    scheduler, publisher = build_scheduler(mongo, instance_id="racer")
+    claimed = await scheduler.claim_due(utc_now())
+    assert claimed is not None
+    # The answer lands between the claim and the fenced write.
+    await mongo.db["cases"].update_one({"_id": feedback_id}, {"$set": {"clock": "stopped"}})
+    assert await scheduler.fire(claimed) is False
+    assert escalation_ids(publisher.published) == []
+    case = await mongo.db["cases"].find_one({"_id": feedback_id})
+    assert case is not None and case["level"] == 0
+    await mongo.close()
