@@ -8,17 +8,25 @@ and MongoDB-wire server under `.heard/test` (ports +10000, beside any `make up`)
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from heard_devstack import PROFILES, Stack
+from heard_devstack import PROFILES, Profile, Stack, mongodb_mode
+
+
+def selected_test_profile() -> Profile:
+    """HEARD_TEST_PROFILE / HEARD_TEST_PORT_OFFSET let two test runs share a machine without sharing ports."""
+    name = os.environ.get("HEARD_TEST_PROFILE", "test")
+    offset = int(os.environ.get("HEARD_TEST_PORT_OFFSET", PROFILES["test"].port_offset))
+    return Profile(name, offset)
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    test_stack = Stack(PROFILES["test"])
+    test_stack = Stack(selected_test_profile())
     test_stack.down()
     # A fresh broker and database each session: no test depends on what an earlier run left.
     for leftover in ("kafka", "mongodb", "prometheus", "logs", "run"):
@@ -28,3 +36,22 @@ def stack() -> Iterator[Stack]:
         yield test_stack
     finally:
         test_stack.down()
+
+
+@pytest.fixture(scope="session")
+def scale_stack() -> Iterator[Stack]:
+    """A MongoDB-wire server fit for thousands of deadlines.
+
+    FerretDB 1.x on SQLite evaluates every query but `_id` lookups by scanning the collection
+    (measured: ~30 µs per document per query), so tests that need indexes at scale use a real
+    `mongod` or `MONGODB_URI` when given, else nx-27017 (SQLite with real index use).
+    """
+    mode = mongodb_mode()
+    scale = Stack(PROFILES["scale"], mongodb_server=mode if mode in ("external", "mongod") else "nx-27017")
+    scale.down()
+    shutil.rmtree(scale.state / "mongodb", ignore_errors=True)
+    scale.start_mongodb()
+    try:
+        yield scale
+    finally:
+        scale.down()

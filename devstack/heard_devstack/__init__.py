@@ -62,7 +62,7 @@ class Profile:
         return 8081 + SERVICES.index(service) + self.port_offset
 
 
-PROFILES = {"dev": Profile("dev", 0), "test": Profile("test", 10000)}
+PROFILES = {"dev": Profile("dev", 0), "test": Profile("test", 10000), "scale": Profile("scale", 20000)}
 
 
 def _digest(*paths: Path) -> str:
@@ -137,12 +137,19 @@ def install_prometheus() -> None:
     _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"], env=env)
 
 
+MONGODB_SERVERS = ("ferretdb", "nx-27017")
+
+
 def mongodb_mode() -> str:
+    """`external` (MONGODB_URI), `mongod` (on PATH), else HEARD_MONGODB_SERVER: ferretdb (default) or nx-27017."""
     if os.environ.get("MONGODB_URI"):
         return "external"
     if shutil.which("mongod"):
         return "mongod"
-    return "ferretdb"
+    server = os.environ.get("HEARD_MONGODB_SERVER", "ferretdb")
+    if server not in MONGODB_SERVERS:
+        raise StackError(f"HEARD_MONGODB_SERVER must be one of {', '.join(MONGODB_SERVERS)}, not {server!r}")
+    return server
 
 
 def install(*, prometheus: bool = True) -> None:
@@ -174,6 +181,7 @@ class Stack:
 
     profile: Profile
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    mongodb_server: str = field(default_factory=mongodb_mode)
 
     @property
     def state(self) -> Path:
@@ -343,7 +351,7 @@ class Stack:
         self.wait_until("Kafka", lambda: port_open(p.kafka_port), 90, "kafka")
 
     def start_mongodb(self) -> None:
-        mode = mongodb_mode()
+        mode = self.mongodb_server
         if mode == "external":
             return
         data = self.state / "mongodb"
@@ -351,6 +359,21 @@ class Stack:
         port = self.profile.mongodb_port
         if mode == "mongod":
             argv = ["mongod", "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1"]
+        elif mode == "nx-27017":
+            # Pure-Python MongoDB-wire server on SQLite, installed in the virtualenv from PyPI.
+            argv = [
+                str(Path(sys.executable).with_name("nx-27017")),
+                "--data-dir",
+                str(data),
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--log-file",
+                str(self.logs / "nx-27017.log"),
+                "--pid-file",
+                str(self.run_dir / "nx-27017.server.pid"),
+            ]
         else:
             argv = [
                 str(install_ferretdb()),

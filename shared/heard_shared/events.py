@@ -128,6 +128,24 @@ class FeedbackEscalatedV1(ContractModel):
     fencing_token: int
 
 
+class FeedbackReopenedV1(ContractModel):
+    """The resident contested the answer: the item is open again and routing moves it one level up."""
+
+    feedback_id: str
+    reason: Literal["contested"]
+    reopened_at: datetime
+
+
+class FeedbackReferredV1(ContractModel):
+    """The assigned unit handed the item on; routing re-routes it and the SLA clock keeps running."""
+
+    feedback_id: str
+    from_unit_id: str
+    reason: str = Field(min_length=1, max_length=500)
+    suggested_unit_id: str | None = None
+    referred_at: datetime
+
+
 DataT = TypeVar("DataT", bound=BaseModel)
 
 
@@ -195,8 +213,22 @@ ESCALATED = EventSpec(
     "A deadline passed without the required action; responsibility moved one level up.",
 )
 
+REOPENED = EventSpec(
+    "org.heard.feedback.reopened.v1",
+    topics.REOPENED,
+    FeedbackReopenedV1,
+    "The resident contested the answer; the item reopens one level higher.",
+)
+REFERRED = EventSpec(
+    "org.heard.feedback.referred.v1",
+    topics.REFERRED,
+    FeedbackReferredV1,
+    "The assigned unit referred the item elsewhere with a reason.",
+)
+
 EVENT_SPECS: dict[str, EventSpec[Any]] = {
-    spec.event_type: spec for spec in (INBOUND, SUBMITTED, ROUTED, ACKNOWLEDGED, ANSWERED, CLOSED, ESCALATED)
+    spec.event_type: spec
+    for spec in (INBOUND, SUBMITTED, ROUTED, ACKNOWLEDGED, ANSWERED, CLOSED, ESCALATED, REOPENED, REFERRED)
 }
 
 

@@ -75,14 +75,24 @@ class OutboxRelay:
                 published.append(entry)
         finally:
             if published:
-                # $pullAll removes exactly these entries (value equality works on every MongoDB-wire server;
-                # FerretDB 1.x has no query conditions inside $pull).
-                await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: published}})
-                # Cleared only if nothing new was staged meanwhile.
-                await collection.update_one(
-                    {"_id": document_id, OUTBOX_FIELD: {"$size": 0}}, {"$set": {PENDING_FIELD: False}}
-                )
+                await self._remove(collection, document_id, published, everything=len(published) == len(pending))
         return len(published)
+
+    @staticmethod
+    async def _remove(
+        collection: AsyncCollection[Document], document_id: Any, published: list[Document], *, everything: bool
+    ) -> None:
+        if everything:
+            # Common case, one write: the outbox still holds exactly what was read, so empty it.
+            cleared = await collection.update_one(
+                {"_id": document_id, OUTBOX_FIELD: published}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}}
+            )
+            if cleared.modified_count:
+                return
+        # Something was staged meanwhile: remove exactly what was published ($pullAll matches by value, which
+        # every MongoDB-wire server supports; FerretDB 1.x has no query conditions inside $pull).
+        await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: published}})
+        await collection.update_one({"_id": document_id, OUTBOX_FIELD: {"$size": 0}}, {"$set": {PENDING_FIELD: False}})
 
     async def try_flush(self, collection: AsyncCollection[Document], document_id: Any) -> None:
         """The fast path after a write: a failure here is fine, the relay will publish later."""

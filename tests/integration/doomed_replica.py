@@ -18,10 +18,8 @@ from tests.integration.scheduler_support import build_scheduler
 async def main(uri: str, database: str, count: int, lease_seconds: float) -> None:
     mongo = MongoResource(uri, database, app_name="doomed-replica")
     service, _ = build_scheduler(mongo, instance_id="doomed", lease=timedelta(seconds=lease_seconds))
-    claimed = 0
-    while claimed < count and await service.claim_due(utc_now()) is not None:
-        claimed += 1
-    print(f"claimed {claimed}", flush=True)
+    claimed = await service.claim_due(utc_now(), limit=count)
+    print(f"claimed {len(claimed)}", flush=True)
     await asyncio.sleep(3600)  # holds its leases until killed
 
 

@@ -6,10 +6,8 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -24,12 +22,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def database(stack: Stack) -> AsyncIterator[str]:
-    name = unique("sched").replace("-", "_")
-    yield name
-    mongo = MongoResource(stack.mongodb_uri, name, app_name="cleanup")
-    await mongo.client.drop_database(name)
-    await mongo.close()
+def database() -> str:
+    return unique("sched").replace("-", "_")
 
 
 async def seed(stack: Stack, database: str, count: int) -> list[str]:
@@ -81,18 +75,24 @@ async def test_three_replicas_fire_every_due_deadline_exactly_once(stack: Stack,
 async def test_deadlines_leased_by_a_killed_replica_still_fire_late(stack: Stack, database: str) -> None:
     ids = await seed(stack, database, 40)
     lease_seconds = 2.0
-    doomed = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "integration" / "doomed_replica.py"), stack.mongodb_uri, database,
-         "25", str(lease_seconds)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    doomed = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "tests" / "integration" / "doomed_replica.py"),
+        stack.mongodb_uri,
+        database,
+        "25",
+        str(lease_seconds),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         assert doomed.stdout is not None
-        line = await asyncio.to_thread(doomed.stdout.readline)
-        assert line.strip() == "claimed 25", line
+        line = await asyncio.wait_for(doomed.stdout.readline(), timeout=60)
+        assert line.decode().strip() == "claimed 25", line
     finally:
-        os.kill(doomed.pid, signal.SIGKILL)
-        doomed.wait()
+        doomed.send_signal(signal.SIGKILL)  # kill -9 while it holds 25 leases
+        await doomed.wait()
 
     mongo = MongoResource(stack.mongodb_uri, database, app_name="survivor")
     survivor, publisher = build_scheduler(mongo, instance_id="survivor")
@@ -110,12 +110,11 @@ async def test_deadlines_leased_by_a_killed_replica_still_fire_late(stack: Stack
 
 
 async def test_a_stale_lease_holder_cannot_fire(stack: Stack, database: str) -> None:
-    [feedback_id] = await seed(stack, database, 1)
+    await seed(stack, database, 1)
     mongo = MongoResource(stack.mongodb_uri, database, app_name="fencing")
     slow, slow_publisher = build_scheduler(mongo, instance_id="slow", lease=timedelta(milliseconds=200))
     fast, fast_publisher = build_scheduler(mongo, instance_id="fast", lease=timedelta(milliseconds=200))
-    stale = await slow.claim_due(utc_now())
-    assert stale is not None
+    [stale] = await slow.claim_due(utc_now(), limit=1)
     await asyncio.sleep(0.3)  # the slow replica pauses past its lease; another takes over and fires
     assert await fast.tick() == 1
     assert await slow.fire(stale) is False, "the stale token is fenced off"
@@ -128,8 +127,7 @@ async def test_an_answer_that_races_a_firing_wins(stack: Stack, database: str) -
     [feedback_id] = await seed(stack, database, 1)
     mongo = MongoResource(stack.mongodb_uri, database, app_name="race")
     scheduler, publisher = build_scheduler(mongo, instance_id="racer")
-    claimed = await scheduler.claim_due(utc_now())
-    assert claimed is not None
+    [claimed] = await scheduler.claim_due(utc_now(), limit=1)
     # The answer lands between the claim and the fenced write.
     await mongo.db["cases"].update_one({"_id": feedback_id}, {"$set": {"clock": "stopped"}})
     assert await scheduler.fire(claimed) is False

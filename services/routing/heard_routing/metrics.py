@@ -62,7 +62,3 @@ class EscalationMetrics:
         for level in range(5):
             for band, _ in AGE_BANDS:
                 self.negative_open.labels(str(level), band).set(0)
-
-
-def age_band(age_seconds: float) -> str:
-    return next(band for band, limit in AGE_BANDS if age_seconds < limit)

@@ -10,14 +10,14 @@ fire anything, and the event id (feedback, level, repeat) is the same on every r
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from heard_routing import domain
-from heard_routing.metrics import AGE_BANDS, EscalationMetrics, age_band
+from heard_routing.metrics import AGE_BANDS, EscalationMetrics
 from heard_routing.policy import LEVEL_NAMES, Areas, Organisation, RoutingRules, SlaPolicy
 from heard_shared import events as ev
 from heard_shared.events import CloudEvent, deterministic_event_id, utc_now
@@ -28,7 +28,12 @@ from heard_shared.outbox import OutboxRelay, OutgoingEvent, with_outbox
 
 log = get_logger(__name__)
 
-NOT_LEASED = datetime(1970, 1, 1, tzinfo=UTC)
+NOT_LEASED = 0
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Scheduling keys are integers: every MongoDB-wire server indexes numbers, not all index dates."""
+    return int(moment.timestamp() * 1000)
 
 
 class RoutingService:
@@ -56,8 +61,8 @@ class RoutingService:
         self.instance_id = instance_id
 
     async def ensure_indexes(self) -> None:
-        await self.cases.create_index([("clock", 1), ("due_at", 1)])
-        await self.cases.create_index([("clock", 1), ("submitted_at", 1)])
+        await self.cases.create_index([("clock", 1), ("due_ms", 1)])
+        await self.cases.create_index([("clock", 1), ("submitted_ms", 1)])
         await self.outbox.ensure_indexes(self.cases)
 
     # -- consumed events ---------------------------------------------------------------
@@ -79,13 +84,14 @@ class RoutingService:
             "negative": data.negative,
             "kind": data.kind,
             "submitted_at": data.submitted_at,
+            "submitted_ms": epoch_ms(data.submitted_at),
             "routed_at": now,
             "recused_badge": assignment.recused_badge,
             "commendation_badge": assignment.commendation_badge,
             "clock": "none",
             "fencing": 0,
             "repeat": 0,
-            "lease_until": NOT_LEASED,
+            "lease_until_ms": NOT_LEASED,
             "lease_owner": None,
         }
         acknowledge_by = answer_by = None
@@ -93,10 +99,12 @@ class RoutingService:
             windows = self.policy.windows(severity=data.severity, level=0)
             acknowledge_by, answer_by = now + windows.acknowledge, now + windows.answer
             acknowledged = "acknowledged_at" in early
+            due_at = answer_by if acknowledged else acknowledge_by
             case |= {
                 "clock": "stopped" if "answered_at" in early or "closed_at" in early else "open",
                 "stage": "answer" if acknowledged else "acknowledge",
-                "due_at": answer_by if acknowledged else acknowledge_by,
+                "due_at": due_at,
+                "due_ms": epoch_ms(due_at),
                 "acknowledge_by": acknowledge_by,
                 "sla_answer_by": answer_by,
             }
@@ -140,7 +148,14 @@ class RoutingService:
             answer_by = case.get("answer_by") or case["sla_answer_by"]
             await self.cases.update_one(
                 {"_id": data.feedback_id, "clock": "open", "stage": "acknowledge"},
-                {"$set": {"stage": "answer", "due_at": answer_by, "acknowledged_at": data.acknowledged_at}},
+                {
+                    "$set": {
+                        "stage": "answer",
+                        "due_at": answer_by,
+                        "due_ms": epoch_ms(answer_by),
+                        "acknowledged_at": data.acknowledged_at,
+                    }
+                },
             )
 
     async def on_answered(self, event: CloudEvent[Any]) -> None:
@@ -169,14 +184,31 @@ class RoutingService:
 
     # -- the scheduler -----------------------------------------------------------------
 
-    async def claim_due(self, now: datetime) -> Document | None:
-        lease = self.policy.scheduler.lease
-        return await self.cases.find_one_and_update(
-            {"clock": "open", "due_at": {"$lte": now}, "lease_until": {"$lte": now}},
-            {"$set": {"lease_owner": self.instance_id, "lease_until": now + lease}, "$inc": {"fencing": 1}},
-            sort=[("due_at", 1)],
-            return_document=ReturnDocument.AFTER,
+    async def claim_due(self, now: datetime, *, limit: int) -> list[Document]:
+        """Leases up to `limit` due deadlines for this replica.
+
+        One range query finds candidates; one conditional update leases them, re-checking each
+        document's due time and lease, so of several replicas racing for a deadline exactly one
+        wins; the lease token tells this replica which ones it won. Each lease increments the
+        document's fencing token. (Three round trips per batch instead of one per deadline: the
+        MongoDB-wire servers used locally scan a collection for any query but an `_id` lookup.)
+        """
+        now_ms = epoch_ms(now)
+        due = {"clock": "open", "due_ms": {"$lte": now_ms}, "lease_until_ms": {"$lte": now_ms}}
+        candidates = [c["_id"] async for c in self.cases.find(due, {"_id": 1}).sort("due_ms", 1).limit(limit)]
+        if not candidates:
+            return []
+        token = uuid.uuid4().hex
+        lease_until = epoch_ms(now + self.policy.scheduler.lease)
+        await self.cases.update_many(
+            {"_id": {"$in": candidates}, **due},
+            {
+                "$set": {"lease_owner": self.instance_id, "lease_token": token, "lease_until_ms": lease_until},
+                "$inc": {"fencing": 1},
+            },
         )
+        claimed = [c async for c in self.cases.find({"_id": {"$in": candidates}, "lease_token": token})]
+        return sorted(claimed, key=lambda c: c["due_ms"])
 
     async def fire(self, case: Document) -> bool:
         """Escalates one claimed case; returns False when the lease was lost or the clock stopped meanwhile."""
@@ -215,7 +247,8 @@ class RoutingService:
             "unit_id": unit_id,
             "repeat": step.repeat,
             "due_at": step.next_due_at,
-            "lease_until": NOT_LEASED,
+            "due_ms": epoch_ms(step.next_due_at),
+            "lease_until_ms": NOT_LEASED,
             "lease_owner": None,
         }
         if clock.stage == "answer" or step.reason == "reminder":
@@ -233,12 +266,15 @@ class RoutingService:
         return True
 
     async def tick(self) -> int:
+        """Fires everything due now, batch after batch, then records a heartbeat."""
         fired = 0
-        for _ in range(self.policy.scheduler.batch):
-            case = await self.claim_due(utc_now())
-            if case is None:
+        batch = self.policy.scheduler.batch
+        while True:
+            claimed = await self.claim_due(utc_now(), limit=batch)
+            for case in claimed:
+                fired += await self.fire(case)
+            if len(claimed) < batch:
                 break
-            fired += await self.fire(case)
         self.metrics.heartbeat.set(utc_now().timestamp())
         return fired
 
@@ -256,18 +292,22 @@ class RoutingService:
     # -- gauges ------------------------------------------------------------------------
 
     async def refresh_gauges(self) -> None:
+        """Every query here is an index range on (clock, …_ms), so the cost follows the answer, not the table."""
         now = utc_now()
-        counts = {(str(level), band): 0 for level in range(5) for band, _ in AGE_BANDS}
-        oldest: datetime | None = None
-        async for case in self.cases.find({"clock": "open"}, {"level": 1, "submitted_at": 1}):
-            age = (now - case["submitted_at"]).total_seconds()
-            counts[(str(case["level"]), age_band(age))] += 1
-            oldest = case["submitted_at"] if oldest is None else min(oldest, case["submitted_at"])
-        for (level, band), count in counts.items():
-            self.metrics.negative_open.labels(level, band).set(count)
-        self.metrics.oldest_unanswered.set((now - oldest).total_seconds() if oldest else 0)
-        grace = self.policy.scheduler.overdue_grace
-        overdue = await self.cases.count_documents({"clock": "open", "due_at": {"$lt": now - grace}})
+        now_ms = epoch_ms(now)
+        upper = now_ms + 1
+        for band, limit in AGE_BANDS:
+            lower = 0 if limit == float("inf") else now_ms - int(limit * 1000)
+            for level in range(5):
+                count = await self.cases.count_documents(
+                    {"clock": "open", "level": level, "submitted_ms": {"$gt": lower, "$lte": upper}}
+                )
+                self.metrics.negative_open.labels(str(level), band).set(count)
+            upper = lower
+        oldest = await self.cases.find_one({"clock": "open"}, {"submitted_at": 1}, sort=[("submitted_ms", 1)])
+        self.metrics.oldest_unanswered.set((now - oldest["submitted_at"]).total_seconds() if oldest else 0)
+        grace_ms = int(self.policy.scheduler.overdue_grace.total_seconds() * 1000)
+        overdue = await self.cases.count_documents({"clock": "open", "due_ms": {"$lt": now_ms - grace_ms}})
         self.metrics.overdue_unescalated.set(overdue)
 
     async def run_gauges(self, interval: timedelta = timedelta(seconds=5)) -> None:
