@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from heard_devstack import PROFILES, Profile, Stack, mongodb_mode
+from heard_devstack import PROFILES, Profile, Stack
 
 
 def selected_test_profile() -> Profile:
@@ -36,22 +36,3 @@ def stack() -> Iterator[Stack]:
         yield test_stack
     finally:
         test_stack.down()
-
-
-@pytest.fixture(scope="session")
-def scale_stack() -> Iterator[Stack]:
-    """A MongoDB-wire server fit for thousands of deadlines.
-
-    FerretDB 1.x on SQLite evaluates every query but `_id` lookups by scanning the collection
-    (measured: ~30 µs per document per query), so tests that need indexes at scale use a real
-    `mongod` or `MONGODB_URI` when given, else nx-27017 (SQLite with real index use).
-    """
-    mode = mongodb_mode()
-    scale = Stack(PROFILES["scale"], mongodb_server=mode if mode in ("external", "mongod") else "nx-27017")
-    scale.down()
-    shutil.rmtree(scale.state / "mongodb", ignore_errors=True)
-    scale.start_mongodb()
-    try:
-        yield scale
-    finally:
-        scale.down()

@@ -62,7 +62,7 @@ class Profile:
         return 8081 + SERVICES.index(service) + self.port_offset
 
 
-PROFILES = {"dev": Profile("dev", 0), "test": Profile("test", 10000), "scale": Profile("scale", 20000)}
+PROFILES = {"dev": Profile("dev", 0), "test": Profile("test", 10000)}
 
 
 def _digest(*paths: Path) -> str:
@@ -137,19 +137,13 @@ def install_prometheus() -> None:
     _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"], env=env)
 
 
-MONGODB_SERVERS = ("ferretdb", "nx-27017")
-
-
 def mongodb_mode() -> str:
-    """`external` (MONGODB_URI), `mongod` (on PATH), else HEARD_MONGODB_SERVER: ferretdb (default) or nx-27017."""
+    """`external` when MONGODB_URI is set, `mongod` when one is on the PATH, else `ferretdb`."""
     if os.environ.get("MONGODB_URI"):
         return "external"
     if shutil.which("mongod"):
         return "mongod"
-    server = os.environ.get("HEARD_MONGODB_SERVER", "ferretdb")
-    if server not in MONGODB_SERVERS:
-        raise StackError(f"HEARD_MONGODB_SERVER must be one of {', '.join(MONGODB_SERVERS)}, not {server!r}")
-    return server
+    return "ferretdb"
 
 
 def install(*, prometheus: bool = True) -> None:
@@ -359,21 +353,6 @@ class Stack:
         port = self.profile.mongodb_port
         if mode == "mongod":
             argv = ["mongod", "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1"]
-        elif mode == "nx-27017":
-            # Pure-Python MongoDB-wire server on SQLite, installed in the virtualenv from PyPI.
-            argv = [
-                str(Path(sys.executable).with_name("nx-27017")),
-                "--data-dir",
-                str(data),
-                "--host",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--log-file",
-                str(self.logs / "nx-27017.log"),
-                "--pid-file",
-                str(self.run_dir / "nx-27017.server.pid"),
-            ]
         else:
             argv = [
                 str(install_ferretdb()),
@@ -381,6 +360,7 @@ class Stack:
                 f"--sqlite-url=file:{data}/",
                 f"--listen-addr=127.0.0.1:{port}",
                 "--telemetry=disable",
+                f"--state-dir={data}",
                 "--debug-addr=-",
                 "--log-level=warn",
             ]

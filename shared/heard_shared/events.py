@@ -117,7 +117,7 @@ class FeedbackClosedV1(ContractModel):
 
 class FeedbackEscalatedV1(ContractModel):
     feedback_id: str
-    reason: Literal["acknowledge_overdue", "answer_overdue", "reminder"]
+    reason: Literal["acknowledge_overdue", "answer_overdue", "reminder", "referral_limit"]
     from_level: int
     level: int
     level_name: str

@@ -47,7 +47,10 @@ async def test_three_replicas_fire_every_due_deadline_exactly_once(stack: Stack,
     replicas = []
     for n in range(3):
         mongo = MongoResource(stack.mongodb_uri, database, app_name=f"replica-{n}")
-        replicas.append((mongo, *build_scheduler(mongo, instance_id=f"replica-{n}", batch=50)))
+        # Leases long enough that none expires mid-test: expiry and takeover have their own test below.
+        replicas.append(
+            (mongo, *build_scheduler(mongo, instance_id=f"replica-{n}", lease=timedelta(minutes=10), batch=100))
+        )
 
     async def drain(service: object) -> int:
         fired = 0

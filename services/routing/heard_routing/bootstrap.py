@@ -39,6 +39,8 @@ def create_app(settings: RoutingSettings) -> FastAPI:
     platform.consumer.subscribe(topics.ACKNOWLEDGED, (ev.ACKNOWLEDGED,), service.on_acknowledged)
     platform.consumer.subscribe(topics.ANSWERED, (ev.ANSWERED,), service.on_answered)
     platform.consumer.subscribe(topics.CLOSED, (ev.CLOSED,), service.on_closed)
+    platform.consumer.subscribe(topics.REOPENED, (ev.REOPENED,), service.on_reopened)
+    platform.consumer.subscribe(topics.REFERRED, (ev.REFERRED,), service.on_referred)
 
     async def relay() -> None:
         await platform.outbox.run([cases])

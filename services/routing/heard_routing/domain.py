@@ -70,7 +70,7 @@ class Clock:
 
 @dataclass(frozen=True)
 class Escalation:
-    reason: Literal["acknowledge_overdue", "answer_overdue", "reminder"]
+    reason: Literal["acknowledge_overdue", "answer_overdue", "reminder", "referral_limit"]
     from_level: int
     level: int
     repeat: int
@@ -92,3 +92,37 @@ def escalate(clock: Clock, *, now: datetime, policy: SlaPolicy) -> Escalation:
         "acknowledge_overdue" if clock.stage == "acknowledge" else "answer_overdue"
     )
     return Escalation(reason, clock.level, level, 0, now + window)
+
+
+def reassign_after_referral(
+    *,
+    from_unit: str,
+    suggested_unit: str | None,
+    recused_badge: str | None,
+    feedback: FeedbackSubmittedV1,
+    org: Organisation,
+    rules: RoutingRules,
+    areas: Areas,
+) -> Assignment:
+    """A referral moves the item to the suggested unit when that is allowed, else to the next rule's unit.
+
+    Never back to the referring unit, and never into a recused officer's own chain.
+    """
+    forbidden = {from_unit}
+    if recused_badge and (officer := org.officer(recused_badge)) is not None:
+        forbidden |= set(org.chain(officer.unit)[:3])
+    known = {u.id for u in org.units} | {org.professional_standards.id}
+    if suggested_unit and suggested_unit in known and suggested_unit not in forbidden:
+        return Assignment(suggested_unit, org.chain(suggested_unit), "referral:suggested", recused_badge=recused_badge)
+    remaining = RoutingRules(
+        fallback_unit=rules.fallback_unit if rules.fallback_unit not in forbidden else org.professional_standards.id,
+        areas_file=rules.areas_file,
+        rules=[r for r in rules.rules if r.unit not in forbidden],
+    )
+    choice = assign(feedback.model_copy(update={"officer_badge": None}), org=org, rules=remaining, areas=areas)
+    return Assignment(choice.unit_id, choice.chain, f"referral:{choice.rule}", recused_badge=recused_badge)
+
+
+def reopened_level(highest_level: int) -> int:
+    """A contest reopens the item one level above the highest it reached."""
+    return min(highest_level + 1, TOP_LEVEL)

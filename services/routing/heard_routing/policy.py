@@ -38,6 +38,7 @@ class SlaPolicy(Strict):
     severities: dict[Literal["negative", "critical"], Windows]
     levels: dict[Annotated[int, Field(ge=0, le=TOP_LEVEL)], Windows] = Field(default_factory=dict)
     top_reminder_period: Duration
+    max_referrals: Annotated[int, Field(ge=0, le=10)] = 2
     scheduler: SchedulerPolicy = SchedulerPolicy()
 
     @model_validator(mode="after")

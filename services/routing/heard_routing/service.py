@@ -10,6 +10,7 @@ fire anything, and the event id (feedback, level, repeat) is the same on every r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,6 +84,7 @@ class RoutingService:
             "severity": data.severity,
             "negative": data.negative,
             "kind": data.kind,
+            "submitted": data.model_dump(mode="json"),
             "submitted_at": data.submitted_at,
             "submitted_ms": epoch_ms(data.submitted_at),
             "routed_at": now,
@@ -108,24 +110,15 @@ class RoutingService:
                 "acknowledge_by": acknowledge_by,
                 "sla_answer_by": answer_by,
             }
-        routed = ev.new_event(
-            ev.ROUTED,
-            ev.FeedbackRoutedV1(
-                feedback_id=data.feedback_id,
-                unit_id=assignment.unit_id,
-                unit_name=self.org.name_of(assignment.unit_id),
-                level=0,
-                rule=assignment.rule,
-                negative=data.negative,
-                severity=data.severity,
-                acknowledge_by=acknowledge_by,
-                answer_by=answer_by,
-                routed_at=now,
-            ),
-            source=self.source,
-            subject=data.feedback_id,
+        routed = self._routed_event(
+            {"_id": data.feedback_id, **case},
+            unit_id=assignment.unit_id,
+            level=0,
+            rule=assignment.rule,
+            now=now,
+            acknowledge_by=acknowledge_by,
+            answer_by=answer_by,
             event_id=deterministic_event_id(data.feedback_id, "routed", 0),
-            time=now,
         )
         await self.cases.update_one(
             {"_id": data.feedback_id}, with_outbox({"$set": case}, OutgoingEvent(ev.ROUTED, routed)), upsert=True
@@ -178,6 +171,141 @@ class RoutingService:
             {"_id": data.feedback_id, "clock": "open"}, {"$set": {"clock": "stopped", "closed_at": data.closed_at}}
         )
 
+    async def on_reopened(self, event: CloudEvent[Any]) -> None:
+        """A contested answer reopens the item one level above the highest it reached, with fresh deadlines."""
+        data: ev.FeedbackReopenedV1 = event.data
+        case = await self.cases.find_one({"_id": data.feedback_id})
+        if case is None or "routed_at" not in case:
+            return  # the submission has not reached routing; it will be routed as new
+        level = domain.reopened_level(max(case.get("max_level", 0), case["level"]))
+        windows = self.policy.windows(severity=case["severity"] if case["negative"] else "negative", level=level)
+        now = utc_now()
+        unit_id = case["chain"][level]
+        round_ = case.get("round", 0) + 1
+        routed = self._routed_event(
+            case,
+            unit_id=unit_id,
+            level=level,
+            rule="contest",
+            now=now,
+            acknowledge_by=now + windows.acknowledge,
+            answer_by=now + windows.answer,
+            event_id=deterministic_event_id(data.feedback_id, "routed", "contest", round_),
+        )
+        await self.cases.update_one(
+            {"_id": data.feedback_id, "round": case.get("round", 0)},
+            with_outbox(
+                {
+                    "$set": {
+                        "clock": "open",
+                        "stage": "acknowledge",
+                        "level": level,
+                        "max_level": level,
+                        "unit_id": unit_id,
+                        "round": round_,
+                        "repeat": 0,
+                        "negative": True,
+                        "severity": case["severity"] if case["negative"] else "negative",
+                        "due_at": now + windows.acknowledge,
+                        "due_ms": epoch_ms(now + windows.acknowledge),
+                        "sla_answer_by": now + windows.answer,
+                        "answer_by": now + windows.answer,
+                        "lease_until_ms": NOT_LEASED,
+                        "lease_owner": None,
+                        "lease_token": None,
+                    },
+                    "$inc": {"fencing": 1},
+                },
+                OutgoingEvent(ev.ROUTED, routed),
+            ),
+        )
+        await self.outbox.try_flush(self.cases, data.feedback_id)
+
+    async def on_referred(self, event: CloudEvent[Any]) -> None:
+        """Re-routes a referred item; its SLA clock keeps running, and too many referrals escalate it."""
+        data: ev.FeedbackReferredV1 = event.data
+        case = await self.cases.find_one({"_id": data.feedback_id})
+        if case is None or "routed_at" not in case or event.id in case.get("referral_ids", []):
+            return
+        now = utc_now()
+        referrals = len(case.get("referral_ids", [])) + 1
+        if referrals > self.policy.max_referrals and case.get("clock") == "open":
+            step = domain.escalate(self._clock(case), now=now, policy=self.policy)
+            step = dataclasses.replace(
+                step, reason="referral_limit", repeat=0 if step.level != step.from_level else step.repeat
+            )
+            await self.cases.update_one({"_id": data.feedback_id}, {"$push": {"referral_ids": event.id}})
+            await self._escalate(case, step, now=now)
+            return
+        submitted = ev.FeedbackSubmittedV1.model_validate(case["submitted"])
+        assignment = domain.reassign_after_referral(
+            from_unit=data.from_unit_id,
+            suggested_unit=data.suggested_unit_id,
+            recused_badge=case.get("recused_badge"),
+            feedback=submitted,
+            org=self.org,
+            rules=self.rules,
+            areas=self.areas,
+        )
+        routed = self._routed_event(
+            case,
+            unit_id=assignment.unit_id,
+            level=0,
+            rule=assignment.rule,
+            now=now,
+            acknowledge_by=case.get("acknowledge_by"),
+            answer_by=case.get("sla_answer_by"),
+            event_id=deterministic_event_id(data.feedback_id, "routed", "referral", event.id),
+        )
+        await self.cases.update_one(
+            {"_id": data.feedback_id},
+            with_outbox(
+                {
+                    "$set": {
+                        "unit_id": assignment.unit_id,
+                        "chain": assignment.chain,
+                        "level": 0,
+                        "rule": assignment.rule,
+                    },
+                    "$push": {"referral_ids": event.id},
+                },
+                OutgoingEvent(ev.ROUTED, routed),
+            ),
+        )
+        await self.outbox.try_flush(self.cases, data.feedback_id)
+
+    def _routed_event(
+        self,
+        case: Document,
+        *,
+        unit_id: str,
+        level: int,
+        rule: str,
+        now: datetime,
+        acknowledge_by: datetime | None,
+        answer_by: datetime | None,
+        event_id: str,
+    ) -> CloudEvent[ev.FeedbackRoutedV1]:
+        return ev.new_event(
+            ev.ROUTED,
+            ev.FeedbackRoutedV1(
+                feedback_id=case["_id"],
+                unit_id=unit_id,
+                unit_name=self.org.name_of(unit_id),
+                level=level,
+                rule=rule,
+                negative=case["negative"],
+                severity=case["severity"],
+                acknowledge_by=acknowledge_by,
+                answer_by=answer_by,
+                routed_at=now,
+            ),
+            source=self.source,
+            subject=case["_id"],
+            event_id=event_id,
+            time=now,
+        )
+
     async def _remember_early(self, feedback_id: str, field: str, value: datetime) -> None:
         """A staff action overtook `submitted` (other topic, no ordering): keep it for when it arrives."""
         await self.cases.update_one({"_id": feedback_id}, {"$set": {f"early.{field}": value}}, upsert=True)
@@ -213,7 +341,12 @@ class RoutingService:
     async def fire(self, case: Document) -> bool:
         """Escalates one claimed case; returns False when the lease was lost or the clock stopped meanwhile."""
         now = utc_now()
-        clock = domain.Clock(
+        step = domain.escalate(self._clock(case), now=now, policy=self.policy)
+        return await self._escalate(case, step, now=now)
+
+    @staticmethod
+    def _clock(case: Document) -> domain.Clock:
+        return domain.Clock(
             feedback_id=case["_id"],
             severity=case["severity"],
             level=case["level"],
@@ -221,48 +354,58 @@ class RoutingService:
             due_at=case["due_at"],
             repeat=case.get("repeat", 0),
         )
-        step = domain.escalate(clock, now=now, policy=self.policy)
+
+    async def _escalate(self, case: Document, step: domain.Escalation, *, now: datetime) -> bool:
+        """Applies one escalation with its event in a single write, fenced by the token the caller read.
+
+        The event id is a function of (feedback, round, level, repeat) — `round` counts contests — so a
+        retry, a second replica or a late duplicate produces the same id and nothing new downstream.
+        """
+        feedback_id = case["_id"]
         unit_id = case["chain"][step.level]
         escalated = ev.new_event(
             ev.ESCALATED,
             ev.FeedbackEscalatedV1(
-                feedback_id=clock.feedback_id,
+                feedback_id=feedback_id,
                 reason=step.reason,
                 from_level=step.from_level,
                 level=step.level,
                 level_name=LEVEL_NAMES[step.level],
                 unit_id=unit_id,
-                deadline=clock.due_at,
+                deadline=case["due_at"],
                 fired_at=now,
                 repeat=step.repeat,
                 fencing_token=case["fencing"],
             ),
             source=self.source,
-            subject=clock.feedback_id,
-            event_id=deterministic_event_id(clock.feedback_id, "escalated", step.level, step.repeat),
+            subject=feedback_id,
             time=now,
+            event_id=deterministic_event_id(feedback_id, "escalated", case.get("round", 0), step.level, step.repeat),
         )
         changes: Document = {
             "level": step.level,
+            "max_level": max(step.level, case.get("max_level", 0)),
             "unit_id": unit_id,
             "repeat": step.repeat,
             "due_at": step.next_due_at,
             "due_ms": epoch_ms(step.next_due_at),
             "lease_until_ms": NOT_LEASED,
             "lease_owner": None,
+            "lease_token": None,
         }
-        if clock.stage == "answer" or step.reason == "reminder":
+        if case["stage"] == "answer" or step.reason == "reminder":
             changes["answer_by"] = step.next_due_at
         result = await self.cases.update_one(
-            {"_id": clock.feedback_id, "fencing": case["fencing"], "clock": "open"},
-            with_outbox({"$set": changes}, OutgoingEvent(ev.ESCALATED, escalated)),
+            {"_id": feedback_id, "fencing": case["fencing"], "clock": "open"},
+            with_outbox({"$set": changes, "$inc": {"fencing": 1}}, OutgoingEvent(ev.ESCALATED, escalated)),
         )
         if not result.modified_count:
-            log.info("escalation skipped: lease lost or clock stopped", feedback_id=clock.feedback_id)
+            log.info("escalation skipped: lease lost or clock stopped", feedback_id=feedback_id)
             return False
         self.metrics.escalations.labels(str(step.level), step.reason).inc()
-        self.metrics.delay.observe(max(0.0, (now - clock.due_at).total_seconds()))
-        await self.outbox.try_flush(self.cases, clock.feedback_id)
+        if step.reason != "referral_limit":
+            self.metrics.delay.observe(max(0.0, (now - case["due_at"]).total_seconds()))
+        await self.outbox.try_flush(self.cases, feedback_id)
         return True
 
     async def tick(self) -> int:
