@@ -1,0 +1,137 @@
+"""Plain ASGI middleware that protects a service from oversized requests before any parsing happens.
+
+Plain ASGI rather than Starlette's `BaseHTTPMiddleware`: it never buffers the body, it sees each
+chunk as it arrives, and it can refuse a request from its `Content-Length` without reading a byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from heard_shared.http import error_body
+
+# (path, status, code, message) -> (body, content type). Lets a service answer in another error
+# format on some paths (intake's Open311 surface answers in the GeoReport v2 error format).
+ErrorRenderer = Callable[[str, int, str, str], tuple[bytes, str]]
+
+
+def json_error(_: str, status: int, code: str, message: str) -> tuple[bytes, str]:
+    return json.dumps(error_body(code, message)).encode(), "application/json"
+
+
+async def send_error(
+    send: Send,
+    render: ErrorRenderer,
+    *,
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    headers: Sequence[tuple[str, str]] = (),
+) -> None:
+    body, content_type = render(path, status, code, message)
+    raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the limit.
+
+    An `HTTPException` on purpose: FastAPI re-raises those from body parsing (any other error
+    there becomes a generic 400), so the app's own error handlers answer with a 413.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes.")
+        self.limit = limit
+
+
+class BodySizeLimit:
+    """Refuses request bodies over a limit with a 413 JSON error; `overrides` are (path prefix, limit)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        overrides: Sequence[tuple[str, int]] = (),
+        render: ErrorRenderer = json_error,
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        # Longest prefix first, so a specific override beats a general one.
+        self.overrides = sorted(overrides, key=lambda item: len(item[0]), reverse=True)
+        self.render = render
+
+    def limit_for(self, path: str) -> int:
+        return next((limit for prefix, limit in self.overrides if path.startswith(prefix)), self.max_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self.limit_for(path)
+        declared = _content_length(scope)
+        if declared == -1:
+            await send_error(
+                send, self.render, path=path, status=400, code="bad_request", message="Invalid Content-Length header."
+            )
+            return
+        if declared is not None and declared > limit:
+            await send_error(
+                send,
+                self.render,
+                path=path,
+                status=413,
+                code="payload_too_large",
+                message=f"The request body is larger than {limit} bytes.",
+            )
+            return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            # Chunked uploads have no Content-Length: count what actually arrives.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise RequestTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except RequestTooLarge as too_large:
+            # Reached here only if the app let the error escape its own handlers.
+            if not response_started:
+                await send_error(
+                    send, self.render, path=path, status=413, code="payload_too_large", message=str(too_large.detail)
+                )
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared length, None when absent, -1 when unparseable."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                return -1
+            return length if length >= 0 else -1
+    return None
+
