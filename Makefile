@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := shared services/intake services/routing services/notify services/analytics .
 REQUIREMENTS := requirements-dev.txt shared/requirements.txt $(wildcard services/*/requirements.txt)
 
-.PHONY: up down logs status install venv test lint typecheck unit contract rules integration e2e schemas bench clean
+.PHONY: up down logs status watch install venv test lint typecheck unit contract rules integration e2e schemas bench clean
 
 $(STAMP): $(REQUIREMENTS) $(wildcard */pyproject.toml services/*/pyproject.toml) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ status: venv
 
 logs: venv
 	$(PY) -m heard_devstack logs --profile $(PROFILE)
+
+# Prints every event on every topic as it passes (Ctrl-C to stop).
+watch: venv
+	$(PY) -m heard_devstack watch --profile $(PROFILE)
 
 lint: venv
 	$(VENV)/bin/ruff check .

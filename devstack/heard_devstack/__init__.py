@@ -353,6 +353,22 @@ class Stack:
         port = self.profile.mongodb_port
         if mode == "mongod":
             argv = ["mongod", "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1"]
+        elif mode == "nx-27017":
+            # Pure-Python MongoDB-wire server on SQLite with real index use (PyPI, in the virtualenv); for
+            # the scale tests and benchmarks FerretDB 1.x cannot serve (it scans a collection per query).
+            argv = [
+                str(Path(sys.executable).with_name("nx-27017")),
+                "--data-dir",
+                str(data),
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--log-file",
+                str(self.logs / "nx-27017.log"),
+                "--pid-file",
+                str(self.run_dir / "nx-27017.server"),
+            ]
         else:
             argv = [
                 str(install_ferretdb()),
@@ -382,6 +398,9 @@ class Stack:
         }
         if self.profile.name != "dev":
             env[f"{prefix}MONGODB_DATABASE"] = f"heard_{service}_{self.profile.name}"
+        if service == "intake":
+            # A laptop or test platform needs no contact-encryption secret; production refuses to start without.
+            env[f"{prefix}ENVIRONMENT"] = os.environ.get(f"{prefix}ENVIRONMENT", "development")
         return {**env, **{k: v for k, v in self.extra_env.items() if k.startswith(prefix)}}
 
     def start_service(self, service: str, name: str | None = None, port: int | None = None) -> None:

@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
 import sys
 
 from heard_devstack import PROFILES, SERVICES, Stack, StackError, install, mongodb_mode
 
 
+async def watch(bootstrap: str) -> None:
+    """Prints every event on every Heard topic as it passes, so a newcomer can see feedback move."""
+    from aiokafka import AIOKafkaConsumer
+
+    from heard_shared.topics import ALL_TOPICS
+
+    consumer = AIOKafkaConsumer(*ALL_TOPICS, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    print(f"watching {', '.join(ALL_TOPICS)} (Ctrl-C to stop)", flush=True)
+    try:
+        async for record in consumer:
+            try:
+                event = json.loads(record.value)
+                summary = f"{event.get('type')}  subject={event.get('subject')}  data={json.dumps(event.get('data'))}"
+            except (ValueError, TypeError):
+                summary = f"undecodable value {record.value[:80]!r}"
+            print(f"{record.topic:<22} {summary[:300]}", flush=True)
+    finally:
+        await consumer.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="heard_devstack")
-    parser.add_argument("command", choices=["install", "up", "up-infra", "down", "status", "logs"])
+    parser.add_argument("command", choices=["install", "up", "up-infra", "down", "status", "logs", "watch"])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="dev")
     parser.add_argument("--no-prometheus", action="store_true")
     args = parser.parse_args()
@@ -35,6 +59,9 @@ def main() -> int:
         elif args.command == "status":
             for name, pid in stack.status().items():
                 print(f"{name:<12} {'running, pid ' + str(pid) if pid else 'stopped'}")
+        elif args.command == "watch":
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(watch(stack.kafka_bootstrap))
         elif args.command == "logs":
             for path in sorted(stack.logs.glob("*.log")):
                 print(f"==> {path} <==\n{stack.tail_log(path.stem, 20)}\n")

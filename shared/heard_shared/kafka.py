@@ -169,6 +169,12 @@ class EventConsumer:
                 break
             except TRANSIENT_ERRORS:
                 raise
+            except InvalidEvent as invalid:
+                # A handler that finds the event well-formed but unacceptable (e.g. an unregistered source)
+                # raises InvalidEvent: retrying cannot help, so it goes to the dead-letter topic at once with
+                # the handler's reason code. Not remembered in the inbox, so a later replay can succeed.
+                await self.dead_letter(record, invalid.code, invalid.reason)
+                return "dead_lettered"
             except OperationFailure as error:
                 if error.code in (11600, 11602, 189, 91):  # interrupted / primary stepped down / shutting down
                     raise ConnectionFailure(str(error)) from error

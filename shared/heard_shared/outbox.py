@@ -9,12 +9,13 @@ event id, so publishing twice is harmless and publishing never is impossible.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from heard_shared.events import CloudEvent, EventSpec, encode, utc_now
+from heard_shared.events import CloudEvent, EventSpec, encode
 from heard_shared.kafka import TRANSIENT_ERRORS, EventPublisher
 from heard_shared.logs import get_logger
 from heard_shared.metrics import ServiceMetrics
@@ -23,7 +24,12 @@ from heard_shared.mongo import Document
 log = get_logger(__name__)
 
 OUTBOX_FIELD = "_outbox"
+SEQUENCE_FIELD = "_outbox_seq"
 PENDING_FIELD = "_outbox_pending"
+
+# Entries are stored as JSON strings, the pending flag as 0/1 and a sequence number counts what was
+# staged: strings, integers and $size behave the same on MongoDB and on every MongoDB-wire server we
+# run locally, while embedded documents inside $push, booleans and array equality do not.
 
 
 @dataclass(frozen=True)
@@ -31,14 +37,15 @@ class OutgoingEvent:
     spec: EventSpec[Any]
     event: CloudEvent[Any]
 
-    def as_document(self) -> Document:
-        return {
-            "id": self.event.id,
-            "topic": self.spec.topic,
-            "key": self.event.subject or self.event.id,
-            "value": encode(self.event).decode(),
-            "staged_at": utc_now(),
-        }
+    def as_entry(self) -> str:
+        return json.dumps(
+            {
+                "id": self.event.id,
+                "topic": self.spec.topic,
+                "key": self.event.subject or self.event.id,
+                "value": encode(self.event).decode(),
+            }
+        )
 
 
 def with_outbox(update: Document, *events: OutgoingEvent) -> Document:
@@ -46,14 +53,15 @@ def with_outbox(update: Document, *events: OutgoingEvent) -> Document:
     if not events:
         return update
     merged = {op: dict(fields) for op, fields in update.items()}
-    merged.setdefault("$push", {})[OUTBOX_FIELD] = {"$each": [e.as_document() for e in events]}
-    merged.setdefault("$set", {})[PENDING_FIELD] = True
+    merged.setdefault("$push", {})[OUTBOX_FIELD] = {"$each": [e.as_entry() for e in events]}
+    merged.setdefault("$inc", {})[SEQUENCE_FIELD] = len(events)
+    merged.setdefault("$set", {})[PENDING_FIELD] = 1
     return merged
 
 
 def outbox_fields(*events: OutgoingEvent) -> Document:
     """The same for a document being inserted."""
-    return {OUTBOX_FIELD: [e.as_document() for e in events], PENDING_FIELD: bool(events)}
+    return {OUTBOX_FIELD: [e.as_entry() for e in events], SEQUENCE_FIELD: len(events), PENDING_FIELD: int(bool(events))}
 
 
 class OutboxRelay:
@@ -66,33 +74,35 @@ class OutboxRelay:
 
     async def flush(self, collection: AsyncCollection[Document], document_id: Any) -> int:
         """Publishes the document's pending events in order and removes them; returns how many."""
-        document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1})
-        pending: list[Document] = (document or {}).get(OUTBOX_FIELD) or []
-        published: list[Document] = []
+        document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1, SEQUENCE_FIELD: 1})
+        pending: list[str] = (document or {}).get(OUTBOX_FIELD) or []
+        published: list[str] = []
         try:
-            for entry in pending:
+            for raw in pending:
+                entry = json.loads(raw)
                 await self.publisher.publish_raw(topic=entry["topic"], key=entry["key"], value=entry["value"].encode())
-                published.append(entry)
+                published.append(raw)
         finally:
             if published:
-                await self._remove(collection, document_id, published, everything=len(published) == len(pending))
+                sequence = (document or {}).get(SEQUENCE_FIELD)
+                await self._remove(collection, document_id, published, sequence if published == pending else None)
         return len(published)
 
     @staticmethod
     async def _remove(
-        collection: AsyncCollection[Document], document_id: Any, published: list[Document], *, everything: bool
+        collection: AsyncCollection[Document], document_id: Any, published: list[str], sequence: int | None
     ) -> None:
-        if everything:
-            # Common case, one write: the outbox still holds exactly what was read, so empty it.
+        if sequence is not None:
+            # Common case, one write: nothing was staged since we read (same sequence), so empty the outbox.
             cleared = await collection.update_one(
-                {"_id": document_id, OUTBOX_FIELD: published}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}}
+                {"_id": document_id, SEQUENCE_FIELD: sequence}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: 0}}
             )
             if cleared.modified_count:
                 return
         # Something was staged meanwhile: remove exactly what was published ($pullAll matches by value, which
         # every MongoDB-wire server supports; FerretDB 1.x has no query conditions inside $pull).
         await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: published}})
-        await collection.update_one({"_id": document_id, OUTBOX_FIELD: {"$size": 0}}, {"$set": {PENDING_FIELD: False}})
+        await collection.update_one({"_id": document_id, OUTBOX_FIELD: {"$size": 0}}, {"$set": {PENDING_FIELD: 0}})
 
     async def try_flush(self, collection: AsyncCollection[Document], document_id: Any) -> None:
         """The fast path after a write: a failure here is fine, the relay will publish later."""
@@ -103,7 +113,7 @@ class OutboxRelay:
 
     async def relay_once(self, collection: AsyncCollection[Document], *, limit: int = 500) -> int:
         relayed = 0
-        async for document in collection.find({PENDING_FIELD: True}, {"_id": 1}).limit(limit):
+        async for document in collection.find({PENDING_FIELD: 1}, {"_id": 1}).limit(limit):
             relayed += await self.flush(collection, document["_id"])
         if relayed:
             self.metrics.outbox_pending.labels(self.metrics.service).inc(relayed)

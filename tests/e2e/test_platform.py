@@ -3,51 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from heard_devstack import ROOT, SERVICES, Stack
+from heard_devstack import SERVICES, Stack
 from heard_shared import topics
+from tests.e2e.conftest import staff, submit
 from tests.helpers import TopicReader, eventually, produce, unique
 
 pytestmark = pytest.mark.e2e
-
-ADMIN_TOKEN = "heard_e2e_admin_token"
-
-
-@pytest.fixture(scope="module")
-def platform(stack: Stack) -> Iterator[Stack]:
-    stack.extra_env = {
-        "HEARD_ROUTING_SLA_POLICY_FILE": str(ROOT / "config" / "sla-policy.seconds.yaml"),
-        "HEARD_INTAKE_BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-    try:
-        for service in SERVICES:
-            stack.start_service(service)
-        stack.start_prometheus()
-        yield stack
-    finally:
-        for name in (*SERVICES, "prometheus"):
-            stack.stop_process(name)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
-
-
-def staff() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-async def submit(http: httpx.AsyncClient, platform: Stack, **body: Any) -> dict[str, Any]:
-    response = await http.post(f"{platform.service_url('intake')}/v1/feedback", json=body)
-    assert response.status_code == 202, response.text
-    return dict(response.json())
 
 
 async def metric(http: httpx.AsyncClient, url: str, name: str, **labels: str) -> float:

@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 
 from heard_devstack import ROOT, Stack
+from heard_routing.service import RoutingService, epoch_ms
 from heard_shared.events import utc_now
 from heard_shared.mongo import MongoResource
 from tests.helpers import unique
@@ -42,7 +43,8 @@ def escalation_ids(published: list[tuple[str, str, bytes]]) -> list[str]:
     return [json.loads(value)["id"] for topic, _, value in published if topic == "feedback.escalated"]
 
 
-async def test_three_replicas_fire_every_due_deadline_exactly_once(stack: Stack, database: str) -> None:
+async def test_three_replicas_fire_every_due_deadline_exactly_once(scale_stack: Stack, database: str) -> None:
+    stack = scale_stack
     ids = await seed(stack, database, 2000)
     replicas = []
     for n in range(3):
@@ -52,25 +54,26 @@ async def test_three_replicas_fire_every_due_deadline_exactly_once(stack: Stack,
             (mongo, *build_scheduler(mongo, instance_id=f"replica-{n}", lease=timedelta(minutes=10), batch=100))
         )
 
-    async def drain(service: object) -> int:
+    async def drain(service: RoutingService) -> int:
+        """Ticks until nothing is due any more: a tick that lost every race is not the end."""
         fired = 0
-        while True:
-            fired_now = await service.tick()  # type: ignore[attr-defined]
-            fired += fired_now
-            if not fired_now:
-                return fired
+        due = {"clock": "open", "due_ms": {"$lte": epoch_ms(utc_now())}}
+        while await service.cases.count_documents(due):
+            fired += await service.tick()
+            await asyncio.sleep(0)
+        return fired
 
     fired = await asyncio.gather(*(drain(service) for _, service, _ in replicas))
     published = [event for _, _, publisher in replicas for event in escalation_ids(publisher.published)]
     assert sum(fired) == len(ids)
     assert len(published) == len(ids), "each due deadline fired once"
     assert len(set(published)) == len(published), "no deadline fired twice"
-    assert all(n > 0 for n in fired), f"all replicas took part: {fired}"
+    assert sum(1 for n in fired if n) >= 2, f"the replicas really competed: {fired}"
 
     cases = replicas[0][0].db["cases"]
     levels = Counter([c["level"] async for c in cases.find({}, {"level": 1})])
     assert levels == {1: len(ids)}
-    assert await cases.count_documents({"_outbox_pending": True}) == 0
+    assert await cases.count_documents({"_outbox_pending": 1}) == 0
     for mongo, _, _ in replicas:
         await mongo.close()
 
@@ -107,8 +110,12 @@ async def test_deadlines_leased_by_a_killed_replica_still_fire_late(stack: Stack
 
     fired = escalation_ids(publisher.published)
     assert len(fired) == len(set(fired)) == len(ids)
-    stolen = await mongo.db["cases"].find_one({"_id": ids[0]})
-    assert stolen is not None and stolen["fencing"] == 2, "the takeover carries a newer fencing token"
+    tokens = {
+        json.loads(value)["data"]["fencing_token"]
+        for topic, _, value in publisher.published
+        if topic == "feedback.escalated" and json.loads(value)["subject"] in ids[:25]
+    }
+    assert tokens == {2}, "the takeover fired with a newer fencing token than the dead replica's"
     await mongo.close()
 
 

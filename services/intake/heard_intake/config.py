@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from heard_shared.settings import ServiceSettings
@@ -16,6 +16,14 @@ class IntakeSettings(ServiceSettings):
     public_base_url: str = "http://127.0.0.1:8081"
     bootstrap_admin_token: str = ""
     max_request_bytes: int = 64 * 1024
+    # Privacy. `production` refuses to start without HEARD_INTAKE_CONTACT_KEYS; `development` (make up, the
+    # tests) falls back to a well-known key so a laptop needs no secret.
+    environment: Literal["production", "development"] = "production"
+    contact_keys: SecretStr = Field(
+        default=SecretStr(""), description="Comma-separated Fernet keys: the first encrypts, all decrypt."
+    )
+    contact_retention_days: Annotated[float, Field(ge=0)] = 365
+    retention_check_seconds: Annotated[float, Field(gt=0)] = 3600
     # Session uploads (many items as CSV or a JSON array) may be larger than a single submission.
     max_upload_bytes: Annotated[int, Field(ge=1024)] = 2 * 1024 * 1024
     session_max_items: Annotated[int, Field(ge=1, le=5000)] = 500

@@ -105,7 +105,7 @@ class RateLimitMiddleware:
             return
         path: str = scope["path"]
         limiter = self.policy(scope["method"], path)
-        wait = limiter.take(client_key(scope)) if limiter else 0.0
+        wait = limiter.take(client_key(scope)) if limiter is not None else 0.0
         if wait > 0:
             retry_after = max(1, math.ceil(wait))
             await send_error(

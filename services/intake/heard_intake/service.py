@@ -1,21 +1,52 @@
-"""Intake's use cases: each keyword-only, each one state change written together with its events."""
+"""Intake's use cases: each keyword-only, each one state change written together with its events.
+
+Every state change also stages its audit-ledger entries in the same single-document write (see
+`heard_intake.ledger`), so a change can never land without its record in the tamper-evident history.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from heard_intake import domain, severity
+from heard_intake import domain, ledger, severity
+from heard_intake.ledger import AuditLedger, Verification, audit_fields, head_of, verify_chain, with_audit
+from heard_intake.privacy import ContactCipher
 from heard_shared import events as ev
-from heard_shared.events import CloudEvent, FeedbackInboundV1, PublicLocation, deterministic_event_id, utc_now
+from heard_shared.events import (
+    CloudEvent,
+    Contact,
+    FeedbackInboundV1,
+    PublicLocation,
+    deterministic_event_id,
+    utc_now,
+)
+from heard_shared.logs import get_logger
 from heard_shared.mongo import Document
 from heard_shared.outbox import OutboxRelay, OutgoingEvent, outbox_fields, with_outbox
+
+log = get_logger(__name__)
+
+RESIDENT = "resident"
+ROUTING = "routing"
+RETENTION = "system:retention"
+# Never sent to staff or residents: secrets, ciphertext, bookkeeping.
+_PRIVATE_FIELDS = frozenset({"_id", "tracking_hash", "contact", "contact_encrypted", "history", "origin"})
+_LIST_PROJECTION: Document = {
+    "_outbox": 0,
+    "contact": 0,
+    "contact_encrypted": 0,
+    ledger.STAGED_FIELD: 0,
+}
 
 
 class FeedbackNotFound(Exception):
@@ -30,25 +61,46 @@ class Submission:
 
 
 class IntakeService:
-    def __init__(self, *, feedback: AsyncCollection[Document], outbox: OutboxRelay, source: str) -> None:
+    def __init__(
+        self,
+        *,
+        feedback: AsyncCollection[Document],
+        outbox: OutboxRelay,
+        source: str,
+        contact_cipher: ContactCipher,
+        audit: AuditLedger | None = None,
+        contact_retention: timedelta = timedelta(days=365),
+    ) -> None:
         self.feedback = feedback
         self.outbox = outbox
         self.source = source
+        self.contact_cipher = contact_cipher
+        self.ledger = audit or AuditLedger(feedback.database["audit"])
+        self.contact_retention = contact_retention
 
     async def ensure_indexes(self) -> None:
         await self.feedback.create_index("tracking_hash", unique=True, sparse=True)
         await self.feedback.create_index([("unit_id", 1), ("status", 1)])
+        await self.feedback.create_index(ledger.DUE_FIELD)
+        await self.feedback.create_index("closed_at")
         await self.outbox.ensure_indexes(self.feedback)
+        await self.ledger.ensure_indexes()
 
     # -- submissions -------------------------------------------------------------------
 
     async def submit(
-        self, *, data: FeedbackInboundV1, channel: ev.Channel, origin: tuple[str, str] | None = None
+        self,
+        *,
+        data: FeedbackInboundV1,
+        channel: ev.Channel,
+        origin: tuple[str, str] | None = None,
+        extra_fields: Document | None = None,
     ) -> Submission:
         """Stores one feedback item and stages `feedback.submitted` in the same write.
 
         `origin` is the CloudEvents (source, id) of a city system's event: the feedback id is derived
         from it, so a redelivered or re-sent event finds the existing item instead of a second one.
+        `extra_fields` are intake-only links stored with the record (a session id, the submitting city system).
         """
         feedback_id = deterministic_event_id("inbound", *origin) if origin else str(uuid.uuid4())
         tracking_code = None if origin else domain.new_tracking_code()
@@ -86,7 +138,8 @@ class IntakeService:
         )
         document: Document = {
             "_id": feedback_id,
-            **data.model_dump(mode="python", exclude_none=True),
+            # Contact details are stored only encrypted (below), never as plaintext fields.
+            **data.model_dump(mode="python", exclude_none=True, exclude={"contact"}),
             "channel": channel,
             "status": "submitted",
             "severity": assessment.severity,
@@ -103,11 +156,32 @@ class IntakeService:
             document["tracking_hash"] = domain.tracking_code_hash(tracking_code)
         if origin:
             document["origin"] = {"source": origin[0], "id": origin[1]}
+        for name, value in (extra_fields or {}).items():
+            document.setdefault(name, value)  # never overrides what intake itself decided
+        if data.contact is not None:
+            document["contact_encrypted"] = self.contact_cipher.encrypt(data.contact)
+        document |= audit_fields(
+            ledger.stage(
+                "submitted",
+                actor=_submitter(channel, origin),
+                at=now,
+                event_id=submitted.id,
+                details={
+                    "channel": channel,
+                    "kind": data.kind,
+                    "language": data.language,
+                    "severity": assessment.severity,
+                    "negative": assessment.negative,
+                    "has_contact": data.contact is not None,
+                },
+            )
+        )
         try:
             await self.feedback.insert_one(document)
         except DuplicateKeyError:
             return Submission(feedback_id, None, duplicate=True)
         await self.outbox.try_flush(self.feedback, feedback_id)
+        await self.ledger.try_flush(self.feedback, feedback_id)
         return Submission(feedback_id, tracking_code)
 
     # -- reads -------------------------------------------------------------------------
@@ -129,14 +203,51 @@ class IntakeService:
             raise FeedbackNotFound(code)
         return document
 
-    async def list_for_staff(self, *, unit_id: str | None, status: str | None, limit: int) -> list[Document]:
+    async def list_for_staff(
+        self, *, unit_id: str | None, status: str | None, limit: int, now: datetime | None = None
+    ) -> list[Document]:
+        """Overdue first, then oldest first. `status` may be "open" for every status still awaiting work."""
+        now = now or utc_now()
         query: Document = {}
         if unit_id:
             query["unit_id"] = unit_id
-        if status:
+        if status == "open":
+            query["status"] = {"$in": sorted(domain.OPEN_STATUSES)}
+        elif status:
             query["status"] = status
-        cursor = self.feedback.find(query, {"_outbox": 0, "contact": 0}).sort("submitted_at", 1).limit(limit)
-        return [document async for document in cursor]
+        # Overdue items are fetched on their own so a long backlog of newer items cannot push them past `limit`.
+        overdue_query: Document = {
+            **query,
+            "$or": [
+                {"status": {"$in": sorted(domain.AWAITING_ACKNOWLEDGEMENT)}, "acknowledge_by": {"$lte": now}},
+                {"status": {"$in": sorted(domain.AWAITING_ANSWER)}, "answer_by": {"$lte": now}},
+            ],
+        }
+        found: dict[str, Document] = {}
+        for candidates in (overdue_query, query):
+            cursor = self.feedback.find(candidates, _LIST_PROJECTION).sort("submitted_at", 1).limit(limit)
+            async for document in cursor:
+                found.setdefault(document["_id"], document)
+        return domain.overdue_first(found.values(), now)[:limit]
+
+    async def contact_of(self, feedback_id: str) -> Contact | None:
+        """The decrypted contact details, for the few places allowed to use them (never events or logs)."""
+        document = await self.feedback.find_one({"_id": feedback_id}, {"contact_encrypted": 1})
+        if document is None:
+            raise FeedbackNotFound(feedback_id)
+        token = document.get("contact_encrypted")
+        return self.contact_cipher.decrypt(token) if token else None
+
+    async def audit_trail(self, feedback_id: str) -> tuple[list[Document], Verification]:
+        """The item's ledger entries and whether they verify; staged entries are appended first."""
+        await self.ledger.try_flush(self.feedback, feedback_id)
+        record = await self.feedback.find_one(
+            {"_id": feedback_id}, {ledger.HEAD_SEQ_FIELD: 1, ledger.HEAD_HASH_FIELD: 1}
+        )
+        entries = await self.ledger.chain(feedback_id)
+        if record is None and not entries:
+            raise FeedbackNotFound(feedback_id)
+        return entries, verify_chain(entries, head=head_of(record))
 
     # -- staff actions -----------------------------------------------------------------
 
@@ -146,16 +257,29 @@ class IntakeService:
         *,
         expected_status: str,
         changes: Document,
-        history: Document,
+        history: Document | None,
         event: OutgoingEvent | None,
+        audit: Sequence[Document] = (),
+        push: Document | None = None,
+        unset: Sequence[str] = (),
+        guard: Document | None = None,
     ) -> Document:
-        """Applies a change only if nobody changed the status meanwhile (compare-and-set)."""
+        """Applies a change only if nobody changed the status (and `guard`) meanwhile (compare-and-set).
+
+        The change, its event (outbox) and its audit entries are one single-document write.
+        """
         now = changes.get("updated_at", utc_now())
-        update = with_outbox(
-            {"$set": {**changes, "updated_at": now}, "$push": {"history": history}}, *([event] if event else [])
-        )
+        update: Document = {"$set": {**changes, "updated_at": now}}
+        pushes = dict(push or {})
+        if history is not None:
+            pushes["history"] = history
+        if pushes:
+            update["$push"] = pushes
+        if unset:
+            update["$unset"] = {field: "" for field in unset}
+        update = with_audit(with_outbox(update, *([event] if event else [])), *audit)
         updated = await self.feedback.find_one_and_update(
-            {"_id": feedback_id, "status": expected_status},
+            {"_id": feedback_id, "status": expected_status, **(guard or {})},
             update,
             return_document=ReturnDocument.AFTER,
         )
@@ -164,6 +288,8 @@ class IntakeService:
             raise domain.GuardViolation("conflict", f"feedback changed meanwhile (now {current['status']!r}); retry")
         if event:
             await self.outbox.try_flush(self.feedback, feedback_id)
+        if audit:
+            await self.ledger.try_flush(self.feedback, feedback_id)
         return updated
 
     async def acknowledge(self, *, feedback_id: str, actor: str) -> Document:
@@ -183,6 +309,15 @@ class IntakeService:
             changes={"status": "acknowledged", "acknowledged_at": now, "updated_at": now},
             history={"status": "acknowledged", "at": now, "by": actor},
             event=OutgoingEvent(ev.ACKNOWLEDGED, event),
+            audit=[
+                ledger.stage(
+                    "acknowledged",
+                    actor=actor,
+                    at=now,
+                    event_id=event.id,
+                    details={"unit_id": current.get("unit_id"), "from_status": current["status"]},
+                )
+            ],
         )
 
     async def answer(self, *, feedback_id: str, answer: str, actor: str) -> Document:
@@ -208,12 +343,31 @@ class IntakeService:
             },
             history={"status": "answered", "at": now, "by": actor},
             event=OutgoingEvent(ev.ANSWERED, event),
+            push={"answers": {"text": answer, "answered_at": now, "by": actor}},
+            audit=[
+                ledger.stage(
+                    "answered",
+                    actor=actor,
+                    at=now,
+                    event_id=event.id,
+                    # The digest lets the board prove the published text was not changed later, without the
+                    # ledger holding the text (it may quote the resident).
+                    details={
+                        "unit_id": current.get("unit_id"),
+                        "from_status": current["status"],
+                        "answer_sha256": hashlib.sha256(answer.encode()).hexdigest(),
+                        "answer_length": len(answer),
+                    },
+                )
+            ],
         )
 
     async def close(self, *, feedback_id: str, actor: str) -> Document:
         current = await self.get(feedback_id)
         domain.check_can_close(
-            status=current["status"], negative=current["negative"], has_published_answer=bool(current.get("answer"))
+            status=current["status"],
+            negative=current["negative"],
+            has_published_answer=domain.has_published_answer(current.get("answer")),
         )
         now = utc_now()
         event = ev.new_event(
@@ -226,58 +380,369 @@ class IntakeService:
         return await self._transition(
             feedback_id,
             expected_status=current["status"],
-            changes={"status": "closed", "closed_at": now, "updated_at": now},
+            changes={"status": "closed", "closed_at": now, "resolution": "answered", "updated_at": now},
             history={"status": "closed", "at": now, "by": actor},
             event=OutgoingEvent(ev.CLOSED, event),
+            audit=[
+                ledger.stage(
+                    "closed",
+                    actor=actor,
+                    at=now,
+                    event_id=event.id,
+                    details={"resolution": "answered", "from_status": current["status"]},
+                )
+            ],
         )
+
+    async def refer(self, *, feedback_id: str, reason: str, suggested_unit_id: str | None, actor: str) -> Document:
+        """The assigned unit hands the item on; routing picks the new unit and the SLA clock keeps running."""
+        current = await self.get(feedback_id)
+        domain.check_can_refer(status=current["status"], unit_id=current.get("unit_id"))
+        now = utc_now()
+        from_unit_id = str(current["unit_id"])
+        event = ev.new_event(
+            ev.REFERRED,
+            ev.FeedbackReferredV1(
+                feedback_id=feedback_id,
+                from_unit_id=from_unit_id,
+                # Markers can make the redacted text a little longer than what the request allowed.
+                reason=domain.redact(reason)[:500],
+                suggested_unit_id=suggested_unit_id,
+                referred_at=now,
+            ),
+            source=self.source,
+            subject=feedback_id,
+            time=now,
+        )
+        return await self._transition(
+            feedback_id,
+            expected_status=current["status"],
+            changes={"status": "referred", "referred_at": now, "updated_at": now},
+            history={
+                "status": "referred",
+                "at": now,
+                "by": actor,
+                "from_unit_id": from_unit_id,
+                "suggested_unit_id": suggested_unit_id,
+                "reason": reason,
+            },
+            event=OutgoingEvent(ev.REFERRED, event),
+            audit=[
+                ledger.stage(
+                    "referred",
+                    actor=actor,
+                    at=now,
+                    event_id=event.id,
+                    details={
+                        "from_unit_id": from_unit_id,
+                        "suggested_unit_id": suggested_unit_id,
+                        "reason_length": len(reason),
+                    },
+                )
+            ],
+        )
+
+    async def add_note(self, *, feedback_id: str, text: str, actor: str) -> Document:
+        """An internal note: seen by staff and the board, never by the resident, never on Kafka."""
+        current = await self.get(feedback_id)
+        now = utc_now()
+        note_id = str(uuid.uuid4())
+        return await self._transition(
+            feedback_id,
+            expected_status=current["status"],
+            changes={"updated_at": now},
+            history=None,
+            event=None,
+            push={"notes": {"note_id": note_id, "text": text, "at": now, "by": actor}},
+            audit=[
+                ledger.stage("note_added", actor=actor, at=now, details={"note_id": note_id, "text_length": len(text)})
+            ],
+        )
+
+    # -- resident actions (the tracking code is the resident's key) ---------------------
+
+    async def reply(self, *, tracking_code: str, text: str) -> Document:
+        """Adds the resident's words to the public history; the status stays what it was."""
+        current = await self.find_by_tracking_code(tracking_code)
+        domain.check_can_reply(current["status"])
+        now = utc_now()
+        return await self._transition(
+            current["_id"],
+            expected_status=current["status"],
+            changes={"updated_at": now},
+            history={"status": current["status"], "action": "replied", "at": now, "by": RESIDENT, "text": text},
+            event=None,
+            audit=[
+                ledger.stage(
+                    "replied",
+                    actor=RESIDENT,
+                    at=now,
+                    details={"status": current["status"], "text_length": len(text)},
+                )
+            ],
+        )
+
+    async def contest(self, *, tracking_code: str, reason: str) -> Document:
+        """The resident finds the answer inadequate: the item reopens and routing moves it one level up."""
+        current = await self.find_by_tracking_code(tracking_code)
+        domain.check_can_contest(
+            status=current["status"], has_published_answer=domain.has_published_answer(current.get("answer"))
+        )
+        feedback_id = current["_id"]
+        now = utc_now()
+        event = ev.new_event(
+            ev.REOPENED,
+            ev.FeedbackReopenedV1(feedback_id=feedback_id, reason="contested", reopened_at=now),
+            source=self.source,
+            subject=feedback_id,
+            time=now,
+        )
+        return await self._transition(
+            feedback_id,
+            expected_status=current["status"],
+            # The contested answer stays on record but no longer counts as published: closing needs a new one.
+            changes={"status": "reopened", "answer.contested_at": now, "reopened_at": now, "updated_at": now},
+            unset=("closed_at", "resolution"),
+            push={"contests": {"text": reason, "at": now}},
+            history={"status": "reopened", "action": "contested", "at": now, "by": RESIDENT, "text": reason},
+            event=OutgoingEvent(ev.REOPENED, event),
+            audit=[
+                ledger.stage(
+                    "contested",
+                    actor=RESIDENT,
+                    at=now,
+                    details={"from_status": current["status"], "text_length": len(reason)},
+                ),
+                ledger.stage("reopened", actor=RESIDENT, at=now, event_id=event.id, details={"reason": "contested"}),
+            ],
+        )
+
+    async def withdraw(self, *, tracking_code: str, reason: str | None = None) -> Document:
+        """The resident's own exit: the only way negative feedback closes without an answer."""
+        current = await self.find_by_tracking_code(tracking_code)
+        domain.check_can_withdraw(current["status"])
+        feedback_id = current["_id"]
+        now = utc_now()
+        event = ev.new_event(
+            ev.CLOSED,
+            ev.FeedbackClosedV1(feedback_id=feedback_id, closed_at=now, resolution="withdrawn"),
+            source=self.source,
+            subject=feedback_id,
+            time=now,
+        )
+        changes: Document = {"status": "withdrawn", "closed_at": now, "resolution": "withdrawn", "updated_at": now}
+        if reason:
+            changes["withdrawal_reason"] = reason
+        return await self._transition(
+            feedback_id,
+            expected_status=current["status"],
+            changes=changes,
+            history={"status": "withdrawn", "at": now, "by": RESIDENT},
+            event=OutgoingEvent(ev.CLOSED, event),
+            audit=[
+                ledger.stage(
+                    "withdrawn",
+                    actor=RESIDENT,
+                    at=now,
+                    event_id=event.id,
+                    details={"from_status": current["status"], "reason_given": bool(reason)},
+                )
+            ],
+        )
+
+    async def erase(self, *, tracking_code: str) -> Document:
+        """The resident's erasure request: personal data out; the record, its status and statistics stay.
+
+        Other services never received personal data (events carry redacted text and no contact), so
+        there is nothing to erase beyond this record; the ledger holds no personal data either.
+        """
+        current = await self.find_by_tracking_code(tracking_code)
+        if current.get("erased_at"):
+            return current
+        now = utc_now()
+        changes, removed = domain.erasure(current)
+        history: list[Document] = list(changes.get("history") or current.get("history") or [])
+        changes["history"] = [*history, {"status": current["status"], "action": "erased", "at": now, "by": RESIDENT}]
+        return await self._transition(
+            current["_id"],
+            expected_status=current["status"],
+            changes={**changes, "erased_at": now, "updated_at": now},
+            unset=removed,
+            history=None,
+            event=None,
+            # The whole history is rewritten, so nothing may have been added since it was read.
+            guard={"updated_at": current["updated_at"]},
+            audit=[
+                ledger.stage(
+                    "erased",
+                    actor=RESIDENT,
+                    at=now,
+                    details={"reason": "request", "fields": sorted({*removed, *changes})},
+                )
+            ],
+        )
+
+    # -- retention -----------------------------------------------------------------------
+
+    async def purge_expired_contacts(self, *, now: datetime | None = None, limit: int = 500) -> int:
+        """Deletes contact details of items closed longer than the retention period; returns how many."""
+        now = now or utc_now()
+        cutoff = now - self.contact_retention
+        expired: Document = {
+            "status": {"$in": sorted(domain.FINAL_STATUSES)},
+            "closed_at": {"$lte": cutoff},
+            "$or": [{"contact_encrypted": {"$exists": True}}, {"contact": {"$exists": True}}],
+        }
+        purged = 0
+        ids = [document["_id"] async for document in self.feedback.find(expired, {"_id": 1}).limit(limit)]
+        for feedback_id in ids:
+            entry = ledger.stage(
+                "erased",
+                actor=RETENTION,
+                at=now,
+                details={"reason": "retention", "fields": ["contact"], "retention_days": self.contact_retention.days},
+            )
+            result = await self.feedback.update_one(
+                {"_id": feedback_id, **expired},
+                with_audit(
+                    {"$unset": {"contact_encrypted": "", "contact": ""}, "$set": {"contact_purged_at": now}}, entry
+                ),
+            )
+            if result.modified_count:
+                purged += 1
+                await self.ledger.try_flush(self.feedback, feedback_id)
+        return purged
+
+    async def run_retention(self, *, interval_seconds: float) -> None:
+        while True:
+            try:
+                purged = await self.purge_expired_contacts()
+                if purged:
+                    log.info("contact details past retention deleted", count=purged)
+            except PyMongoError as error:
+                log.warning("retention waiting for MongoDB", error=repr(error))
+            except Exception:
+                log.exception("retention run failed")
+            await asyncio.sleep(interval_seconds)
 
     # -- what routing decided ----------------------------------------------------------
 
     async def record_routing(self, event: CloudEvent[Any]) -> None:
+        """Routing assigned (or, after a referral, re-assigned) the item; the decision is always audited."""
         data: ev.FeedbackRoutedV1 = event.data
-        await self.feedback.update_one(
-            {"_id": data.feedback_id, "status": "submitted"},
-            {
-                "$set": {
-                    "status": "routed",
-                    "unit_id": data.unit_id,
-                    "level": data.level,
-                    "acknowledge_by": data.acknowledge_by,
-                    "answer_by": data.answer_by,
-                    "updated_at": utc_now(),
-                },
-                "$push": {"history": {"status": "routed", "at": data.routed_at, "unit_id": data.unit_id}},
+        entry = ledger.stage(
+            "routed",
+            actor=ROUTING,
+            at=data.routed_at,
+            event_id=event.id,
+            details={
+                "unit_id": data.unit_id,
+                "level": data.level,
+                "rule": data.rule,
+                "acknowledge_by": data.acknowledge_by,
+                "answer_by": data.answer_by,
             },
         )
+        assignment: Document = {
+            "unit_id": data.unit_id,
+            # The unit's display name (Open311's agency_responsible); tied to its id because an
+            # escalation later changes unit_id without carrying a name.
+            "routed_unit": {"id": data.unit_id, "name": data.unit_name},
+            "level": data.level,
+            "acknowledge_by": data.acknowledge_by,
+            "answer_by": data.answer_by,
+            "assigned_at": data.routed_at,
+            "updated_at": utc_now(),
+        }
+        # Topics are not ordered against each other: a late decision must not undo a newer one (an escalation).
+        newer: Document = {
+            "$or": [
+                {"level": None},
+                {"level": {"$lt": data.level}},
+                {"level": data.level, "assigned_at": {"$lt": data.routed_at}},
+                {"level": data.level, "assigned_at": {"$exists": False}},
+            ]
+        }
+        history = {"status": "routed", "at": data.routed_at, "unit_id": data.unit_id, "event_id": event.id}
+        updates: tuple[tuple[Document, Document], ...] = (
+            # Waiting for a unit: it now has one.
+            (
+                {"status": {"$in": ["submitted", "referred"]}, **newer},
+                {"$set": {**assignment, "status": "routed"}, "$push": {"history": history}},
+            ),
+            # Being worked on: the unit and deadlines change, the status stays.
+            (
+                {"status": {"$in": sorted(domain.AWAITING_ANSWER - {"submitted", "referred"})}, **newer},
+                {"$set": assignment},
+            ),
+            # Answered, closed or a stale decision: on record only.
+            ({}, {}),
+        )
+        await self._record(data.feedback_id, updates, entry)
 
     async def record_escalation(self, event: CloudEvent[Any]) -> None:
         data: ev.FeedbackEscalatedV1 = event.data
+        entry = ledger.stage(
+            "escalated",
+            actor=ROUTING,
+            at=data.fired_at,
+            event_id=event.id,
+            details={
+                "reason": data.reason,
+                "from_level": data.from_level,
+                "level": data.level,
+                "level_name": data.level_name,
+                "unit_id": data.unit_id,
+                "deadline": data.deadline,
+                "repeat": data.repeat,
+            },
+        )
         history = {
             "status": "escalated",
             "at": data.fired_at,
             "unit_id": data.unit_id,
             "level": data.level,
             "reason": data.reason,
+            "event_id": event.id,
         }
-        # An escalation that arrives after the answer changes the responsible unit on record only.
-        await self.feedback.update_one(
-            {
-                "_id": data.feedback_id,
-                "status": {"$in": ["submitted", "routed", "acknowledged", "escalated"]},
-                "$or": [{"level": None}, {"level": {"$lte": data.level}}],
-            },
-            {
-                "$set": {"status": "escalated", "unit_id": data.unit_id, "level": data.level, "updated_at": utc_now()},
-                "$push": {"history": history},
-            },
+        updates: tuple[tuple[Document, Document], ...] = (
+            (
+                {
+                    "status": {"$in": sorted(domain.AWAITING_ANSWER)},
+                    "$or": [{"level": None}, {"level": {"$lte": data.level}}],
+                    "history.event_id": {"$ne": event.id},
+                },
+                {
+                    "$set": {
+                        "status": "escalated",
+                        "unit_id": data.unit_id,
+                        "level": data.level,
+                        "assigned_at": data.fired_at,
+                        "updated_at": utc_now(),
+                    },
+                    "$push": {"history": history},
+                },
+            ),
+            # After an answer the escalation changes nothing here, but the board still sees it happened.
+            ({}, {}),
         )
+        await self._record(data.feedback_id, updates, entry)
+
+    async def _record(self, feedback_id: str, updates: Sequence[tuple[Document, Document]], entry: Document) -> None:
+        """Applies the first update whose condition holds, with the ledger entry staged in the same write."""
+        for condition, update in updates:
+            result = await self.feedback.update_one({"_id": feedback_id, **condition}, with_audit(update, entry))
+            if result.modified_count:
+                break
+        # A redelivered event stages its entry again; the append skips an entry id already in the chain.
+        await self.ledger.try_flush(self.feedback, feedback_id)
 
     async def record_inbound(self, event: CloudEvent[Any]) -> None:
         await self.submit(data=event.data, channel="kafka", origin=(event.source, event.id))
 
 
 def public_view(document: Document) -> Document:
-    """What a resident sees with their tracking code: never contact data or internal notes."""
+    """What a resident sees with their tracking code: never contact data, internal notes or staff reasons."""
     answer = document.get("answer")
     return {
         "feedback_id": document["_id"],
@@ -285,17 +750,41 @@ def public_view(document: Document) -> Document:
         "kind": document["kind"],
         "category": document.get("category"),
         "submitted_at": _iso(document["submitted_at"]),
-        "answer": {"text": answer["text"], "answered_at": _iso(answer["answered_at"])} if answer else None,
-        "history": [{"status": h["status"], "at": _iso(h["at"])} for h in document.get("history", [])],
+        "answer": {
+            "text": answer["text"],
+            "answered_at": _iso(answer["answered_at"]),
+            "contested": bool(answer.get("contested_at")),
+        }
+        if answer
+        else None,
+        "erased": bool(document.get("erased_at")),
+        "history": [_public_history(entry) for entry in document.get("history", [])],
     }
 
 
-def staff_view(document: Document) -> Document:
-    view = {k: v for k, v in document.items() if k not in {"_id", "tracking_hash", "contact", "history", "origin"}}
+def _public_history(entry: Document) -> Document:
+    item: Document = {"status": entry["status"], "at": _iso(entry["at"])}
+    if "action" in entry:
+        item["action"] = entry["action"]
+    if entry.get("by") == RESIDENT and "text" in entry:
+        item["text"] = entry["text"]  # the resident's own words; staff reasons stay internal
+    return item
+
+
+def staff_view(document: Document, *, now: datetime | None = None) -> Document:
+    view = {k: v for k, v in document.items() if k not in _PRIVATE_FIELDS and not k.startswith("_")}
     view["feedback_id"] = document["_id"]
     view["history"] = document.get("history", [])
-    view["has_contact"] = "contact" in document
+    view["has_contact"] = "contact_encrypted" in document or "contact" in document
+    view["overdue"] = domain.overdue_since(document, now or utc_now()) is not None
     return view
+
+
+def _submitter(channel: str, origin: tuple[str, str] | None) -> str:
+    """Who the ledger names for a submission: residents stay anonymous, systems by their source."""
+    if origin:
+        return f"system:{origin[0]}"
+    return {"api": RESIDENT, "web": RESIDENT, "session": "facilitator"}.get(channel, f"system:{channel}")
 
 
 def _iso(value: datetime) -> str:

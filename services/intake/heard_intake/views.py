@@ -4,13 +4,15 @@ No `from __future__ import annotations` here: FastAPI must resolve `Depends(staf
 at runtime, and `staff` is local to `build_router`.
 """
 
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from heard_intake import domain
+from heard_intake import access, domain
 from heard_intake.auth import STAFF_ROLES, Principal, TokenStore, require_role
+from heard_intake.ledger import public_entry
 from heard_intake.service import FeedbackNotFound, IntakeService, public_view, staff_view
 from heard_shared.events import Contact, FeedbackInboundV1, FeedbackKind, Language, Location
 from heard_shared.http import ApiError
@@ -45,6 +47,46 @@ class AnswerRequest(BaseModel):
     answer: Annotated[str, Field(min_length=1, max_length=10000)]
 
 
+class ReplyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: Annotated[str, Field(min_length=1, max_length=5000)]
+
+
+class ContestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=5000, description="Why the answer is not adequate.")]
+
+
+class WithdrawRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class ReferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    suggested_unit_id: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+
+
+class NoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: Annotated[str, Field(min_length=1, max_length=5000)]
+
+
+StatusFilter = Literal[
+    "open",
+    "submitted",
+    "routed",
+    "acknowledged",
+    "answered",
+    "closed",
+    "withdrawn",
+    "escalated",
+    "reopened",
+    "referred",
+]
+
+
 def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url: str) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
@@ -64,6 +106,26 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
             return staff_view(await action)
         except FeedbackNotFound:
             raise ApiError(404, "feedback_not_found", "No such feedback.") from None
+        except domain.GuardViolation as refused:
+            raise ApiError(409, refused.code, refused.message) from None
+
+    async def load_for(principal: Principal, feedback_id: str, *, act: bool) -> dict[str, Any]:
+        """The item, if this principal may see it (or, with `act`, change it)."""
+        document = await load(feedback_id)
+        try:
+            if act:
+                access.check_can_act(principal, document.get("unit_id"))
+            else:
+                access.check_can_see(principal, document.get("unit_id"))
+        except access.AccessDenied as denied:
+            raise ApiError(403, denied.code, denied.message) from None
+        return document
+
+    async def as_resident(action: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return public_view(await action)
+        except FeedbackNotFound:
+            raise ApiError(404, "tracking_code_not_found", "No feedback has this tracking code.") from None
         except domain.GuardViolation as refused:
             raise ApiError(409, refused.code, refused.message) from None
 
@@ -91,32 +153,112 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
         except FeedbackNotFound:
             raise ApiError(404, "tracking_code_not_found", "No feedback has this tracking code.") from None
 
-    @router.get("/staff/feedback", tags=["staff"], summary="List feedback, oldest first")
+    @router.post("/feedback/{tracking_code}/reply", tags=["resident"], summary="Add a reply to the public history")
+    async def reply(tracking_code: str, body: ReplyRequest) -> dict[str, Any]:
+        return await as_resident(service.reply(tracking_code=tracking_code, text=body.text))
+
+    @router.post(
+        "/feedback/{tracking_code}/contest",
+        tags=["resident"],
+        summary="Contest a published answer: the item reopens one level higher",
+    )
+    async def contest(tracking_code: str, body: ContestRequest) -> dict[str, Any]:
+        return await as_resident(service.contest(tracking_code=tracking_code, reason=body.reason))
+
+    @router.post("/feedback/{tracking_code}/withdraw", tags=["resident"], summary="Withdraw the feedback")
+    async def withdraw(tracking_code: str, body: WithdrawRequest | None = None) -> dict[str, Any]:
+        reason = body.reason if body else None
+        return await as_resident(service.withdraw(tracking_code=tracking_code, reason=reason))
+
+    @router.post(
+        "/feedback/{tracking_code}/erasure",
+        tags=["resident"],
+        summary="Erase personal data; the record, its status and statistics are kept",
+    )
+    async def erase(tracking_code: str) -> dict[str, Any]:
+        return await as_resident(service.erase(tracking_code=tracking_code))
+
+    @router.get("/staff/feedback", tags=["staff"], summary="List feedback: overdue first, then oldest first")
     async def list_feedback(
         principal: Annotated[Principal, Depends(staff)],
         unit_id: str | None = None,
-        status: str | None = None,
+        status: StatusFilter | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
-        items = await service.list_for_staff(unit_id=unit_id, status=status, limit=limit)
+        try:
+            scope = access.list_scope(principal, unit_id)
+        except access.AccessDenied as denied:
+            raise ApiError(403, denied.code, denied.message) from None
+        items = await service.list_for_staff(unit_id=scope, status=status, limit=limit)
         return {"items": [staff_view(item) for item in items]}
 
     @router.get("/staff/feedback/{feedback_id}", tags=["staff"])
     async def get_feedback(feedback_id: str, principal: Annotated[Principal, Depends(staff)]) -> dict[str, Any]:
-        return staff_view(await load(feedback_id))
+        return staff_view(await load_for(principal, feedback_id, act=False))
 
     @router.post("/staff/feedback/{feedback_id}/acknowledge", tags=["staff"])
     async def acknowledge(feedback_id: str, principal: Annotated[Principal, Depends(staff)]) -> dict[str, Any]:
+        await load_for(principal, feedback_id, act=True)
         return await guarded(service.acknowledge(feedback_id=feedback_id, actor=principal.name))
 
     @router.post("/staff/feedback/{feedback_id}/answer", tags=["staff"])
     async def answer(
         feedback_id: str, body: AnswerRequest, principal: Annotated[Principal, Depends(staff)]
     ) -> dict[str, Any]:
+        await load_for(principal, feedback_id, act=True)
         return await guarded(service.answer(feedback_id=feedback_id, answer=body.answer, actor=principal.name))
 
     @router.post("/staff/feedback/{feedback_id}/close", tags=["staff"])
     async def close(feedback_id: str, principal: Annotated[Principal, Depends(staff)]) -> dict[str, Any]:
+        await load_for(principal, feedback_id, act=True)
         return await guarded(service.close(feedback_id=feedback_id, actor=principal.name))
+
+    @router.post("/staff/feedback/{feedback_id}/refer", tags=["staff"], summary="Refer the item on, with a reason")
+    async def refer(
+        feedback_id: str, body: ReferRequest, principal: Annotated[Principal, Depends(staff)]
+    ) -> dict[str, Any]:
+        await load_for(principal, feedback_id, act=True)
+        return await guarded(
+            service.refer(
+                feedback_id=feedback_id,
+                reason=body.reason,
+                suggested_unit_id=body.suggested_unit_id,
+                actor=principal.name,
+            )
+        )
+
+    @router.post(
+        "/staff/feedback/{feedback_id}/notes",
+        status_code=201,
+        tags=["staff"],
+        summary="Add an internal note (never shown to the resident)",
+    )
+    async def add_note(
+        feedback_id: str, body: NoteRequest, principal: Annotated[Principal, Depends(staff)]
+    ) -> dict[str, Any]:
+        await load_for(principal, feedback_id, act=True)
+        return await guarded(service.add_note(feedback_id=feedback_id, text=body.text, actor=principal.name))
+
+    @router.get(
+        "/oversight/feedback/{feedback_id}/audit",
+        tags=["oversight"],
+        summary="The item's hash-chained audit trail and whether it verifies",
+    )
+    async def audit_trail(feedback_id: str, principal: Annotated[Principal, Depends(staff)]) -> dict[str, Any]:
+        try:
+            access.check_can_audit(principal)
+        except access.AccessDenied as denied:
+            raise ApiError(403, denied.code, denied.message) from None
+        try:
+            entries, verification = await service.audit_trail(feedback_id)
+        except FeedbackNotFound:
+            raise ApiError(404, "feedback_not_found", f"No feedback with id {feedback_id!r}.") from None
+        return {
+            "feedback_id": feedback_id,
+            "verified": verification.verified,
+            "broken_at": verification.broken_at,
+            "reason": verification.reason,
+            "entries": [public_entry(entry) for entry in entries],
+        }
 
     return router

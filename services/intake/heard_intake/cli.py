@@ -1,0 +1,144 @@
+"""`python -m heard_intake.cli`: operator commands for tokens, the audit ledger and contact keys.
+
+Reads the same HEARD_INTAKE_* environment as the service (MongoDB URI and database, contact keys), so
+it acts on exactly the data the running service uses.
+
+    issue-token --name NAME --role ROLE [--role ROLE ...] [--unit UNIT]   prints the new token once
+    revoke-token --name NAME
+    verify-audit [--feedback-id ID]                                       exit status 1 if a chain is broken
+    rotate-contact-keys                                                   re-encrypts contacts under the first key
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import get_args
+
+from heard_intake.auth import Role, TokenStore
+from heard_intake.config import IntakeSettings
+from heard_intake.ledger import AuditLedger, head_of
+from heard_intake.privacy import ContactUnreadable, contact_cipher
+from heard_shared.mongo import MongoResource
+from heard_shared.settings import load_settings
+
+ROLES: tuple[str, ...] = get_args(Role)
+
+
+def _mongo(settings: IntakeSettings) -> MongoResource:
+    # The same default as the service's platform, so both find the same database.
+    return MongoResource(settings.mongodb_uri, settings.mongodb_database or "heard_intake", app_name="heard-intake-cli")
+
+
+async def issue_token(settings: IntakeSettings, *, name: str, roles: list[str], unit_id: str | None) -> str:
+    mongo = _mongo(settings)
+    try:
+        return await TokenStore(mongo.db["tokens"]).issue(name=name, roles=roles, unit_id=unit_id)
+    finally:
+        await mongo.close()
+
+
+async def revoke_token(settings: IntakeSettings, *, name: str) -> int:
+    mongo = _mongo(settings)
+    try:
+        return await TokenStore(mongo.db["tokens"]).revoke(name=name)
+    finally:
+        await mongo.close()
+
+
+async def verify_audit(settings: IntakeSettings, *, feedback_id: str | None) -> list[dict[str, object]]:
+    """One result per feedback item: whether its chain verifies, and where it breaks."""
+    mongo = _mongo(settings)
+    try:
+        audit = AuditLedger(mongo.db["audit"])
+        records = mongo.db["feedback"]
+        ids = [feedback_id] if feedback_id else await audit.feedback_ids()
+        results: list[dict[str, object]] = []
+        for one in ids:
+            record = await records.find_one({"_id": one}, {"audit_seq": 1, "audit_head": 1})
+            verification = await audit.verify(one, head=head_of(record))
+            results.append(
+                {
+                    "feedback_id": one,
+                    "verified": verification.verified,
+                    "broken_at": verification.broken_at,
+                    "reason": verification.reason,
+                    "entries": verification.entries,
+                }
+            )
+        return results
+    finally:
+        await mongo.close()
+
+
+async def rotate_contact_keys(settings: IntakeSettings) -> tuple[int, int]:
+    """Re-encrypts every stored contact under the first key; returns (rotated, unreadable)."""
+    cipher = contact_cipher(settings)
+    mongo = _mongo(settings)
+    rotated = unreadable = 0
+    try:
+        records = mongo.db["feedback"]
+        async for record in records.find({"contact_encrypted": {"$exists": True}}, {"contact_encrypted": 1}):
+            try:
+                token = cipher.rotate(record["contact_encrypted"])
+            except ContactUnreadable:
+                unreadable += 1
+                continue
+            # Only if nobody changed or erased it meanwhile.
+            result = await records.update_one(
+                {"_id": record["_id"], "contact_encrypted": record["contact_encrypted"]},
+                {"$set": {"contact_encrypted": token}},
+            )
+            rotated += result.modified_count
+        return rotated, unreadable
+    finally:
+        await mongo.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m heard_intake.cli", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    issue = commands.add_parser("issue-token", help="create a bearer token; it is printed once and stored hashed")
+    issue.add_argument("--name", required=True, help="who or what holds the token (shown in the audit trail)")
+    issue.add_argument("--role", required=True, action="append", choices=ROLES, dest="roles")
+    issue.add_argument("--unit", help="the unit a unit_member works for")
+    revoke = commands.add_parser("revoke-token", help="revoke every active token of a name")
+    revoke.add_argument("--name", required=True)
+    verify = commands.add_parser("verify-audit", help="verify the hash chains of the audit ledger")
+    verify.add_argument("--feedback-id", help="only this item (default: every item in the ledger)")
+    commands.add_parser("rotate-contact-keys", help="re-encrypt stored contacts under the first configured key")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = load_settings(IntakeSettings)
+    if args.command == "issue-token":
+        if "unit_member" in args.roles and not args.unit:
+            print("error: a unit_member token needs --unit (it sees only its unit's feedback)", file=sys.stderr)
+            return 2
+        token = asyncio.run(issue_token(settings, name=args.name, roles=args.roles, unit_id=args.unit))
+        print(token)
+        print("Store this token now: only its hash is kept, it cannot be shown again.", file=sys.stderr)
+        return 0
+    if args.command == "revoke-token":
+        revoked = asyncio.run(revoke_token(settings, name=args.name))
+        print(f"revoked {revoked} token(s) named {args.name!r}")
+        return 0 if revoked else 1
+    if args.command == "verify-audit":
+        results = asyncio.run(verify_audit(settings, feedback_id=args.feedback_id))
+        for result in results:
+            print(json.dumps(result))
+        broken = [r for r in results if not r["verified"]]
+        print(f"{len(results)} chain(s) checked, {len(broken)} broken", file=sys.stderr)
+        return 1 if broken else 0
+    rotated, unreadable = asyncio.run(rotate_contact_keys(settings))
+    print(f"re-encrypted {rotated} contact(s); {unreadable} could not be decrypted with the configured keys")
+    return 1 if unreadable else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

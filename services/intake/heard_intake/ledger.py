@@ -1,0 +1,325 @@
+"""The audit ledger: an append-only, hash-chained history of every feedback item, for the oversight board.
+
+Each entry's `hash` is SHA-256 over the canonical JSON of the entry without its hash, and each entry
+carries the previous entry's hash (`prev_hash`), so editing, reordering or removing any stored entry
+breaks the chain from that point on. The feedback record also keeps the chain's head (`audit_seq`,
+`audit_head`), so cutting entries off the end is caught too.
+
+Crash safety without multi-document transactions: a state change stages its ledger entries inside the
+feedback document in the same single-document write as the change itself (like the event outbox), and
+`flush` then appends them to the `audit` collection. A crash in between leaves them staged; the relay
+appends them later. Appends are idempotent on the entry id (the event id where an event caused the
+entry), and the unique (feedback_id, seq) index makes racing writers collide instead of forking the chain:
+the loser re-reads the chain and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from heard_shared.events import utc_now
+from heard_shared.logs import get_logger
+from heard_shared.mongo import Document
+
+log = get_logger(__name__)
+
+AuditAction = Literal[
+    "submitted",
+    "routed",
+    "referred",
+    "acknowledged",
+    "answered",
+    "escalated",
+    "contested",
+    "reopened",
+    "withdrawn",
+    "closed",
+    "replied",
+    "note_added",
+    "erased",
+]
+GENESIS_HASH = "0" * 64
+STAGED_FIELD = "_audit_staged"
+DUE_FIELD = "_audit_due"
+HEAD_SEQ_FIELD = "audit_seq"
+HEAD_HASH_FIELD = "audit_head"
+# Not part of what is hashed: `_id` is derived from (feedback_id, seq) and `hash` is the result.
+_UNHASHED = frozenset({"_id", "hash"})
+
+
+# -- pure: entries, hashing, verification ----------------------------------------------------------------------
+
+
+def stage(
+    action: AuditAction,
+    *,
+    actor: str,
+    at: datetime | None = None,
+    details: Mapping[str, Any] | None = None,
+    event_id: str | None = None,
+) -> Document:
+    """An entry waiting for its place in the chain. `details` must never hold plaintext personal data."""
+    return {
+        "entry_id": event_id or str(uuid.uuid4()),
+        "event_id": event_id,
+        "action": action,
+        "actor": actor,
+        "at": _millis(at or utc_now()),
+        "details": dict(details or {}),
+    }
+
+
+def _millis(moment: datetime) -> datetime:
+    """BSON dates keep milliseconds; the hash is over what is stored, so cut the rest before hashing."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _millis(value).strftime("%Y-%m-%dT%H:%M:%S.") + f"{_millis(value).microsecond // 1000:03d}Z"
+    if isinstance(value, Mapping):
+        return {str(k): _canonical_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical_value(v) for v in value]
+    return value
+
+
+def canonical_json(entry: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no whitespace, UTC dates to the millisecond: the same entry always gives the same bytes."""
+    body = {k: v for k, v in entry.items() if k not in _UNHASHED}
+    return json.dumps(_canonical_value(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(entry)).hexdigest()
+
+
+def chain_entry(*, feedback_id: str, seq: int, prev_hash: str, staged: Mapping[str, Any]) -> Document:
+    entry: Document = {
+        "feedback_id": feedback_id,
+        "seq": seq,
+        "entry_id": staged["entry_id"],
+        "event_id": staged.get("event_id"),
+        "action": staged["action"],
+        "actor": staged["actor"],
+        "at": _millis(staged["at"]),
+        "details": dict(staged.get("details") or {}),
+        "prev_hash": prev_hash,
+    }
+    entry["hash"] = entry_hash(entry)
+    return entry
+
+
+@dataclass(frozen=True)
+class Verification:
+    verified: bool
+    broken_at: int | None = None
+    reason: str | None = None
+    entries: int = 0
+
+
+def verify_chain(entries: Iterable[Mapping[str, Any]], *, head: tuple[int, str] | None = None) -> Verification:
+    """Checks sequence, links and hashes; `head` is the (seq, hash) the feedback record last saw appended."""
+    ordered = sorted(entries, key=lambda e: int(e.get("seq", 0)))
+    previous = GENESIS_HASH
+    expected_seq = 1
+    for entry in ordered:
+        seq = entry.get("seq")
+        if seq != expected_seq:
+            return Verification(False, expected_seq, f"entry {expected_seq} is missing", len(ordered))
+        if entry.get("prev_hash") != previous:
+            return Verification(False, expected_seq, "does not link to the entry before it", len(ordered))
+        if entry_hash(entry) != entry.get("hash"):
+            return Verification(False, expected_seq, "content does not match its hash", len(ordered))
+        previous = str(entry["hash"])
+        expected_seq += 1
+    if head is not None:
+        head_seq, head_hash = head
+        if head_seq >= expected_seq:
+            return Verification(False, expected_seq, f"entries {expected_seq}..{head_seq} are missing", len(ordered))
+        if ordered[head_seq - 1]["hash"] != head_hash:
+            return Verification(False, head_seq, "differs from the entry the record saw appended", len(ordered))
+    return Verification(True, None, None, len(ordered))
+
+
+# -- staging inside the feedback document ----------------------------------------------------------------------
+
+
+def with_audit(update: Document, *entries: Document) -> Document:
+    """Adds staged entries to a MongoDB update so they are written with the state change they record."""
+    if not entries:
+        return update
+    merged = {op: dict(fields) for op, fields in update.items()}
+    merged.setdefault("$push", {})[STAGED_FIELD] = {"$each": list(entries)}
+    merged.setdefault("$set", {})[DUE_FIELD] = True
+    return merged
+
+
+def audit_fields(*entries: Document) -> Document:
+    """The same for a document being inserted."""
+    return {STAGED_FIELD: list(entries), DUE_FIELD: bool(entries)}
+
+
+# -- the collection --------------------------------------------------------------------------------------------
+
+
+class LedgerContention(Exception):
+    """Too many writers raced for the same chain; the staged entries stay and the relay tries again."""
+
+
+class AuditLedger:
+    def __init__(self, entries: AsyncCollection[Document], *, max_attempts: int = 50) -> None:
+        self.entries = entries
+        self.max_attempts = max_attempts
+
+    async def ensure_indexes(self) -> None:
+        await self.entries.create_index([("feedback_id", 1), ("seq", 1)], unique=True)
+
+    async def chain(self, feedback_id: str) -> list[Document]:
+        cursor = self.entries.find({"feedback_id": feedback_id}).sort("seq", 1)
+        return [entry async for entry in cursor]
+
+    async def append(self, feedback_id: str, *staged: Mapping[str, Any]) -> tuple[int, tuple[int, str] | None]:
+        """Appends entries not yet in the chain, in order; returns how many and the chain's head afterwards."""
+        appended = 0
+        links = await self._links(feedback_id)
+        position = 0
+        attempts = 0
+        while position < len(staged):
+            entry = staged[position]
+            if entry["entry_id"] in links.ids:
+                position += 1  # already there: a retry, a redelivery or a second flusher got here first
+                continue
+            seq, prev_hash = links.next()
+            document = chain_entry(feedback_id=feedback_id, seq=seq, prev_hash=prev_hash, staged=entry)
+            try:
+                await self.entries.insert_one({"_id": f"{feedback_id}:{seq:09d}", **document})
+            except DuplicateKeyError:
+                # Someone else took this seq since we read the chain: read it again and find our place.
+                attempts += 1
+                if attempts >= self.max_attempts:
+                    raise LedgerContention(f"gave up appending to the chain of {feedback_id}") from None
+                await asyncio.sleep(0.005 * attempts)
+                links = await self._links(feedback_id)
+                continue
+            links.add(document)
+            appended += 1
+            position += 1
+        return appended, links.head
+
+    async def _links(self, feedback_id: str) -> _Links:
+        cursor = self.entries.find({"feedback_id": feedback_id}, {"entry_id": 1, "seq": 1, "hash": 1})
+        links = _Links()
+        async for entry in cursor:
+            links.add(entry)
+        return links
+
+    async def verify(self, feedback_id: str, *, head: tuple[int, str] | None = None) -> Verification:
+        return verify_chain(await self.chain(feedback_id), head=head)
+
+    async def feedback_ids(self) -> list[str]:
+        return sorted(str(value) for value in await self.entries.distinct("feedback_id"))
+
+    # -- moving staged entries into the chain ------------------------------------------------------------------
+
+    async def flush(self, records: AsyncCollection[Document], feedback_id: str) -> int:
+        """Appends the entries staged in one feedback document, then removes them there; returns how many."""
+        document = await records.find_one({"_id": feedback_id}, {STAGED_FIELD: 1})
+        staged: list[Document] = (document or {}).get(STAGED_FIELD) or []
+        if not staged:
+            return 0
+        appended, head = await self.append(feedback_id, *staged)
+        if head is not None:
+            head_seq, head_hash = head
+            await records.update_one(
+                {
+                    "_id": feedback_id,
+                    "$or": [{HEAD_SEQ_FIELD: {"$exists": False}}, {HEAD_SEQ_FIELD: {"$lt": head_seq}}],
+                },
+                {"$set": {HEAD_SEQ_FIELD: head_seq, HEAD_HASH_FIELD: head_hash}},
+            )
+        cleared = await records.update_one(
+            {"_id": feedback_id, STAGED_FIELD: staged}, {"$set": {STAGED_FIELD: [], DUE_FIELD: False}}
+        )
+        if not cleared.modified_count:
+            # More was staged meanwhile: remove exactly what is now in the chain ($pullAll matches by value,
+            # which FerretDB 1.x supports; it has no query conditions inside $pull).
+            await records.update_one({"_id": feedback_id}, {"$pullAll": {STAGED_FIELD: staged}})
+            await records.update_one({"_id": feedback_id, STAGED_FIELD: {"$size": 0}}, {"$set": {DUE_FIELD: False}})
+        return appended
+
+    async def try_flush(self, records: AsyncCollection[Document], feedback_id: str) -> None:
+        """The fast path after a write: a failure here is fine, the relay appends the staged entries later."""
+        try:
+            await self.flush(records, feedback_id)
+        except (PyMongoError, LedgerContention) as error:
+            log.warning("audit append deferred to relay", feedback_id=feedback_id, error=repr(error))
+
+    async def relay_once(self, records: AsyncCollection[Document], *, limit: int = 500) -> int:
+        appended = 0
+        async for document in records.find({DUE_FIELD: True}, {"_id": 1}).limit(limit):
+            appended += await self.flush(records, document["_id"])
+        return appended
+
+    async def run(self, records: AsyncCollection[Document], *, interval_seconds: float = 1.0) -> None:
+        while True:
+            try:
+                await self.relay_once(records)
+            except (PyMongoError, LedgerContention) as error:
+                log.warning("audit relay waiting", error=repr(error))
+            except Exception:
+                log.exception("audit relay error")
+            await asyncio.sleep(interval_seconds)
+
+
+class _Links:
+    """What an append needs to know of a chain: the entry ids in it and its last link."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.last: tuple[int, str] | None = None
+
+    def add(self, entry: Mapping[str, Any]) -> None:
+        self.ids.add(str(entry["entry_id"]))
+        seq = int(entry["seq"])
+        if self.last is None or seq > self.last[0]:
+            self.last = (seq, str(entry["hash"]))
+
+    def next(self) -> tuple[int, str]:
+        return (1, GENESIS_HASH) if self.last is None else (self.last[0] + 1, self.last[1])
+
+    @property
+    def head(self) -> tuple[int, str] | None:
+        return self.last
+
+
+def public_entry(entry: Mapping[str, Any]) -> Document:
+    """An entry as the oversight endpoint and the CLI show it."""
+    return {
+        "seq": entry.get("seq"),
+        "at": _canonical_value(entry["at"]) if isinstance(entry.get("at"), datetime) else entry.get("at"),
+        "action": entry.get("action"),
+        "actor": entry.get("actor"),
+        "details": _canonical_value(entry.get("details") or {}),
+        "event_id": entry.get("event_id"),
+        "entry_id": entry.get("entry_id"),
+        "prev_hash": entry.get("prev_hash"),
+        "hash": entry.get("hash"),
+    }
+
+
+def head_of(record: Mapping[str, Any] | None) -> tuple[int, str] | None:
+    if not record or record.get(HEAD_SEQ_FIELD) is None or record.get(HEAD_HASH_FIELD) is None:
+        return None
+    return int(record[HEAD_SEQ_FIELD]), str(record[HEAD_HASH_FIELD])

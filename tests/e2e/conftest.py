@@ -1,0 +1,53 @@
+"""Fixtures every end-to-end module shares: the platform started the way `make up` starts it, an HTTP client,
+and staff credentials."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from heard_devstack import ROOT, SERVICES, Stack
+
+ADMIN_TOKEN = "heard_e2e_admin_token"
+# City systems allowed to publish on feedback.inbound in these tests.
+CITY_SYSTEMS = {"urn:city:311": "City 311", "urn:city:records": "City records"}
+
+
+@pytest.fixture(scope="module")
+def platform(stack: Stack) -> Iterator[Stack]:
+    stack.extra_env = {
+        "HEARD_ROUTING_SLA_POLICY_FILE": str(ROOT / "config" / "sla-policy.seconds.yaml"),
+        "HEARD_INTAKE_BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
+        "HEARD_INTAKE_CITY_SYSTEMS": json.dumps(CITY_SYSTEMS),
+        # Every request comes from 127.0.0.1: keep the limiter in the path, with room for a whole test run.
+        "HEARD_INTAKE_RATE_LIMIT_WRITE_BURST": "2000",
+        "HEARD_INTAKE_RATE_LIMIT_READ_BURST": "20000",
+    }
+    try:
+        for service in SERVICES:
+            stack.start_service(service)
+        stack.start_prometheus()
+        yield stack
+    finally:
+        for name in (*SERVICES, "prometheus"):
+            stack.stop_process(name)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield client
+
+
+def staff(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def submit(http: httpx.AsyncClient, platform: Stack, **body: Any) -> dict[str, Any]:
+    response = await http.post(f"{platform.service_url('intake')}/v1/feedback", json=body)
+    assert response.status_code == 202, response.text
+    return dict(response.json())

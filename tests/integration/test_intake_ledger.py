@@ -1,0 +1,256 @@
+"""Intake's audit ledger, contact encryption and retention on the real MongoDB-wire server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from heard_devstack import ROOT, Stack
+from heard_intake import ledger
+from heard_intake.ledger import AuditLedger
+from heard_intake.privacy import ContactCipher
+from heard_intake.service import IntakeService
+from heard_shared import events as ev
+from heard_shared.events import Contact, FeedbackInboundV1, utc_now
+from heard_shared.metrics import ServiceMetrics
+from heard_shared.mongo import MongoResource
+from heard_shared.outbox import OutboxRelay
+from tests.helpers import unique
+from tests.integration.scheduler_support import RecordingPublisher
+
+pytestmark = pytest.mark.integration
+
+CANARY_EMAIL = "ledger-canary@example.org"
+
+
+class Intake:
+    def __init__(self, mongo: MongoResource, database: str, key: str) -> None:
+        self.mongo = mongo
+        self.database = database
+        metrics = ServiceMetrics("intake")
+        self.publisher = RecordingPublisher(metrics)
+        self.service = IntakeService(
+            feedback=mongo.db["feedback"],
+            outbox=OutboxRelay(self.publisher, metrics),
+            source="urn:heard:intake",
+            contact_cipher=ContactCipher([key]),
+            audit=AuditLedger(mongo.db["audit"]),
+            contact_retention=timedelta(days=365),
+        )
+
+    def topics(self) -> list[str]:
+        return [topic for topic, _, _ in self.publisher.published]
+
+
+@pytest.fixture
+async def intake(stack: Stack) -> AsyncIterator[Intake]:
+    database = unique("intake_ledger").replace("-", "_")
+    mongo = MongoResource(stack.mongodb_uri, database, app_name="intake-ledger-test")
+    built = Intake(mongo, database, Fernet.generate_key().decode())
+    await built.service.ensure_indexes()
+    yield built
+    await mongo.client.drop_database(database)
+    await mongo.close()
+
+
+async def submit(intake: Intake, **fields: Any) -> tuple[str, str]:
+    data = FeedbackInboundV1(kind="complaint", text="The officer shouted at me for no reason", **fields)
+    submission = await intake.service.submit(data=data, channel="api")
+    assert submission.tracking_code is not None
+    return submission.feedback_id, submission.tracking_code
+
+
+def routed(feedback_id: str, *, unit: str = "north-patrol", level: int = 0) -> ev.CloudEvent[Any]:
+    now = utc_now()
+    return ev.new_event(
+        ev.ROUTED,
+        ev.FeedbackRoutedV1(
+            feedback_id=feedback_id,
+            unit_id=unit,
+            unit_name=unit.title(),
+            level=level,
+            rule="test",
+            negative=True,
+            severity="negative",
+            acknowledge_by=now + timedelta(hours=1),
+            answer_by=now + timedelta(days=1),
+            routed_at=now,
+        ),
+        source="urn:heard:routing",
+        subject=feedback_id,
+    )
+
+
+def escalated(feedback_id: str, *, level: int, unit: str) -> ev.CloudEvent[Any]:
+    now = utc_now()
+    return ev.new_event(
+        ev.ESCALATED,
+        ev.FeedbackEscalatedV1(
+            feedback_id=feedback_id,
+            reason="acknowledge_overdue",
+            from_level=level - 1,
+            level=level,
+            level_name="supervisor",
+            unit_id=unit,
+            deadline=now - timedelta(seconds=1),
+            fired_at=now,
+            repeat=0,
+            fencing_token=1,
+        ),
+        source="urn:heard:routing",
+        subject=feedback_id,
+    )
+
+
+async def actions(intake: Intake, feedback_id: str) -> list[str]:
+    return [
+        entry["action"] async for entry in intake.mongo.db["audit"].find({"feedback_id": feedback_id}).sort("seq", 1)
+    ]
+
+
+def cli(intake: Intake, stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "HEARD_INTAKE_MONGODB_URI": stack.mongodb_uri,
+        "HEARD_INTAKE_MONGODB_DATABASE": intake.database,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "heard_intake.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_every_state_change_is_in_a_verified_chain_and_an_edit_is_detected(intake: Intake, stack: Stack) -> None:
+    service = intake.service
+    feedback_id, code = await submit(intake)
+    routing = routed(feedback_id)
+    await service.record_routing(routing)
+    await service.record_routing(routing)  # redelivered: recorded once
+    await service.record_escalation(escalated(feedback_id, level=1, unit="north-sergeants"))
+    await service.acknowledge(feedback_id=feedback_id, actor="sgt-ortiz")
+    await service.add_note(feedback_id=feedback_id, text="Called the resident back", actor="sgt-ortiz")
+    await service.answer(feedback_id=feedback_id, answer="We reviewed the body camera footage.", actor="sgt-ortiz")
+    await service.reply(tracking_code=code, text="Thank you, but I disagree.")
+    await service.contest(tracking_code=code, reason="The footage was never shown to me.")
+    await service.answer(feedback_id=feedback_id, answer="You can view it at the station.", actor="lt-park")
+    await service.close(feedback_id=feedback_id, actor="lt-park")
+
+    assert await actions(intake, feedback_id) == [
+        "submitted",
+        "routed",
+        "escalated",
+        "acknowledged",
+        "note_added",
+        "answered",
+        "replied",
+        "contested",
+        "reopened",
+        "answered",
+        "closed",
+    ]
+    entries, verification = await service.audit_trail(feedback_id)
+    assert verification.verified and verification.broken_at is None
+    assert [e["seq"] for e in entries] == list(range(1, 12))
+    assert entries[1]["event_id"] == routing.id
+    record = await intake.mongo.db["feedback"].find_one({"_id": feedback_id})
+    assert record is not None
+    assert record[ledger.HEAD_SEQ_FIELD] == 11 and record[ledger.HEAD_HASH_FIELD] == entries[-1]["hash"]
+    assert record[ledger.STAGED_FIELD] == [] and record[ledger.DUE_FIELD] is False
+    assert "feedback.reopened" in intake.topics()
+
+    ok = cli(intake, stack, "verify-audit", "--feedback-id", feedback_id)
+    assert ok.returncode == 0, ok.stderr
+    assert '"verified": true' in ok.stdout
+
+    # Someone with database access rewrites who acknowledged the item.
+    await intake.mongo.db["audit"].update_one({"feedback_id": feedback_id, "seq": 4}, {"$set": {"actor": "nobody"}})
+    _, tampered = await service.audit_trail(feedback_id)
+    assert (tampered.verified, tampered.broken_at) == (False, 4)
+    detected = cli(intake, stack, "verify-audit")
+    assert detected.returncode == 1
+    assert '"broken_at": 4' in detected.stdout
+
+
+async def test_cutting_entries_off_the_end_is_detected(intake: Intake) -> None:
+    feedback_id, _ = await submit(intake)
+    await intake.service.record_routing(routed(feedback_id))
+    await intake.service.acknowledge(feedback_id=feedback_id, actor="officer")
+    await intake.mongo.db["audit"].delete_one({"feedback_id": feedback_id, "seq": 3})
+    _, verification = await intake.service.audit_trail(feedback_id)
+    assert (verification.verified, verification.broken_at) == (False, 3)
+
+
+async def test_racing_writers_never_fork_a_chain(intake: Intake, stack: Stack) -> None:
+    feedback_id = unique("race")
+    others = [MongoResource(stack.mongodb_uri, intake.database, app_name=f"writer-{n}") for n in range(3)]
+    writers = [AuditLedger(mongo.db["audit"]) for mongo in others]
+    await writers[0].ensure_indexes()
+    entries = [ledger.stage("note_added", actor=f"writer-{n}", details={"n": n}) for n in range(24)]
+    await asyncio.gather(*(writers[n % 3].append(feedback_id, entry) for n, entry in enumerate(entries)))
+    chain = await writers[0].chain(feedback_id)
+    assert [e["seq"] for e in chain] == list(range(1, 25))
+    assert {e["entry_id"] for e in chain} == {e["entry_id"] for e in entries}
+    assert ledger.verify_chain(chain).verified
+    # The same entries again (a retry after a crash) add nothing.
+    assert (await writers[1].append(feedback_id, *entries))[0] == 0
+    for mongo in others:
+        await mongo.close()
+
+
+async def test_entries_staged_before_a_crash_are_appended_by_the_relay(intake: Intake) -> None:
+    feedback_id, _ = await submit(intake)
+    feedback = intake.mongo.db["feedback"]
+    # The state change and its staged entry were written; the process died before appending it.
+    staged = ledger.stage("acknowledged", actor="officer")
+    await feedback.update_one({"_id": feedback_id}, ledger.with_audit({"$set": {"status": "acknowledged"}}, staged))
+    assert await actions(intake, feedback_id) == ["submitted"]
+    assert await intake.service.ledger.relay_once(feedback) == 1
+    assert await actions(intake, feedback_id) == ["submitted", "acknowledged"]
+    assert await intake.service.ledger.relay_once(feedback) == 0
+
+
+async def test_contact_details_are_encrypted_at_rest_and_removed_after_retention(intake: Intake) -> None:
+    contact = Contact(name="Ledger Canary", email=CANARY_EMAIL, phone="+1 612 555 0142", consent_to_contact=True)
+    feedback_id, code = await submit(intake, contact=contact)
+    feedback = intake.mongo.db["feedback"]
+    raw = await feedback.find_one({"_id": feedback_id})
+    assert raw is not None
+    assert CANARY_EMAIL not in repr(raw) and "Ledger Canary" not in repr(raw)
+    assert await intake.service.contact_of(feedback_id) == contact
+
+    await intake.service.withdraw(tracking_code=code, reason="Resolved with a neighbour")
+    assert await intake.service.purge_expired_contacts() == 0, "still within retention"
+    later = utc_now() + timedelta(days=366)
+    assert await intake.service.purge_expired_contacts(now=later) == 1
+    assert await intake.service.contact_of(feedback_id) is None
+    assert await actions(intake, feedback_id) == ["submitted", "withdrawn", "erased"]
+    entries, verification = await intake.service.audit_trail(feedback_id)
+    assert verification.verified
+    assert entries[-1]["actor"] == "system:retention"
+    assert entries[-1]["details"]["reason"] == "retention"
+    assert CANARY_EMAIL not in repr(entries)
+
+
+async def test_erasure_keeps_the_record_and_its_status(intake: Intake) -> None:
+    contact = Contact(email=CANARY_EMAIL)
+    feedback_id, code = await submit(
+        intake, contact=contact, location={"address": "12 Elm St", "neighbourhood": "Northgate"}
+    )
+    await intake.service.reply(tracking_code=code, text="My name is Ledger Canary")
+    erased = await intake.service.erase(tracking_code=code)
+    again = await intake.service.erase(tracking_code=code)
+    assert erased["status"] == again["status"] == "submitted"
+    raw = await intake.mongo.db["feedback"].find_one({"_id": feedback_id})
+    assert raw is not None
+    assert "contact_encrypted" not in raw
+    assert raw["location"] == {"neighbourhood": "Northgate"}
+    assert "Ledger Canary" not in repr(raw) and "Elm" not in repr(raw)
+    assert raw["kind"] == "complaint" and raw["severity"] in {"negative", "critical"}
+    assert await actions(intake, feedback_id) == ["submitted", "replied", "erased"], "erased once"
