@@ -205,3 +205,30 @@ async def test_prometheus_scrapes_every_service(platform: Stack, http: httpx.Asy
     assert {t["labels"]["instance"] for t in targets} == {
         f"127.0.0.1:{platform.profile.service_port(s)}" for s in SERVICES
     }
+
+
+async def test_a_complaint_naming_an_officer_skips_that_officers_chain(
+    platform: Stack, http: httpx.AsyncClient
+) -> None:
+    created = await submit(
+        http,
+        platform,
+        kind="complaint",
+        text="The officer shoved me during the stop",
+        officer_badge="4127",
+        location={"neighbourhood": "Northgate"},
+    )
+    feedback_id = created["feedback_id"]
+    own_chain = {"north-patrol", "north-sergeants", "patrol-command"}
+    async with TopicReader(platform.kafka_bootstrap, topics.ROUTED, topics.ESCALATED) as reader:
+
+        async def reached_board() -> list[dict[str, Any]] | None:
+            await reader.poll()
+            mine = reader.events(feedback_id)
+            return mine if any(e["data"].get("unit_id") == "oversight-board" for e in mine) else None
+
+        events = await eventually(reached_board, timeout=60, what="the recused complaint to reach the board")
+    routed = next(e for e in events if e["type"] == "org.heard.feedback.routed.v1")
+    assert routed["data"]["unit_id"] == "professional-standards"
+    assert routed["data"]["rule"] == "recusal:named-officer"
+    assert not {e["data"]["unit_id"] for e in events} & own_chain, "never the officer's unit, sergeants or command"

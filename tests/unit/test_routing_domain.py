@@ -100,3 +100,43 @@ def test_rules_pointing_at_unknown_units_are_refused(tmp_path: Path) -> None:
     rules.write_text("fallback_unit: nobody\nrules: []\n")
     with pytest.raises(ConfigFileError, match="fallback_unit 'nobody'"):
         load_all(sla=CONFIG_DIR / "sla-policy.yaml", organisation=CONFIG_DIR / "organisation.yaml", rules=rules)
+
+
+def test_a_referral_never_returns_to_the_referring_unit_or_a_recused_chain() -> None:
+    item = feedback(location=PublicLocation(neighbourhood="Northgate"))
+    moved = domain.reassign_after_referral(
+        from_unit="north-patrol",
+        suggested_unit=None,
+        recused_badge=None,
+        feedback=item,
+        org=ORG,
+        rules=RULES,
+        areas=AREAS,
+    )
+    assert moved.unit_id != "north-patrol"
+    suggested = domain.reassign_after_referral(
+        from_unit="north-patrol",
+        suggested_unit="traffic-unit",
+        recused_badge=None,
+        feedback=item,
+        org=ORG,
+        rules=RULES,
+        areas=AREAS,
+    )
+    assert (suggested.unit_id, suggested.rule) == ("traffic-unit", "referral:suggested")
+    recused = domain.reassign_after_referral(
+        from_unit="professional-standards",
+        suggested_unit="north-sergeants",
+        recused_badge="4127",
+        feedback=item,
+        org=ORG,
+        rules=RULES,
+        areas=AREAS,
+    )
+    assert recused.unit_id not in ORG.chain("north-patrol")[:3]
+
+
+def test_a_contest_reopens_one_level_above_the_highest_reached_but_never_past_the_board() -> None:
+    assert domain.reopened_level(0) == 1
+    assert domain.reopened_level(3) == 4
+    assert domain.reopened_level(4) == 4

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from heard_routing.policy import TOP_LEVEL, Areas, Organisation, RoutingRules, SlaPolicy
+from heard_routing.policy import PS_LEVEL, TOP_LEVEL, Areas, Organisation, RoutingRules, SlaPolicy
 from heard_shared.events import FeedbackSubmittedV1
 
 Stage = Literal["acknowledge", "answer"]
@@ -19,6 +19,7 @@ class Assignment:
     rule: str
     recused_badge: str | None = None
     commendation_badge: str | None = None
+    level: int = 0
 
 
 def assign(feedback: FeedbackSubmittedV1, *, org: Organisation, rules: RoutingRules, areas: Areas) -> Assignment:
@@ -26,8 +27,9 @@ def assign(feedback: FeedbackSubmittedV1, *, org: Organisation, rules: RoutingRu
     officer = org.officer(feedback.officer_badge) if feedback.officer_badge else None
     if officer is not None and feedback.negative:
         # Neither the officer's unit nor its supervisors or command may handle it.
+        # It starts at the professional-standards level, so its next step is the oversight board.
         ps = org.professional_standards.id
-        return Assignment(ps, org.chain(ps), "recusal:named-officer", recused_badge=officer.badge)
+        return Assignment(ps, org.chain(ps), "recusal:named-officer", recused_badge=officer.badge, level=PS_LEVEL)
     if officer is not None and feedback.kind == "praise":
         supervisor = org.chain(officer.unit)[1]
         return Assignment(
@@ -113,14 +115,31 @@ def reassign_after_referral(
         forbidden |= set(org.chain(officer.unit)[:3])
     known = {u.id for u in org.units} | {org.professional_standards.id}
     if suggested_unit and suggested_unit in known and suggested_unit not in forbidden:
-        return Assignment(suggested_unit, org.chain(suggested_unit), "referral:suggested", recused_badge=recused_badge)
+        return Assignment(
+            suggested_unit,
+            org.chain(suggested_unit),
+            "referral:suggested",
+            recused_badge=recused_badge,
+            level=starting_level(suggested_unit, org),
+        )
     remaining = RoutingRules(
         fallback_unit=rules.fallback_unit if rules.fallback_unit not in forbidden else org.professional_standards.id,
         areas_file=rules.areas_file,
         rules=[r for r in rules.rules if r.unit not in forbidden],
     )
     choice = assign(feedback.model_copy(update={"officer_badge": None}), org=org, rules=remaining, areas=areas)
-    return Assignment(choice.unit_id, choice.chain, f"referral:{choice.rule}", recused_badge=recused_badge)
+    return Assignment(
+        choice.unit_id,
+        choice.chain,
+        f"referral:{choice.rule}",
+        recused_badge=recused_badge,
+        level=starting_level(choice.unit_id, org),
+    )
+
+
+def starting_level(unit_id: str, org: Organisation) -> int:
+    """Professional standards sits at level 3 of every chain; an item given to it starts there."""
+    return PS_LEVEL if unit_id == org.professional_standards.id else 0
 
 
 def reopened_level(highest_level: int) -> int:

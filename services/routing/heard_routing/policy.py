@@ -14,6 +14,7 @@ from shapely.geometry.base import BaseGeometry
 from heard_routing.files import ConfigFileError, load_model, parse_duration
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PS_LEVEL = 3
 TOP_LEVEL = 4
 LEVEL_NAMES = ("assigned unit", "supervisor", "commander", "professional standards", "civilian oversight board")
 

@@ -78,7 +78,8 @@ class RoutingService:
         now = utc_now()
         case: Document = {
             "unit_id": assignment.unit_id,
-            "level": 0,
+            "level": assignment.level,
+            "max_level": assignment.level,
             "chain": assignment.chain,
             "rule": assignment.rule,
             "severity": data.severity,
@@ -98,7 +99,7 @@ class RoutingService:
         }
         acknowledge_by = answer_by = None
         if data.negative:
-            windows = self.policy.windows(severity=data.severity, level=0)
+            windows = self.policy.windows(severity=data.severity, level=assignment.level)
             acknowledge_by, answer_by = now + windows.acknowledge, now + windows.answer
             acknowledged = "acknowledged_at" in early
             due_at = answer_by if acknowledged else acknowledge_by
@@ -113,7 +114,7 @@ class RoutingService:
         routed = self._routed_event(
             {"_id": data.feedback_id, **case},
             unit_id=assignment.unit_id,
-            level=0,
+            level=assignment.level,
             rule=assignment.rule,
             now=now,
             acknowledge_by=acknowledge_by,
@@ -231,9 +232,7 @@ class RoutingService:
         referrals = len(case.get("referral_ids", [])) + 1
         if referrals > self.policy.max_referrals and case.get("clock") == "open":
             step = domain.escalate(self._clock(case), now=now, policy=self.policy)
-            step = dataclasses.replace(
-                step, reason="referral_limit", repeat=0 if step.level != step.from_level else step.repeat
-            )
+            step = dataclasses.replace(step, reason="referral_limit")
             await self.cases.update_one({"_id": data.feedback_id}, {"$push": {"referral_ids": event.id}})
             await self._escalate(case, step, now=now)
             return
@@ -250,7 +249,7 @@ class RoutingService:
         routed = self._routed_event(
             case,
             unit_id=assignment.unit_id,
-            level=0,
+            level=assignment.level,
             rule=assignment.rule,
             now=now,
             acknowledge_by=case.get("acknowledge_by"),
@@ -264,7 +263,7 @@ class RoutingService:
                     "$set": {
                         "unit_id": assignment.unit_id,
                         "chain": assignment.chain,
-                        "level": 0,
+                        "level": assignment.level,
                         "rule": assignment.rule,
                     },
                     "$push": {"referral_ids": event.id},
