@@ -8,7 +8,7 @@ from typing import Any
 from heard_routing.config import CONFIG_DIR
 from heard_routing.metrics import EscalationMetrics
 from heard_routing.policy import SchedulerPolicy, load_all
-from heard_routing.service import NOT_LEASED, RoutingService, epoch_ms
+from heard_routing.service import RoutingService, epoch_ms
 from heard_shared.kafka import EventPublisher
 from heard_shared.metrics import ServiceMetrics
 from heard_shared.mongo import MongoResource
@@ -68,11 +68,11 @@ def open_case(feedback_id: str, *, due_at: datetime, submitted_at: datetime) -> 
         "stage": "acknowledge",
         "due_at": due_at,
         "due_ms": epoch_ms(due_at),
+        "deadline_ms": epoch_ms(due_at),
         "submitted_ms": epoch_ms(submitted_at),
         "acknowledge_by": due_at,
         "sla_answer_by": due_at + timedelta(days=10),
         "repeat": 0,
         "fencing": 0,
-        "lease_until_ms": NOT_LEASED,
         "lease_owner": None,
     }

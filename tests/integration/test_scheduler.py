@@ -34,7 +34,7 @@ async def seed(stack: Stack, database: str, count: int) -> list[str]:
     await mongo.db["cases"].insert_many(
         [open_case(i, due_at=now - timedelta(seconds=1), submitted_at=now - timedelta(hours=1)) for i in ids]
     )
-    await mongo.db["cases"].create_index([("clock", 1), ("due_at", 1)])
+    await mongo.db["cases"].create_index([("clock", 1), ("due_ms", 1)])
     await mongo.close()
     return ids
 

@@ -53,7 +53,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     platform.background.append(relay)
 
     async def audit_relay() -> None:
-        await service.ledger.run(db["feedback"])
+        await service.run_audit_relay()
 
     async def contact_retention() -> None:
         await service.run_retention(interval_seconds=settings.retention_check_seconds)

@@ -267,20 +267,11 @@ class AuditLedger:
             log.warning("audit append deferred to relay", feedback_id=feedback_id, error=repr(error))
 
     async def relay_once(self, records: AsyncCollection[Document], *, limit: int = 500) -> int:
+        """One pass over items with staged entries (the service's relay does the same under its write lock)."""
         appended = 0
         async for document in records.find({DUE_FIELD: True}, {"_id": 1}).limit(limit):
             appended += await self.flush(records, document["_id"])
         return appended
-
-    async def run(self, records: AsyncCollection[Document], *, interval_seconds: float = 1.0) -> None:
-        while True:
-            try:
-                await self.relay_once(records)
-            except (PyMongoError, LedgerContention) as error:
-                log.warning("audit relay waiting", error=repr(error))
-            except Exception:
-                log.exception("audit relay error")
-            await asyncio.sleep(interval_seconds)
 
 
 class _Links:

@@ -19,6 +19,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from heard_intake import domain, ledger, severity
+from heard_intake.keyed_lock import KeyedLock
 from heard_intake.ledger import AuditLedger, Verification, audit_fields, head_of, verify_chain, with_audit
 from heard_intake.privacy import ContactCipher
 from heard_shared import events as ev
@@ -76,6 +77,8 @@ class IntakeService:
         self.source = source
         self.contact_cipher = contact_cipher
         self.ledger = audit or AuditLedger(feedback.database["audit"])
+        # This process's writes to one feedback document take turns (see heard_intake.keyed_lock).
+        self.serial = KeyedLock()
         self.contact_retention = contact_retention
 
     async def ensure_indexes(self) -> None:
@@ -176,12 +179,13 @@ class IntakeService:
                 },
             )
         )
-        try:
-            await self.feedback.insert_one(document)
-        except DuplicateKeyError:
-            return Submission(feedback_id, None, duplicate=True)
-        await self.outbox.try_flush(self.feedback, feedback_id)
-        await self.ledger.try_flush(self.feedback, feedback_id)
+        async with self.serial(feedback_id):
+            try:
+                await self.feedback.insert_one(document)
+            except DuplicateKeyError:
+                return Submission(feedback_id, None, duplicate=True)
+            await self.outbox.try_flush(self.feedback, feedback_id)
+            await self.ledger.try_flush(self.feedback, feedback_id)
         return Submission(feedback_id, tracking_code)
 
     # -- reads -------------------------------------------------------------------------
@@ -240,7 +244,8 @@ class IntakeService:
 
     async def audit_trail(self, feedback_id: str) -> tuple[list[Document], Verification]:
         """The item's ledger entries and whether they verify; staged entries are appended first."""
-        await self.ledger.try_flush(self.feedback, feedback_id)
+        async with self.serial(feedback_id):
+            await self.ledger.try_flush(self.feedback, feedback_id)
         record = await self.feedback.find_one(
             {"_id": feedback_id}, {ledger.HEAD_SEQ_FIELD: 1, ledger.HEAD_HASH_FIELD: 1}
         )
@@ -278,18 +283,21 @@ class IntakeService:
         if unset:
             update["$unset"] = {field: "" for field in unset}
         update = with_audit(with_outbox(update, *([event] if event else [])), *audit)
-        updated = await self.feedback.find_one_and_update(
-            {"_id": feedback_id, "status": expected_status, **(guard or {})},
-            update,
-            return_document=ReturnDocument.AFTER,
-        )
-        if updated is None:
-            current = await self.get(feedback_id)
-            raise domain.GuardViolation("conflict", f"feedback changed meanwhile (now {current['status']!r}); retry")
-        if event:
-            await self.outbox.try_flush(self.feedback, feedback_id)
-        if audit:
-            await self.ledger.try_flush(self.feedback, feedback_id)
+        async with self.serial(feedback_id):
+            updated = await self.feedback.find_one_and_update(
+                {"_id": feedback_id, "status": expected_status, **(guard or {})},
+                update,
+                return_document=ReturnDocument.AFTER,
+            )
+            if updated is None:
+                current = await self.get(feedback_id)
+                raise domain.GuardViolation(
+                    "conflict", f"feedback changed meanwhile (now {current['status']!r}); retry"
+                )
+            if event:
+                await self.outbox.try_flush(self.feedback, feedback_id)
+            if audit:
+                await self.ledger.try_flush(self.feedback, feedback_id)
         return updated
 
     async def acknowledge(self, *, feedback_id: str, actor: str) -> Document:
@@ -602,15 +610,16 @@ class IntakeService:
                 at=now,
                 details={"reason": "retention", "fields": ["contact"], "retention_days": self.contact_retention.days},
             )
-            result = await self.feedback.update_one(
-                {"_id": feedback_id, **expired},
-                with_audit(
-                    {"$unset": {"contact_encrypted": "", "contact": ""}, "$set": {"contact_purged_at": now}}, entry
-                ),
-            )
-            if result.modified_count:
-                purged += 1
-                await self.ledger.try_flush(self.feedback, feedback_id)
+            async with self.serial(feedback_id):
+                result = await self.feedback.update_one(
+                    {"_id": feedback_id, **expired},
+                    with_audit(
+                        {"$unset": {"contact_encrypted": "", "contact": ""}, "$set": {"contact_purged_at": now}}, entry
+                    ),
+                )
+                if result.modified_count:
+                    purged += 1
+                    await self.ledger.try_flush(self.feedback, feedback_id)
         return purged
 
     async def run_retention(self, *, interval_seconds: float) -> None:
@@ -730,12 +739,27 @@ class IntakeService:
 
     async def _record(self, feedback_id: str, updates: Sequence[tuple[Document, Document]], entry: Document) -> None:
         """Applies the first update whose condition holds, with the ledger entry staged in the same write."""
-        for condition, update in updates:
-            result = await self.feedback.update_one({"_id": feedback_id, **condition}, with_audit(update, entry))
-            if result.modified_count:
-                break
-        # A redelivered event stages its entry again; the append skips an entry id already in the chain.
-        await self.ledger.try_flush(self.feedback, feedback_id)
+        async with self.serial(feedback_id):
+            for condition, update in updates:
+                result = await self.feedback.update_one({"_id": feedback_id, **condition}, with_audit(update, entry))
+                if result.modified_count:
+                    break
+            # A redelivered event stages its entry again; the append skips an entry id already in the chain.
+            await self.ledger.try_flush(self.feedback, feedback_id)
+
+    async def run_audit_relay(self, *, interval_seconds: float = 1.0) -> None:
+        """Appends entries a crash left staged; takes each item's turn like every other write."""
+        while True:
+            try:
+                due = [d["_id"] async for d in self.feedback.find({ledger.DUE_FIELD: True}, {"_id": 1}).limit(500)]
+                for feedback_id in due:
+                    async with self.serial(feedback_id):
+                        await self.ledger.flush(self.feedback, feedback_id)
+            except (PyMongoError, ledger.LedgerContention) as error:
+                log.warning("audit relay waiting", error=repr(error))
+            except Exception:
+                log.exception("audit relay error")
+            await asyncio.sleep(interval_seconds)
 
     async def record_inbound(self, event: CloudEvent[Any]) -> None:
         await self.submit(data=event.data, channel="kafka", origin=(event.source, event.id))

@@ -29,8 +29,6 @@ from heard_shared.outbox import OutboxRelay, OutgoingEvent, with_outbox
 
 log = get_logger(__name__)
 
-NOT_LEASED = 0
-
 
 def epoch_ms(moment: datetime) -> int:
     """Scheduling keys are integers: every MongoDB-wire server indexes numbers, not all index dates."""
@@ -63,6 +61,7 @@ class RoutingService:
 
     async def ensure_indexes(self) -> None:
         await self.cases.create_index([("clock", 1), ("due_ms", 1)])
+        await self.cases.create_index([("clock", 1), ("deadline_ms", 1)])
         await self.cases.create_index([("clock", 1), ("submitted_ms", 1)])
         await self.outbox.ensure_indexes(self.cases)
 
@@ -94,7 +93,6 @@ class RoutingService:
             "clock": "none",
             "fencing": 0,
             "repeat": 0,
-            "lease_until_ms": NOT_LEASED,
             "lease_owner": None,
         }
         acknowledge_by = answer_by = None
@@ -108,6 +106,7 @@ class RoutingService:
                 "stage": "answer" if acknowledged else "acknowledge",
                 "due_at": due_at,
                 "due_ms": epoch_ms(due_at),
+                "deadline_ms": epoch_ms(due_at),
                 "acknowledge_by": acknowledge_by,
                 "sla_answer_by": answer_by,
             }
@@ -147,6 +146,7 @@ class RoutingService:
                         "stage": "answer",
                         "due_at": answer_by,
                         "due_ms": epoch_ms(answer_by),
+                        "deadline_ms": epoch_ms(answer_by),
                         "acknowledged_at": data.acknowledged_at,
                     }
                 },
@@ -209,9 +209,9 @@ class RoutingService:
                         "severity": case["severity"] if case["negative"] else "negative",
                         "due_at": now + windows.acknowledge,
                         "due_ms": epoch_ms(now + windows.acknowledge),
+                        "deadline_ms": epoch_ms(now + windows.acknowledge),
                         "sla_answer_by": now + windows.answer,
                         "answer_by": now + windows.answer,
-                        "lease_until_ms": NOT_LEASED,
                         "lease_owner": None,
                         "lease_token": None,
                     },
@@ -314,14 +314,15 @@ class RoutingService:
     async def claim_due(self, now: datetime, *, limit: int) -> list[Document]:
         """Leases up to `limit` due deadlines for this replica.
 
+        A lease works like a visibility timeout: claiming moves `due_ms` to the lease's expiry (the real
+        deadline stays in `deadline_ms`), so "due and not leased" is one index range, and a deadline
+        whose holder died becomes due again when the lease runs out — it fires late, never not at all.
         One range query finds candidates; one conditional update leases them, re-checking each
-        document's due time and lease, so of several replicas racing for a deadline exactly one
-        wins; the lease token tells this replica which ones it won. Each lease increments the
-        document's fencing token. (Three round trips per batch instead of one per deadline: the
-        MongoDB-wire servers used locally scan a collection for any query but an `_id` lookup.)
+        document, so of several replicas racing for a deadline exactly one wins; the lease token tells
+        this replica which ones it won. Each lease increments the document's fencing token.
         """
         now_ms = epoch_ms(now)
-        due = {"clock": "open", "due_ms": {"$lte": now_ms}, "lease_until_ms": {"$lte": now_ms}}
+        due = {"clock": "open", "due_ms": {"$lte": now_ms}}
         candidates = [c["_id"] async for c in self.cases.find(due, {"_id": 1}).sort("due_ms", 1).limit(limit)]
         if not candidates:
             return []
@@ -330,12 +331,12 @@ class RoutingService:
         await self.cases.update_many(
             {"_id": {"$in": candidates}, **due},
             {
-                "$set": {"lease_owner": self.instance_id, "lease_token": token, "lease_until_ms": lease_until},
+                "$set": {"lease_owner": self.instance_id, "lease_token": token, "due_ms": lease_until},
                 "$inc": {"fencing": 1},
             },
         )
         claimed = [c async for c in self.cases.find({"_id": {"$in": candidates}, "lease_token": token})]
-        return sorted(claimed, key=lambda c: c["due_ms"])
+        return sorted(claimed, key=lambda c: c["deadline_ms"])
 
     async def fire(self, case: Document) -> bool:
         """Escalates one claimed case; returns False when the lease was lost or the clock stopped meanwhile."""
@@ -388,7 +389,7 @@ class RoutingService:
             "repeat": step.repeat,
             "due_at": step.next_due_at,
             "due_ms": epoch_ms(step.next_due_at),
-            "lease_until_ms": NOT_LEASED,
+            "deadline_ms": epoch_ms(step.next_due_at),
             "lease_owner": None,
             "lease_token": None,
         }
@@ -449,7 +450,7 @@ class RoutingService:
         oldest = await self.cases.find_one({"clock": "open"}, {"submitted_at": 1}, sort=[("submitted_ms", 1)])
         self.metrics.oldest_unanswered.set((now - oldest["submitted_at"]).total_seconds() if oldest else 0)
         grace_ms = int(self.policy.scheduler.overdue_grace.total_seconds() * 1000)
-        overdue = await self.cases.count_documents({"clock": "open", "due_ms": {"$lt": now_ms - grace_ms}})
+        overdue = await self.cases.count_documents({"clock": "open", "deadline_ms": {"$lt": now_ms - grace_ms}})
         self.metrics.overdue_unescalated.set(overdue)
 
     async def run_gauges(self, interval: timedelta = timedelta(seconds=5)) -> None:
