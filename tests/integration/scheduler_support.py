@@ -69,6 +69,7 @@ def open_case(feedback_id: str, *, due_at: datetime, submitted_at: datetime) -> 
         "due_at": due_at,
         "due_ms": epoch_ms(due_at),
         "deadline_ms": epoch_ms(due_at),
+        "open_since_ms": epoch_ms(submitted_at),
         "submitted_ms": epoch_ms(submitted_at),
         "acknowledge_by": due_at,
         "sla_answer_by": due_at + timedelta(days=10),

@@ -30,6 +30,14 @@ from heard_shared.outbox import OutboxRelay, OutgoingEvent, with_outbox
 log = get_logger(__name__)
 
 
+# Fields present only while a clock runs; stopping the clock unsets them.
+STOPPED_CLOCK = {"due_ms": "", "deadline_ms": "", "open_since_ms": ""}
+
+
+def _running_clock(deadline: datetime, submitted_at: datetime) -> Document:
+    return {"due_ms": epoch_ms(deadline), "deadline_ms": epoch_ms(deadline), "open_since_ms": epoch_ms(submitted_at)}
+
+
 def epoch_ms(moment: datetime) -> int:
     """Scheduling keys are integers: every MongoDB-wire server indexes numbers, not all index dates."""
     return int(moment.timestamp() * 1000)
@@ -60,9 +68,10 @@ class RoutingService:
         self.instance_id = instance_id
 
     async def ensure_indexes(self) -> None:
-        await self.cases.create_index([("clock", 1), ("due_ms", 1)])
-        await self.cases.create_index([("clock", 1), ("deadline_ms", 1)])
-        await self.cases.create_index([("clock", 1), ("submitted_ms", 1)])
+        # The scheduling keys exist only while a clock runs (they are unset when it stops), so each
+        # query is one single-field index range over open items, on MongoDB and on the local servers.
+        for key in ("due_ms", "deadline_ms", "open_since_ms"):
+            await self.cases.create_index(key, sparse=True)
         await self.outbox.ensure_indexes(self.cases)
 
     # -- consumed events ---------------------------------------------------------------
@@ -101,15 +110,16 @@ class RoutingService:
             acknowledge_by, answer_by = now + windows.acknowledge, now + windows.answer
             acknowledged = "acknowledged_at" in early
             due_at = answer_by if acknowledged else acknowledge_by
+            stopped = "answered_at" in early or "closed_at" in early
             case |= {
-                "clock": "stopped" if "answered_at" in early or "closed_at" in early else "open",
+                "clock": "stopped" if stopped else "open",
                 "stage": "answer" if acknowledged else "acknowledge",
                 "due_at": due_at,
-                "due_ms": epoch_ms(due_at),
-                "deadline_ms": epoch_ms(due_at),
                 "acknowledge_by": acknowledge_by,
                 "sla_answer_by": answer_by,
             }
+            if not stopped:
+                case |= _running_clock(due_at, data.submitted_at)
         routed = self._routed_event(
             {"_id": data.feedback_id, **case},
             unit_id=assignment.unit_id,
@@ -160,7 +170,7 @@ class RoutingService:
             return
         result = await self.cases.update_one(
             {"_id": data.feedback_id, "clock": "open"},
-            {"$set": {"clock": "stopped", "answered_at": data.answered_at}},
+            {"$set": {"clock": "stopped", "answered_at": data.answered_at}, "$unset": STOPPED_CLOCK},
         )
         if result.modified_count and case.get("negative"):
             within = data.answered_at <= case["sla_answer_by"]
@@ -169,7 +179,8 @@ class RoutingService:
     async def on_closed(self, event: CloudEvent[Any]) -> None:
         data: ev.FeedbackClosedV1 = event.data
         await self.cases.update_one(
-            {"_id": data.feedback_id, "clock": "open"}, {"$set": {"clock": "stopped", "closed_at": data.closed_at}}
+            {"_id": data.feedback_id, "clock": "open"},
+            {"$set": {"clock": "stopped", "closed_at": data.closed_at}, "$unset": STOPPED_CLOCK},
         )
 
     async def on_reopened(self, event: CloudEvent[Any]) -> None:
@@ -208,8 +219,7 @@ class RoutingService:
                         "negative": True,
                         "severity": case["severity"] if case["negative"] else "negative",
                         "due_at": now + windows.acknowledge,
-                        "due_ms": epoch_ms(now + windows.acknowledge),
-                        "deadline_ms": epoch_ms(now + windows.acknowledge),
+                        **_running_clock(now + windows.acknowledge, case["submitted_at"]),
                         "sla_answer_by": now + windows.answer,
                         "answer_by": now + windows.answer,
                         "lease_owner": None,
@@ -322,7 +332,7 @@ class RoutingService:
         this replica which ones it won. Each lease increments the document's fencing token.
         """
         now_ms = epoch_ms(now)
-        due = {"clock": "open", "due_ms": {"$lte": now_ms}}
+        due = {"due_ms": {"$lte": now_ms}, "clock": "open"}
         candidates = [c["_id"] async for c in self.cases.find(due, {"_id": 1}).sort("due_ms", 1).limit(limit)]
         if not candidates:
             return []
@@ -435,7 +445,7 @@ class RoutingService:
     # -- gauges ------------------------------------------------------------------------
 
     async def refresh_gauges(self) -> None:
-        """Every query here is an index range on (clock, …_ms), so the cost follows the answer, not the table."""
+        """Every query is an index range over open items only, so the cost follows the answer, not the table."""
         now = utc_now()
         now_ms = epoch_ms(now)
         upper = now_ms + 1
@@ -443,14 +453,16 @@ class RoutingService:
             lower = 0 if limit == float("inf") else now_ms - int(limit * 1000)
             for level in range(5):
                 count = await self.cases.count_documents(
-                    {"clock": "open", "level": level, "submitted_ms": {"$gt": lower, "$lte": upper}}
+                    {"open_since_ms": {"$gt": lower, "$lte": upper}, "level": level}
                 )
                 self.metrics.negative_open.labels(str(level), band).set(count)
             upper = lower
-        oldest = await self.cases.find_one({"clock": "open"}, {"submitted_at": 1}, sort=[("submitted_ms", 1)])
+        oldest = await self.cases.find_one(
+            {"open_since_ms": {"$gt": 0}}, {"submitted_at": 1}, sort=[("open_since_ms", 1)]
+        )
         self.metrics.oldest_unanswered.set((now - oldest["submitted_at"]).total_seconds() if oldest else 0)
         grace_ms = int(self.policy.scheduler.overdue_grace.total_seconds() * 1000)
-        overdue = await self.cases.count_documents({"clock": "open", "deadline_ms": {"$lt": now_ms - grace_ms}})
+        overdue = await self.cases.count_documents({"deadline_ms": {"$lt": now_ms - grace_ms}})
         self.metrics.overdue_unescalated.set(overdue)
 
     async def run_gauges(self, interval: timedelta = timedelta(seconds=5)) -> None:
