@@ -79,8 +79,9 @@ def test_a_city_system_using_the_cncf_sdk_needs_no_adapter() -> None:
         {"kind": "concern", "text": "Streetlights out on Elm", "language": "en"},
     )
     message = to_structured(sdk_event)
-    jsonschema.validate(json.loads(message.value), schema_for(ev.INBOUND))
-    decoded = ev.decode(message.value, {k: v for k, v in message.headers.items()}, expected=(ev.INBOUND,))
+    value = message.value if isinstance(message.value, bytes) else message.value.encode()
+    jsonschema.validate(json.loads(value), schema_for(ev.INBOUND))
+    decoded = ev.decode(value, dict(message.headers), expected=(ev.INBOUND,))
     assert decoded.source == "urn:city:311"
     assert decoded.data.text == "Streetlights out on Elm"
 
