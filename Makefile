@@ -63,6 +63,7 @@ test: install lint typecheck rules
 
 schemas: venv
 	$(PY) -m heard_shared.contract write
+	$(PY) -m heard_intake.openapi write
 
 bench: install
 	$(PY) bench/run_all.py

@@ -395,6 +395,8 @@ class Stack:
             f"{prefix}KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             f"{prefix}MONGODB_URI": self.mongodb_uri,
             f"{prefix}HTTP_PORT": str(self.profile.service_port(service)),
+            # Log lines reach the log files as they happen, not when the process exits.
+            "PYTHONUNBUFFERED": "1",
         }
         if self.profile.name != "dev":
             env[f"{prefix}MONGODB_DATABASE"] = f"heard_{service}_{self.profile.name}"

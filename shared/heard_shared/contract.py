@@ -61,6 +61,11 @@ def asyncapi_document() -> dict[str, Any]:
         "dlq.reason.code, dlq.reason, dlq.source.topic, dlq.source.partition, dlq.source.offset, "
         "dlq.consumer.group, dlq.service and dlq.failed_at headers.",
     }
+    channels[topics.INBOUND_DEAD_LETTER] = {
+        "address": topics.INBOUND_DEAD_LETTER,
+        "description": "Dead letters from feedback.inbound, same headers; kept apart because the original bytes may "
+        "hold contact details, which travel nowhere but intake's own topics.",
+    }
     return {
         "asyncapi": "3.0.0",
         "info": {

@@ -204,7 +204,9 @@ class EventConsumer:
             ("dlq.service", self.metrics.service.encode()),
             ("dlq.failed_at", utc_now().isoformat().encode()),
         ]
-        await self.dead_letters.send(value=record.value, key=record.key, headers=headers)
+        await self.dead_letters.send(
+            topics.dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
         self.metrics.dead_letters.labels(self.metrics.service, record.topic, code).inc()
         log.warning(
             "dead-lettered message",
@@ -217,7 +219,9 @@ class EventConsumer:
 
 
 class DeadLetterSink(Protocol):
-    async def send(self, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]) -> None: ...
+    async def send(
+        self, topic: str, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None: ...
 
 
 class KafkaDeadLetterSink:
@@ -244,10 +248,12 @@ class KafkaDeadLetterSink:
             await self.producer.stop()
             self.producer = None
 
-    async def send(self, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+    async def send(
+        self, topic: str, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
         if self.producer is None:
             raise RuntimeError("dead-letter sink used before start()")
-        await self.producer.send_and_wait(topics.DEAD_LETTER, value=value, key=key, headers=headers)
+        await self.producer.send_and_wait(topic, value=value, key=key, headers=headers)
 
 
 async def _raw_body(message: Any) -> Any:

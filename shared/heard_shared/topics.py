@@ -18,9 +18,28 @@ CLOSED = "feedback.closed"
 REOPENED = "feedback.reopened"
 REFERRED = "feedback.referred"
 DEAD_LETTER = "feedback.deadletter"
+# Dead letters from feedback.inbound keep the original bytes, which may hold a resident's contact
+# details; like feedback.inbound itself they stay on a topic only intake reads.
+INBOUND_DEAD_LETTER = "feedback.inbound.deadletter"
 
-ALL_TOPICS = (INBOUND, SUBMITTED, ROUTED, ACKNOWLEDGED, ANSWERED, ESCALATED, CLOSED, REOPENED, REFERRED, DEAD_LETTER)
+ALL_TOPICS = (
+    INBOUND,
+    SUBMITTED,
+    ROUTED,
+    ACKNOWLEDGED,
+    ANSWERED,
+    ESCALATED,
+    CLOSED,
+    REOPENED,
+    REFERRED,
+    DEAD_LETTER,
+    INBOUND_DEAD_LETTER,
+)
 PARTITIONS = 3
+
+
+def dead_letter_topic(source_topic: str) -> str:
+    return INBOUND_DEAD_LETTER if source_topic == INBOUND else DEAD_LETTER
 
 
 async def ensure_topics(

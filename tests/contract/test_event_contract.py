@@ -22,9 +22,12 @@ def test_committed_schemas_match_the_code() -> None:
     assert not stale, f"regenerate with `make schemas`: {stale}"
 
 
-def test_asyncapi_lists_one_channel_per_event_type_plus_the_dead_letter_topic() -> None:
+def test_asyncapi_lists_one_channel_per_event_type_plus_the_dead_letter_topics() -> None:
     document = contract.asyncapi_document()
-    assert set(document["channels"]) == {spec.topic for spec in ev.EVENT_SPECS.values()} | {"feedback.deadletter"}
+    assert set(document["channels"]) == {spec.topic for spec in ev.EVENT_SPECS.values()} | {
+        "feedback.deadletter",
+        "feedback.inbound.deadletter",
+    }
     for spec in ev.EVENT_SPECS.values():
         assert spec.event_type.endswith(".v1"), "types are versioned"
 

@@ -1,9 +1,12 @@
 """Fixtures every end-to-end module shares: the platform started the way `make up` starts it, an HTTP client,
-and staff credentials."""
+staff credentials and the intake operator CLI."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -51,3 +54,19 @@ async def submit(http: httpx.AsyncClient, platform: Stack, **body: Any) -> dict[
     response = await http.post(f"{platform.service_url('intake')}/v1/feedback", json=body)
     assert response.status_code == 202, response.text
     return dict(response.json())
+
+
+def intake_cli(platform: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """The operator CLI against the platform's intake database, as an operator would run it."""
+    env = {**os.environ, **platform.service_env("intake")}
+    return subprocess.run(
+        [sys.executable, "-m", "heard_intake.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def issue_token(platform: Stack, name: str, role: str, unit: str | None = None) -> str:
+    result = intake_cli(platform, "issue-token", "--name", name, "--role", role, *(["--unit", unit] if unit else []))
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert token.startswith("heard_") and "cannot be shown again" in result.stderr
+    return token

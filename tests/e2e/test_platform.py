@@ -167,7 +167,7 @@ async def test_malformed_inbound_message_is_dead_lettered_and_the_consumer_keeps
     }
     await produce(platform.kafka_bootstrap, topics.INBOUND, json.dumps(good).encode(), key=b"ticket-77")
 
-    async with TopicReader(platform.kafka_bootstrap, topics.DEAD_LETTER) as dead_letters:
+    async with TopicReader(platform.kafka_bootstrap, topics.INBOUND_DEAD_LETTER) as dead_letters:
         record = await dead_letters.wait_for(lambda r: r.key == marker, what="the dead-lettered message")
     headers = dict(record.headers)
     assert record.value == garbage, "the original bytes are kept"

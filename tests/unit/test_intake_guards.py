@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from starlette.types import Message, Scope
 
 from heard_intake import open311
 from heard_intake.ratelimit import (
@@ -155,15 +156,15 @@ async def test_rate_limit_answers_429_with_retry_after_in_each_surface_format() 
 
 async def test_invalid_content_length_is_a_400_not_a_crash() -> None:
     app = guarded_app()
-    sent: list[dict[str, object]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
+    scope: Scope = {
         "type": "http",
         "method": "POST",
         "path": "/v1/feedback",

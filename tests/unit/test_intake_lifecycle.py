@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from heard_intake import access, domain
 from heard_intake.auth import Principal
+from heard_intake.keyed_lock import KeyedLock
 
 NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
@@ -199,3 +201,22 @@ def test_the_audit_trail_is_for_oversight_professional_standards_and_admins() ->
         access.check_can_audit(principal(role))
     for role in ("unit_member", "supervisor", "commander", "city_system"):
         assert denied(access.check_can_audit, principal(role, unit="x")) == "forbidden"
+
+
+# -- one writer per feedback document --------------------------------------------------------------------------
+
+
+async def test_writes_to_one_item_take_turns_and_other_items_do_not_wait() -> None:
+    serial = KeyedLock()
+    order: list[str] = []
+
+    async def write(key: str, name: str, pause: float) -> None:
+        async with serial(key):
+            order.append(f"{name}+")
+            await asyncio.sleep(pause)
+            order.append(f"{name}-")
+
+    await asyncio.gather(write("fb-1", "a", 0.02), write("fb-1", "b", 0), write("fb-2", "c", 0))
+    assert order.index("a-") < order.index("b+"), "the second writer of fb-1 waited for the first"
+    assert order.index("c-") < order.index("a-"), "fb-2 did not wait for fb-1"
+    assert len(serial) == 0, "locks are forgotten once idle"

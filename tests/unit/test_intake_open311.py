@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heard_intake import open311
 from heard_intake.open311 import DEFAULT_SERVICES, Open311Gateway, ServiceCatalog, ServiceRequestForm, load_catalog
@@ -16,7 +18,7 @@ from heard_shared.http import ApiError
 def gateway(**overrides: Any) -> Open311Gateway:
     collaborators: dict[str, Any] = {"service": None, "feedback": None, "tokens": None}
     return Open311Gateway(
-        **cast(dict[str, Any], collaborators),
+        **collaborators,
         catalog=ServiceCatalog(DEFAULT_SERVICES),
         agency_name="Riverton PD",
         public_base_url="http://heard.test/",
@@ -170,3 +172,17 @@ def test_errors_leave_in_the_open311_shape() -> None:
     assert body == b'[{"code": 413, "description": "too big"}]'
     heard_body, _ = open311.render_error("/v1/feedback", 413, "payload_too_large", "too big")
     assert b'"error"' in heard_body
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    start=st.none() | st.text(max_size=40) | st.datetimes(timezones=st.timezones()).map(datetime.isoformat),
+    end=st.none() | st.text(max_size=40) | st.datetimes(timezones=st.timezones()).map(datetime.isoformat),
+)
+def test_any_date_filter_is_a_query_or_a_400_never_a_crash(start: str | None, end: str | None) -> None:
+    try:
+        query = gateway()._range_query(start, end)["submitted_at"]
+    except ApiError as refused:
+        assert refused.status == 400
+        return
+    assert query["$gte"] <= query["$lte"]

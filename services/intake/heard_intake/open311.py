@@ -328,12 +328,19 @@ _PROJECTION: Document = {
 }
 
 
+# Dates outside this window cannot match any feedback, and near datetime's limits (year 1 or 9999 with
+# an offset) shifting to UTC or adding the default span would overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _parse_datetime(name: str, value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ApiError(400, "invalid_date", f"{name} must be a W3C datetime, e.g. 2010-01-01T00:00:00Z") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return min(max(parsed, EARLIEST), LATEST)
 
 
 def _comma_list(value: str | None) -> list[str]:

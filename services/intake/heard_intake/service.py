@@ -7,12 +7,13 @@ Every state change also stages its audit-ledger entries in the same single-docum
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -52,6 +53,34 @@ _LIST_PROJECTION: Document = {
 
 class FeedbackNotFound(Exception):
     pass
+
+
+P = ParamSpec("P")
+CONFLICT_ATTEMPTS = 5
+RETENTION_BATCH = 500
+
+
+def _retry_on_conflict(action: Callable[P, Awaitable[Document]]) -> Callable[P, Awaitable[Document]]:
+    """Runs a use case again when its compare-and-set lost to a concurrent change.
+
+    Routing's events change an item's status in the background (routed, escalated); a resident or officer
+    acting at that moment should not be told to retry by hand. Each attempt re-reads the item and re-checks
+    the lifecycle rules, so a retry can still be refused for a real reason.
+    """
+
+    @functools.wraps(action)
+    async def retrying(*args: P.args, **kwargs: P.kwargs) -> Document:
+        attempt = 1
+        while True:
+            try:
+                return await action(*args, **kwargs)
+            except domain.GuardViolation as refused:
+                if refused.code != "conflict" or attempt >= CONFLICT_ATTEMPTS:
+                    raise
+            await asyncio.sleep(0.02 * attempt)
+            attempt += 1
+
+    return retrying
 
 
 @dataclass(frozen=True)
@@ -300,6 +329,7 @@ class IntakeService:
                 await self.ledger.try_flush(self.feedback, feedback_id)
         return updated
 
+    @_retry_on_conflict
     async def acknowledge(self, *, feedback_id: str, actor: str) -> Document:
         current = await self.get(feedback_id)
         domain.check_can_acknowledge(current["status"])
@@ -328,6 +358,7 @@ class IntakeService:
             ],
         )
 
+    @_retry_on_conflict
     async def answer(self, *, feedback_id: str, answer: str, actor: str) -> Document:
         current = await self.get(feedback_id)
         domain.check_can_answer(current["status"])
@@ -370,6 +401,7 @@ class IntakeService:
             ],
         )
 
+    @_retry_on_conflict
     async def close(self, *, feedback_id: str, actor: str) -> Document:
         current = await self.get(feedback_id)
         domain.check_can_close(
@@ -402,6 +434,7 @@ class IntakeService:
             ],
         )
 
+    @_retry_on_conflict
     async def refer(self, *, feedback_id: str, reason: str, suggested_unit_id: str | None, actor: str) -> Document:
         """The assigned unit hands the item on; routing picks the new unit and the SLA clock keeps running."""
         current = await self.get(feedback_id)
@@ -450,6 +483,7 @@ class IntakeService:
             ],
         )
 
+    @_retry_on_conflict
     async def add_note(self, *, feedback_id: str, text: str, actor: str) -> Document:
         """An internal note: seen by staff and the board, never by the resident, never on Kafka."""
         current = await self.get(feedback_id)
@@ -469,6 +503,7 @@ class IntakeService:
 
     # -- resident actions (the tracking code is the resident's key) ---------------------
 
+    @_retry_on_conflict
     async def reply(self, *, tracking_code: str, text: str) -> Document:
         """Adds the resident's words to the public history; the status stays what it was."""
         current = await self.find_by_tracking_code(tracking_code)
@@ -490,6 +525,7 @@ class IntakeService:
             ],
         )
 
+    @_retry_on_conflict
     async def contest(self, *, tracking_code: str, reason: str) -> Document:
         """The resident finds the answer inadequate: the item reopens and routing moves it one level up."""
         current = await self.find_by_tracking_code(tracking_code)
@@ -525,6 +561,7 @@ class IntakeService:
             ],
         )
 
+    @_retry_on_conflict
     async def withdraw(self, *, tracking_code: str, reason: str | None = None) -> Document:
         """The resident's own exit: the only way negative feedback closes without an answer."""
         current = await self.find_by_tracking_code(tracking_code)
@@ -558,6 +595,7 @@ class IntakeService:
             ],
         )
 
+    @_retry_on_conflict
     async def erase(self, *, tracking_code: str) -> Document:
         """The resident's erasure request: personal data out; the record, its status and statistics stay.
 
@@ -625,7 +663,12 @@ class IntakeService:
     async def run_retention(self, *, interval_seconds: float) -> None:
         while True:
             try:
-                purged = await self.purge_expired_contacts()
+                purged = 0
+                while True:  # a backlog (after downtime) is worked off in one run, batch by batch
+                    batch = await self.purge_expired_contacts(limit=RETENTION_BATCH)
+                    purged += batch
+                    if batch < RETENTION_BATCH:
+                        break
                 if purged:
                     log.info("contact details past retention deleted", count=purged)
             except PyMongoError as error:

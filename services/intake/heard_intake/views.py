@@ -14,7 +14,7 @@ from heard_intake import access, domain
 from heard_intake.auth import STAFF_ROLES, Principal, TokenStore, require_role
 from heard_intake.ledger import public_entry
 from heard_intake.service import FeedbackNotFound, IntakeService, public_view, staff_view
-from heard_shared.events import Contact, FeedbackInboundV1, FeedbackKind, Language, Location
+from heard_shared.events import Contact, FeedbackInboundV1, FeedbackKind, Language, Location, utc_now
 from heard_shared.http import ApiError
 
 EMERGENCY_NOTICE = (
@@ -189,8 +189,9 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
             scope = access.list_scope(principal, unit_id)
         except access.AccessDenied as denied:
             raise ApiError(403, denied.code, denied.message) from None
-        items = await service.list_for_staff(unit_id=scope, status=status, limit=limit)
-        return {"items": [staff_view(item) for item in items]}
+        now = utc_now()  # one instant for ordering and for the `overdue` flags, so they agree
+        items = await service.list_for_staff(unit_id=scope, status=status, limit=limit, now=now)
+        return {"items": [staff_view(item, now=now) for item in items]}
 
     @router.get("/staff/feedback/{feedback_id}", tags=["staff"])
     async def get_feedback(feedback_id: str, principal: Annotated[Principal, Depends(staff)]) -> dict[str, Any]:

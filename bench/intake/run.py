@@ -1,0 +1,221 @@
+"""Intake submission benchmark: throughput and latency over HTTP, side by side with a minimal baseline.
+
+    .venv/bin/python bench/intake/run.py [--duration 15] [--rate 200] [--concurrency 32] [--server ferretdb]
+
+Starts Kafka, a MongoDB-wire server and intake through heard_devstack under its own profile
+(`bench-intake`, ports +17000, state in .heard/bench-intake), plus `baseline_app.py`: a FastAPI
+endpoint that does the same MongoDB insert and Kafka publish (`acks=all`, idempotent) and nothing else.
+Each target is then measured, one after the other, in two ways:
+
+- fixed rate: requests are started on a schedule of `--rate` per second (open loop, at most
+  `--max-in-flight` outstanding) and latency counts from the scheduled start, so a server that falls
+  behind shows its queueing delay instead of hiding it (no coordinated omission);
+- saturation: `--concurrency` clients send back to back (closed loop); throughput is completed 202s/s.
+
+Every measured submission is stored in MongoDB and published to Kafka before the 202. Loopback only,
+bounded in time. Prints figures and the intake/baseline ratios; asserts nothing. The load generator
+shares the machine with the servers, so absolute numbers are a floor for this machine, not a capacity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from heard_devstack import Profile, Stack, http_ok, mongodb_mode
+
+PROFILE = Profile("bench-intake", 17000)
+BASELINE_DATABASE = "bench_baseline"
+PAYLOAD = {
+    "kind": "complaint",
+    "text": "The patrol car was parked across the bike lane on Elm Street again this morning for twenty minutes.",
+    "category": "parking",
+    "language": "en",
+    "location": {"neighbourhood": "Northgate"},
+}
+
+
+@dataclass
+class Result:
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    def record_error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def _post(client: httpx.AsyncClient, url: str, result: Result, started: float) -> None:
+    try:
+        response = await client.post(url, json=PAYLOAD)
+    except httpx.HTTPError as error:
+        result.record_error(type(error).__name__)
+        return
+    if response.status_code == 202:
+        result.latencies.append(time.perf_counter() - started)
+    else:
+        result.record_error(f"http_{response.status_code}")
+
+
+async def fixed_rate(url: str, *, rate: float, duration: float, max_in_flight: int) -> Result:
+    result = Result()
+    gate = asyncio.Semaphore(max_in_flight)
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def one(scheduled: float) -> None:
+            async with gate:
+                await _post(client, url, result, scheduled)
+
+        begin = time.perf_counter()
+        tasks: list[asyncio.Task[None]] = []
+        count = int(rate * duration)
+        for i in range(count):
+            scheduled = begin + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+        result.elapsed = time.perf_counter() - begin
+    return result
+
+
+async def saturation(url: str, *, concurrency: int, duration: float) -> Result:
+    result = Result()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        begin = time.perf_counter()
+        stop_at = begin + duration
+
+        async def worker() -> None:
+            while time.perf_counter() < stop_at:
+                await _post(client, url, result, time.perf_counter())
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        result.elapsed = time.perf_counter() - begin
+    return result
+
+
+async def warm_up(url: str, seconds: float) -> None:
+    await saturation(url, concurrency=4, duration=seconds)
+
+
+def start_baseline(stack: Stack, port: int) -> None:
+    script = Path(__file__).with_name("baseline_app.py")
+    argv = [
+        sys.executable,
+        str(script),
+        f"--port={port}",
+        f"--mongodb-uri={stack.mongodb_uri}",
+        f"--database={BASELINE_DATABASE}",
+        f"--kafka={stack.kafka_bootstrap}",
+    ]
+    stack.start_process("baseline", argv, port=port)
+    stack.wait_until("baseline /readyz", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "baseline")
+
+
+def line(name: str, mode: str, result: Result) -> str:
+    errors = ", ".join(f"{k}={v}" for k, v in sorted(result.errors.items())) or "-"
+    return (
+        f"{name:<9} {mode:<18} {result.throughput:>9.1f}/s {len(result.latencies):>7} "
+        f"{result.percentile(0.50) * 1000:>9.1f} {result.percentile(0.99) * 1000:>9.1f} "
+        f"{statistics.fmean(result.latencies) * 1000 if result.latencies else float('nan'):>9.1f}   {errors}"
+    )
+
+
+async def measure(targets: dict[str, str], args: argparse.Namespace) -> dict[tuple[str, str], Result]:
+    results: dict[tuple[str, str], Result] = {}
+    for name, url in targets.items():
+        print(f"warming up {name} ...", flush=True)
+        await warm_up(url, args.warmup)
+        print(f"{name}: fixed rate {args.rate:g}/s for {args.duration:g} s ...", flush=True)
+        results[(name, "fixed")] = await fixed_rate(
+            url, rate=args.rate, duration=args.duration, max_in_flight=args.max_in_flight
+        )
+        await asyncio.sleep(2)  # let the previous phase's tail drain
+        print(f"{name}: saturation with {args.concurrency} clients for {args.duration:g} s ...", flush=True)
+        results[(name, "saturation")] = await saturation(url, concurrency=args.concurrency, duration=args.duration)
+        await asyncio.sleep(2)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured phase")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--rate", type=float, default=200.0, help="fixed request rate per second")
+    parser.add_argument("--max-in-flight", type=int, default=256, help="bound on outstanding fixed-rate requests")
+    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients at saturation")
+    parser.add_argument("--server", choices=["ferretdb", "nx-27017"], default="ferretdb")
+    parser.add_argument("--keep", action="store_true", help="leave the bench stack running afterwards")
+    args = parser.parse_args()
+
+    mongodb = mongodb_mode() if os.environ.get("MONGODB_URI") or mongodb_mode() == "mongod" else args.server
+    stack = Stack(PROFILE, mongodb_server=mongodb)
+    stack.down()
+    for leftover in ("kafka", "mongodb", "logs", "run"):
+        shutil.rmtree(stack.state / leftover, ignore_errors=True)
+    stack.extra_env = {
+        # One client address sends everything: the per-address limiter would measure itself.
+        "HEARD_INTAKE_RATE_LIMIT_ENABLED": "false",
+    }
+    baseline_port = PROFILE.service_port("intake") + 100
+    try:
+        print(f"starting Kafka, {mongodb} and intake (profile {PROFILE.name}) ...", flush=True)
+        stack.up_infra()
+        stack.start_service("intake")
+        start_baseline(stack, baseline_port)
+        targets = {
+            "intake": f"{stack.service_url('intake')}/v1/feedback",
+            "baseline": f"http://127.0.0.1:{baseline_port}/v1/feedback",
+        }
+        results = asyncio.run(measure(targets, args))
+    finally:
+        if not args.keep:
+            stack.down()
+
+    print(f"\nmachine: {os.cpu_count()} cores; MongoDB-wire server: {mongodb}; Kafka acks=all, idempotent producer")
+    header = ("target", "mode", "throughput", "ok", "p50 ms", "p99 ms", "mean ms")
+    print("{:<9} {:<18} {:>11} {:>7} {:>9} {:>9} {:>9}   errors".format(*header))
+    for (name, mode), result in results.items():
+        label = f"fixed {args.rate:g}/s" if mode == "fixed" else f"saturation c={args.concurrency}"
+        print(line(name, label, result))
+    intake_sat, base_sat = results[("intake", "saturation")], results[("baseline", "saturation")]
+    intake_fix, base_fix = results[("intake", "fixed")], results[("baseline", "fixed")]
+    if base_sat.throughput:
+        print(f"\nsaturation throughput intake/baseline: {intake_sat.throughput / base_sat.throughput:.2f}")
+    print(
+        f"p50 latency intake/baseline: fixed {intake_fix.percentile(0.5) / base_fix.percentile(0.5):.2f}, "
+        f"saturation {intake_sat.percentile(0.5) / base_sat.percentile(0.5):.2f}"
+    )
+    print(
+        f"p99 latency intake/baseline: fixed {intake_fix.percentile(0.99) / base_fix.percentile(0.99):.2f}, "
+        f"saturation {intake_sat.percentile(0.99) / base_sat.percentile(0.99):.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
