@@ -65,8 +65,11 @@ schemas: venv
 	$(PY) -m heard_shared.contract write
 	$(PY) -m heard_intake.openapi write
 
+# Benchmarks print figures; they are not tests. Each can also be run on its own (see its docstring).
 bench: install
-	$(PY) bench/run_all.py
+	$(PY) bench/severity/evaluate.py --quiet
+	$(PY) bench/escalation/run.py
+	$(PY) bench/intake/run.py
 
 clean: down
 	rm -rf .heard $(VENV)

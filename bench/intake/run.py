@@ -122,6 +122,25 @@ async def warm_up(url: str, seconds: float) -> None:
     await saturation(url, concurrency=4, duration=seconds)
 
 
+async def drain(url: str, *, limit: float = 120.0) -> float:
+    """Waits until the target answers a probe quickly again, so one phase's backlog is not billed to the next.
+
+    Requests whose client gave up are still queued in an overloaded server; returns the seconds waited.
+    """
+    begin = time.perf_counter()
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.perf_counter() - begin < limit:
+            probe = time.perf_counter()
+            try:
+                response = await client.post(url, json=PAYLOAD)
+                if response.status_code == 202 and time.perf_counter() - probe < 1.0:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(1.0)
+    return time.perf_counter() - begin
+
+
 def start_baseline(stack: Stack, port: int) -> None:
     script = Path(__file__).with_name("baseline_app.py")
     argv = [
@@ -154,10 +173,10 @@ async def measure(targets: dict[str, str], args: argparse.Namespace) -> dict[tup
         results[(name, "fixed")] = await fixed_rate(
             url, rate=args.rate, duration=args.duration, max_in_flight=args.max_in_flight
         )
-        await asyncio.sleep(2)  # let the previous phase's tail drain
+        print(f"{name}: drained in {await drain(url):.1f} s", flush=True)
         print(f"{name}: saturation with {args.concurrency} clients for {args.duration:g} s ...", flush=True)
         results[(name, "saturation")] = await saturation(url, concurrency=args.concurrency, duration=args.duration)
-        await asyncio.sleep(2)
+        print(f"{name}: drained in {await drain(url):.1f} s", flush=True)
     return results
 
 

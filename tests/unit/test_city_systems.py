@@ -40,8 +40,12 @@ class FakeInbox:
 class FakeDeadLetters:
     def __init__(self) -> None:
         self.sent: list[dict[str, bytes]] = []
+        self.topics: list[str] = []
 
-    async def send(self, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+    async def send(
+        self, topic: str, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        self.topics.append(topic)
         self.sent.append(dict(headers))
 
 
@@ -102,6 +106,7 @@ async def test_unregistered_source_is_dead_lettered_once_with_its_reason_and_not
     outcome = await consumer._process(inbound("urn:rogue:system"), handler, record())
     assert outcome == "dead_lettered"
     assert len(dead_letters.sent) == 1, "no retries: the handler said the event can never succeed"
+    assert dead_letters.topics == ["feedback.inbound.deadletter"], "inbound bytes stay on intake's own topic"
     headers = dead_letters.sent[0]
     assert headers["dlq.reason.code"] == b"unregistered_source"
     assert b"urn:rogue:system" in headers["dlq.reason"]
