@@ -171,7 +171,9 @@ async def test_erasure_removes_personal_data_and_keeps_the_record(platform: Stac
     assert after["status"] in {"submitted", "routed", "escalated"}
     trail = (await audit(http, platform, feedback_id)).json()
     assert trail["verified"] is True
-    assert trail["entries"][-1]["action"] == "erased"
+    # Routing and the scheduler keep appending (routed, escalated) concurrently, so erasure need not be last.
+    actions = [entry["action"] for entry in trail["entries"]]
+    assert actions[0] == "submitted" and "erased" in actions
 
 
 async def test_staff_see_and_act_only_within_their_scope(platform: Stack, http: httpx.AsyncClient) -> None:
