@@ -42,14 +42,30 @@ async def test_a_contested_answer_reopens_the_item_until_a_new_answer(platform: 
         f"{intake}/v1/staff/feedback/{feedback_id}/answer", headers=staff(), json={"answer": "The search was lawful."}
     )
     assert answer.status_code == 200, answer.text
-    async with TopicReader(platform.kafka_bootstrap, topics.REOPENED) as reopened:
+    routing = platform.service_url("routing")
+
+    async def clock_stopped() -> dict[str, Any] | None:
+        case = dict((await http.get(f"{routing}/v1/cases/{feedback_id}")).json())
+        return case if case["clock"] == "stopped" else None
+
+    highest = (await eventually(clock_stopped, what="routing to stop the clock"))["max_level"]
+    async with TopicReader(platform.kafka_bootstrap, topics.REOPENED, topics.ROUTED) as reader:
         contest = await http.post(f"{intake}/v1/feedback/{code}/contest", json={"reason": "Nobody told me why."})
         assert contest.status_code == 200, contest.text
-        record = await reopened.wait_for(lambda r: r.key == feedback_id.encode(), what="feedback.reopened")
+        record = await reader.wait_for(
+            lambda r: r.key == feedback_id.encode() and r.topic == topics.REOPENED, what="feedback.reopened"
+        )
+        rerouted = await reader.wait_for(
+            lambda r: r.key == feedback_id.encode() and b'"rule":"contest"' in (r.value or b""),
+            what="routing to reopen the case one level up",
+        )
+    assert json.loads(rerouted.value)["data"]["level"] == min(highest + 1, 4), "a contest restarts one level higher"
     event = json.loads(record.value)
     assert event["type"] == "org.heard.feedback.reopened.v1"
     assert event["data"]["reason"] == "contested"
     assert "Nobody told me why" not in record.value.decode(), "the resident's words stay in intake"
+    case = (await http.get(f"{routing}/v1/cases/{feedback_id}")).json()
+    assert case["clock"] == "open" and case["rule"] == "contest", "the SLA clock runs again"
 
     resident = contest.json()
     assert resident["status"] == "reopened"

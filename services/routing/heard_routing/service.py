@@ -102,6 +102,7 @@ class RoutingService:
             "clock": "none",
             "fencing": 0,
             "repeat": 0,
+            "round": 0,
             "lease_owner": None,
         }
         acknowledge_by = answer_by = None
@@ -204,8 +205,8 @@ class RoutingService:
             answer_by=now + windows.answer,
             event_id=deterministic_event_id(data.feedback_id, "routed", "contest", round_),
         )
-        await self.cases.update_one(
-            {"_id": data.feedback_id, "round": case.get("round", 0)},
+        reopened = await self.cases.update_one(
+            {"_id": data.feedback_id, "fencing": case["fencing"]},
             with_outbox(
                 {
                     "$set": {
@@ -215,6 +216,7 @@ class RoutingService:
                         "max_level": level,
                         "unit_id": unit_id,
                         "round": round_,
+                        "rule": "contest",
                         "repeat": 0,
                         "negative": True,
                         "severity": case["severity"] if case["negative"] else "negative",
@@ -230,6 +232,9 @@ class RoutingService:
                 OutgoingEvent(ev.ROUTED, routed),
             ),
         )
+        if not reopened.modified_count:
+            # Changed between our read and write; raising lets the consumer run this again on fresh state.
+            raise RuntimeError(f"case {data.feedback_id} changed while reopening; retrying")
         await self.outbox.try_flush(self.cases, data.feedback_id)
 
     async def on_referred(self, event: CloudEvent[Any]) -> None:
