@@ -49,7 +49,10 @@ rules: install
 	promtool test rules deploy/prometheus/tests/*.yml
 
 unit: venv
-	$(PY) -m pytest -q tests/unit tests/contract
+	$(PY) -m pytest -q tests/unit
+
+contract: install
+	$(PY) -m pytest -q tests/contract
 
 integration: install
 	$(PY) -m pytest -q tests/integration

@@ -38,7 +38,11 @@ from heard_intake.bootstrap import create_app
 from heard_intake.config import IntakeSettings
 from heard_intake.openapi import OPENAPI_FILE
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Raised from inside schemathesis' own strategies (its use of `random`), not from anything here.
+    pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"),
+]
 
 ADMIN_TOKEN = f"heard_fuzz_admin_{uuid.uuid4().hex}"
 CITY_TOKEN = f"heard_fuzz_city_{uuid.uuid4().hex}"
