@@ -49,7 +49,6 @@ def main() -> int:
             print(f"\nHeard is up (profile {args.profile}; MongoDB server: {mongodb_mode()}).")
             for service in SERVICES:
                 print(f"  {service:<10} {stack.service_url(service)}   (/docs, /metrics, /readyz)")
-            print(f"  intake web {stack.service_url('intake')}/")
             if not args.no_prometheus:
                 print(f"  prometheus {stack.prometheus_url}")
             print(f"  kafka      {stack.kafka_bootstrap}\n  mongodb    {stack.mongodb_uri}")
