@@ -39,7 +39,7 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.outbox_pending = Counter(
+        self.outbox_relayed = Counter(
             "heard_outbox_relayed_total",
             "Events the outbox relay published after the fast path did not.",
             ["service"],

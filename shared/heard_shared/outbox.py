@@ -26,6 +26,8 @@ log = get_logger(__name__)
 OUTBOX_FIELD = "_outbox"
 SEQUENCE_FIELD = "_outbox_seq"
 PENDING_FIELD = "_outbox_pending"
+# A read projection that leaves the outbox's bookkeeping out of anything shown to people.
+WITHOUT_OUTBOX = {OUTBOX_FIELD: 0, SEQUENCE_FIELD: 0, PENDING_FIELD: 0}
 
 # Entries are stored as JSON strings, the pending flag as 0/1 and a sequence number counts what was
 # staged: strings, integers and $size behave the same on MongoDB and on every MongoDB-wire server we
@@ -116,7 +118,7 @@ class OutboxRelay:
         async for document in collection.find({PENDING_FIELD: 1}, {"_id": 1}).limit(limit):
             relayed += await self.flush(collection, document["_id"])
         if relayed:
-            self.metrics.outbox_pending.labels(self.metrics.service).inc(relayed)
+            self.metrics.outbox_relayed.labels(self.metrics.service).inc(relayed)
         return relayed
 
     async def run(self, collections: list[AsyncCollection[Document]], *, interval_seconds: float = 1.0) -> None:

@@ -34,7 +34,7 @@ from heard_shared.events import (
 )
 from heard_shared.logs import get_logger
 from heard_shared.mongo import Document
-from heard_shared.outbox import OutboxRelay, OutgoingEvent, outbox_fields, with_outbox
+from heard_shared.outbox import WITHOUT_OUTBOX, OutboxRelay, OutgoingEvent, outbox_fields, with_outbox
 
 log = get_logger(__name__)
 
@@ -44,7 +44,7 @@ RETENTION = "system:retention"
 # Never sent to staff or residents: secrets, ciphertext, bookkeeping.
 _PRIVATE_FIELDS = frozenset({"_id", "tracking_hash", "contact", "contact_encrypted", "history", "origin"})
 _LIST_PROJECTION: Document = {
-    "_outbox": 0,
+    **WITHOUT_OUTBOX,
     "contact": 0,
     "contact_encrypted": 0,
     ledger.STAGED_FIELD: 0,
@@ -220,7 +220,7 @@ class IntakeService:
     # -- reads -------------------------------------------------------------------------
 
     async def get(self, feedback_id: str) -> Document:
-        document = await self.feedback.find_one({"_id": feedback_id}, {"_outbox": 0})
+        document = await self.feedback.find_one({"_id": feedback_id}, WITHOUT_OUTBOX)
         if document is None:
             raise FeedbackNotFound(feedback_id)
         return document
@@ -230,7 +230,7 @@ class IntakeService:
         document = None
         if normalised:
             document = await self.feedback.find_one(
-                {"tracking_hash": domain.tracking_code_hash(normalised)}, {"_outbox": 0}
+                {"tracking_hash": domain.tracking_code_hash(normalised)}, WITHOUT_OUTBOX
             )
         if document is None:
             raise FeedbackNotFound(code)

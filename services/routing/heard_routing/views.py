@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from heard_routing.policy import LEVEL_NAMES
 from heard_routing.service import RoutingService
 from heard_shared.http import ApiError
+from heard_shared.outbox import WITHOUT_OUTBOX
 
 
 def build_router(service: RoutingService) -> APIRouter:
@@ -16,9 +17,7 @@ def build_router(service: RoutingService) -> APIRouter:
 
     @router.get("/cases/{feedback_id}", summary="Assignment and SLA clock of one feedback item")
     async def get_case(feedback_id: str) -> dict[str, Any]:
-        case = await service.cases.find_one(
-            {"_id": feedback_id}, {"_outbox": 0, "_outbox_pending": 0, "_outbox_seq": 0}
-        )
+        case = await service.cases.find_one({"_id": feedback_id}, WITHOUT_OUTBOX)
         if case is None or "routed_at" not in case:
             raise ApiError(404, "case_not_found", f"Feedback {feedback_id!r} has not been routed.")
         case["feedback_id"] = case.pop("_id")
