@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Container
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from heard_shared.events import CloudEvent, EventSpec, encode
@@ -66,6 +69,20 @@ def outbox_fields(*events: OutgoingEvent) -> Document:
     return {OUTBOX_FIELD: [e.as_entry() for e in events], SEQUENCE_FIELD: len(events), PENDING_FIELD: int(bool(events))}
 
 
+def published_on_insert(document_id: Any, staged: int) -> UpdateOne:
+    """Empties the outbox of a document whose `staged` events, inserted with it, were all published.
+
+    Applies only while nothing else was staged since (same sequence), so it can be batched with other
+    documents' and run without re-reading any of them; otherwise the later writer's flush (or the relay)
+    publishes and removes everything.
+    """
+    return UpdateOne({"_id": document_id, SEQUENCE_FIELD: staged}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: 0}})
+
+
+# Takes a document's turn for writers that must not overlap on one document (see heard_intake.keyed_lock).
+DocumentLock = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
 class OutboxRelay:
     def __init__(self, publisher: EventPublisher, metrics: ServiceMetrics) -> None:
         self.publisher = publisher
@@ -73,6 +90,16 @@ class OutboxRelay:
 
     async def ensure_indexes(self, collection: AsyncCollection[Document]) -> None:
         await collection.create_index(PENDING_FIELD)
+
+    async def publish_now(self, *events: OutgoingEvent) -> bool:
+        """Publishes events just staged in a new document, from memory; False leaves them to the relay."""
+        try:
+            for event in events:
+                await self.publisher.publish(event.event, event.spec.topic)
+        except TRANSIENT_ERRORS as error:
+            log.warning("outbox publish deferred to relay", error=repr(error))
+            return False
+        return True
 
     async def flush(self, collection: AsyncCollection[Document], document_id: Any) -> int:
         """Publishes the document's pending events in order and removes them; returns how many."""
@@ -113,10 +140,25 @@ class OutboxRelay:
         except TRANSIENT_ERRORS as error:
             log.warning("outbox publish deferred to relay", error=repr(error))
 
-    async def relay_once(self, collection: AsyncCollection[Document], *, limit: int = 500) -> int:
+    async def relay_once(
+        self,
+        collection: AsyncCollection[Document],
+        *,
+        limit: int = 500,
+        skip: Container[Any] = (),
+        lock: DocumentLock | None = None,
+    ) -> int:
+        """Publishes what is still pending; `skip` names documents whose writer is still finishing them."""
         relayed = 0
         async for document in collection.find({PENDING_FIELD: 1}, {"_id": 1}).limit(limit):
-            relayed += await self.flush(collection, document["_id"])
+            document_id = document["_id"]
+            if document_id in skip:
+                continue
+            if lock is None:
+                relayed += await self.flush(collection, document_id)
+            else:
+                async with lock(document_id):
+                    relayed += await self.flush(collection, document_id)
         if relayed:
             self.metrics.outbox_relayed.labels(self.metrics.service).inc(relayed)
         return relayed

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from cryptography.fernet import Fernet
 
 from heard_devstack import ROOT, Stack
@@ -21,9 +22,9 @@ from heard_intake.service import IntakeService
 from heard_shared import events as ev
 from heard_shared.events import Contact, FeedbackInboundV1, utc_now
 from heard_shared.metrics import ServiceMetrics
-from heard_shared.mongo import MongoResource
-from heard_shared.outbox import OutboxRelay
-from tests.helpers import unique
+from heard_shared.mongo import Document, MongoResource
+from heard_shared.outbox import OUTBOX_FIELD, PENDING_FIELD, OutboxRelay
+from tests.helpers import eventually, unique
 from tests.integration.scheduler_support import RecordingPublisher
 
 pytestmark = pytest.mark.integration
@@ -65,6 +66,7 @@ async def submit(intake: Intake, **fields: Any) -> tuple[str, str]:
     data = FeedbackInboundV1(kind="complaint", text="The officer shouted at me for no reason", **fields)
     submission = await intake.service.submit(data=data, channel="api")
     assert submission.tracking_code is not None
+    await intake.service.settler.idle()
     return submission.feedback_id, submission.tracking_code
 
 
@@ -254,3 +256,93 @@ async def test_erasure_keeps_the_record_and_its_status(intake: Intake) -> None:
     assert "Ledger Canary" not in repr(raw) and "Elm" not in repr(raw)
     assert raw["kind"] == "complaint" and raw["severity"] in {"negative", "critical"}
     assert await actions(intake, feedback_id) == ["submitted", "replied", "erased"], "erased once"
+
+
+class GatedPublisher(RecordingPublisher):
+    """Fails like an unreachable broker while `broken`; with `hold_next`, the next publish waits for `release`."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        super().__init__(metrics)
+        self.broken = False
+        self.hold_next = False
+        self.release = asyncio.Event()
+
+    async def publish_raw(self, *, topic: str, key: str, value: bytes) -> None:
+        if self.hold_next:
+            self.hold_next = False
+            await self.release.wait()
+        if self.broken:
+            raise KafkaConnectionError("broker unreachable")
+        await super().publish_raw(topic=topic, key=key, value=value)
+
+
+async def settled_record(intake: Intake, feedback_id: str) -> Document:
+    record = await intake.mongo.db["feedback"].find_one({"_id": feedback_id})
+    assert record is not None
+    return record
+
+
+async def test_a_new_submission_is_settled_in_the_background_with_one_publish(intake: Intake) -> None:
+    data = FeedbackInboundV1(kind="complaint", text="The officer shouted at me for no reason")
+    submissions = await asyncio.gather(*(intake.service.submit(data=data, channel="api") for _ in range(40)))
+    await intake.service.settler.idle()
+    assert not intake.service.settler.unsettled
+    for submission in submissions:
+        record = await settled_record(intake, submission.feedback_id)
+        assert record[OUTBOX_FIELD] == [] and record[PENDING_FIELD] == 0
+        assert record[ledger.STAGED_FIELD] == [] and not record[ledger.DUE_FIELD]
+        entries, verification = await intake.service.audit_trail(submission.feedback_id)
+        assert verification.verified and [e["action"] for e in entries] == ["submitted"]
+        assert (record[ledger.HEAD_SEQ_FIELD], record[ledger.HEAD_HASH_FIELD]) == (1, entries[0]["hash"])
+    assert intake.topics() == ["feedback.submitted"] * 40
+    assert await intake.service.relay_once() == 0, "nothing left for the relays"
+
+
+async def test_routing_recorded_before_the_settler_ran_keeps_one_chain(intake: Intake) -> None:
+    data = FeedbackInboundV1(kind="complaint", text="Nobody called me back about the break-in")
+    submissions = [await intake.service.submit(data=data, channel="api") for _ in range(20)]
+    # Routing's answers arrive while the settler may still be appending entry 1 of the same chains.
+    await asyncio.gather(*(intake.service.record_routing(routed(s.feedback_id)) for s in submissions))
+    await intake.service.settler.idle()
+    for submission in submissions:
+        assert await actions(intake, submission.feedback_id) == ["submitted", "routed"]
+        _, verification = await intake.service.audit_trail(submission.feedback_id)
+        assert verification.verified
+        record = await settled_record(intake, submission.feedback_id)
+        assert record[ledger.HEAD_SEQ_FIELD] == 2 and record[ledger.STAGED_FIELD] == []
+
+
+async def test_an_event_the_broker_refused_is_published_later_by_the_relay(stack: Stack) -> None:
+    database = unique("intake_settle").replace("-", "_")
+    mongo = MongoResource(stack.mongodb_uri, database, app_name="intake-settle-test")
+    intake = Intake(mongo, database, Fernet.generate_key().decode())
+    publisher = GatedPublisher(intake.publisher.metrics)
+    intake.service.outbox.publisher = intake.publisher = publisher
+    await intake.service.ensure_indexes()
+    try:
+        publisher.broken = True
+        feedback_id, _ = await submit(intake)
+        record = await settled_record(intake, feedback_id)
+        assert record[PENDING_FIELD] == 1, "stored, not published: still pending"
+        assert record[ledger.STAGED_FIELD] == [], "the ledger is settled all the same"
+
+        # While a submission is between its insert and its settling, the relays leave it alone.
+        publisher.broken = False
+        publisher.hold_next = True
+        praise = FeedbackInboundV1(kind="praise", text="Thanks for walking me home")
+        in_flight = asyncio.create_task(intake.service.submit(data=praise, channel="api"))
+
+        async def claimed() -> bool:
+            return len(intake.service.settler.unsettled) == 1
+
+        await eventually(claimed, timeout=5, interval=0.01, what="the submission to be claimed")
+        assert await intake.service.relay_once() == 1, "only the refused event"
+        publisher.release.set()
+        second = await in_flight
+        await intake.service.settler.idle()
+        assert await intake.service.relay_once() == 0
+        assert [key for _, key, _ in publisher.published] == [feedback_id, second.feedback_id]
+        assert (await settled_record(intake, feedback_id))[PENDING_FIELD] == 0
+    finally:
+        await mongo.client.drop_database(database)
+        await mongo.close()

@@ -47,18 +47,13 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     platform.consumer.subscribe(topics.ROUTED, (ev.ROUTED,), service.record_routing)
     platform.consumer.subscribe(topics.ESCALATED, (ev.ESCALATED,), service.record_escalation)
 
-    async def relay() -> None:
-        await platform.outbox.run([db["feedback"]])
-
-    platform.background.append(relay)
-
-    async def audit_relay() -> None:
-        await service.run_audit_relay()
+    async def relays() -> None:
+        await service.run_relays()
 
     async def contact_retention() -> None:
         await service.run_retention(interval_seconds=settings.retention_check_seconds)
 
-    platform.background.extend([audit_relay, contact_retention])
+    platform.background.extend([relays, contact_retention])
 
     app = FastAPI(title="Heard intake", version="1.0.0", lifespan=platform.lifespan)
     install_error_handlers(app)

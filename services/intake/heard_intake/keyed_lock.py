@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 
 class KeyedLock:
@@ -36,6 +36,14 @@ class KeyedLock:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+    @contextlib.asynccontextmanager
+    async def all_of(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        """Holds the locks of many keys at once, taken in sorted order so two such holders cannot deadlock."""
+        async with contextlib.AsyncExitStack() as held:
+            for key in sorted(set(keys)):
+                await held.enter_async_context(self(key))
+            yield
 
     def __len__(self) -> int:
         return len(self._locks)

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from heard_shared.events import utc_now
 from heard_shared.logs import get_logger
@@ -49,6 +50,7 @@ AuditAction = Literal[
     "erased",
 ]
 GENESIS_HASH = "0" * 64
+DUPLICATE_KEY = 11000
 STAGED_FIELD = "_audit_staged"
 DUE_FIELD = "_audit_due"
 HEAD_SEQ_FIELD = "audit_seq"
@@ -121,6 +123,16 @@ def chain_entry(*, feedback_id: str, seq: int, prev_hash: str, staged: Mapping[s
     return entry
 
 
+def stored_entry(entry: Document) -> Document:
+    """A chained entry as the `audit` collection stores it: its `_id` makes a second writer of a seq collide."""
+    return {"_id": f"{entry['feedback_id']}:{entry['seq']:09d}", **entry}
+
+
+def first_entry(feedback_id: str, staged: Mapping[str, Any]) -> Document:
+    """Entry 1 of a new item's chain: it follows the genesis hash, so it is known before anything is stored."""
+    return stored_entry(chain_entry(feedback_id=feedback_id, seq=1, prev_hash=GENESIS_HASH, staged=staged))
+
+
 @dataclass(frozen=True)
 class Verification:
     verified: bool
@@ -171,6 +183,18 @@ def audit_fields(*entries: Document) -> Document:
     return {STAGED_FIELD: list(entries), DUE_FIELD: bool(entries)}
 
 
+def chain_started(first: Document) -> UpdateOne:
+    """Records in a new item's document that its only staged entry is now entry 1 of the chain.
+
+    Applies only while nothing was ever appended (no head yet) and that entry is still the only one
+    staged; otherwise another flush has taken over and records the head itself.
+    """
+    return UpdateOne(
+        {"_id": first["feedback_id"], HEAD_SEQ_FIELD: {"$exists": False}, STAGED_FIELD: {"$size": 1}},
+        {"$set": {STAGED_FIELD: [], DUE_FIELD: False, HEAD_SEQ_FIELD: 1, HEAD_HASH_FIELD: first["hash"]}},
+    )
+
+
 # -- the collection --------------------------------------------------------------------------------------------
 
 
@@ -204,7 +228,7 @@ class AuditLedger:
             seq, prev_hash = links.next()
             document = chain_entry(feedback_id=feedback_id, seq=seq, prev_hash=prev_hash, staged=entry)
             try:
-                await self.entries.insert_one({"_id": f"{feedback_id}:{seq:09d}", **document})
+                await self.entries.insert_one(stored_entry(document))
             except DuplicateKeyError:
                 # Someone else took this seq since we read the chain: read it again and find our place.
                 attempts += 1
@@ -217,6 +241,15 @@ class AuditLedger:
             appended += 1
             position += 1
         return appended, links.head
+
+    async def start_chains(self, firsts: list[Document]) -> None:
+        """Appends entry 1 (see `first_entry`) of many new chains in one write; entries already there are skipped."""
+        try:
+            await self.entries.insert_many(firsts, ordered=False)
+        except BulkWriteError as error:
+            # A flusher got there first with the very same entry (same seq, same content, same _id).
+            if any(failure.get("code") != DUPLICATE_KEY for failure in error.details.get("writeErrors", [])):
+                raise
 
     async def _links(self, feedback_id: str) -> _Links:
         cursor = self.entries.find({"feedback_id": feedback_id}, {"entry_id": 1, "seq": 1, "hash": 1})

@@ -23,6 +23,7 @@ from heard_intake import domain, ledger, severity
 from heard_intake.keyed_lock import KeyedLock
 from heard_intake.ledger import AuditLedger, Verification, audit_fields, head_of, verify_chain, with_audit
 from heard_intake.privacy import ContactCipher
+from heard_intake.settle import SubmissionSettler
 from heard_shared import events as ev
 from heard_shared.events import (
     CloudEvent,
@@ -32,6 +33,7 @@ from heard_shared.events import (
     deterministic_event_id,
     utc_now,
 )
+from heard_shared.kafka import TRANSIENT_ERRORS
 from heard_shared.logs import get_logger
 from heard_shared.mongo import Document
 from heard_shared.outbox import WITHOUT_OUTBOX, OutboxRelay, OutgoingEvent, outbox_fields, with_outbox
@@ -108,6 +110,7 @@ class IntakeService:
         self.ledger = audit or AuditLedger(feedback.database["audit"])
         # This process's writes to one feedback document take turns (see heard_intake.keyed_lock).
         self.serial = KeyedLock()
+        self.settler = SubmissionSettler(feedback, self.ledger, self.serial)
         self.contact_retention = contact_retention
 
     async def ensure_indexes(self) -> None:
@@ -168,6 +171,7 @@ class IntakeService:
             event_id=deterministic_event_id(feedback_id, "submitted"),
             time=now,
         )
+        outgoing = OutgoingEvent(ev.SUBMITTED, submitted)
         document: Document = {
             "_id": feedback_id,
             # Contact details are stored only encrypted (below), never as plaintext fields.
@@ -182,7 +186,7 @@ class IntakeService:
             "level": None,
             "unit_id": None,
             "history": [{"status": "submitted", "at": now}],
-            **outbox_fields(OutgoingEvent(ev.SUBMITTED, submitted)),
+            **outbox_fields(outgoing),
         }
         if tracking_code:
             document["tracking_hash"] = domain.tracking_code_hash(tracking_code)
@@ -192,29 +196,29 @@ class IntakeService:
             document.setdefault(name, value)  # never overrides what intake itself decided
         if data.contact is not None:
             document["contact_encrypted"] = self.contact_cipher.encrypt(data.contact)
-        document |= audit_fields(
-            ledger.stage(
-                "submitted",
-                actor=_submitter(channel, origin),
-                at=now,
-                event_id=submitted.id,
-                details={
-                    "channel": channel,
-                    "kind": data.kind,
-                    "language": data.language,
-                    "severity": assessment.severity,
-                    "negative": assessment.negative,
-                    "has_contact": data.contact is not None,
-                },
-            )
+        staged_entry = ledger.stage(
+            "submitted",
+            actor=_submitter(channel, origin),
+            at=now,
+            event_id=submitted.id,
+            details={
+                "channel": channel,
+                "kind": data.kind,
+                "language": data.language,
+                "severity": assessment.severity,
+                "negative": assessment.negative,
+                "has_contact": data.contact is not None,
+            },
         )
-        async with self.serial(feedback_id):
+        document |= audit_fields(staged_entry)
+        # A new document has no other writer yet, so the insert needs no turn in `serial`.
+        with self.settler.claim(feedback_id) as claim:
             try:
                 await self.feedback.insert_one(document)
             except DuplicateKeyError:
                 return Submission(feedback_id, None, duplicate=True)
-            await self.outbox.try_flush(self.feedback, feedback_id)
-            await self.ledger.try_flush(self.feedback, feedback_id)
+            published = await self.outbox.publish_now(outgoing)
+            claim.settle(ledger.first_entry(feedback_id, staged_entry), published_events=int(published))
         return Submission(feedback_id, tracking_code)
 
     # -- reads -------------------------------------------------------------------------
@@ -790,18 +794,32 @@ class IntakeService:
             # A redelivered event stages its entry again; the append skips an entry id already in the chain.
             await self.ledger.try_flush(self.feedback, feedback_id)
 
-    async def run_audit_relay(self, *, interval_seconds: float = 1.0) -> None:
-        """Appends entries a crash left staged; takes each item's turn like every other write."""
+    async def relay_once(self) -> int:
+        """Publishes events and appends ledger entries a crash or an outage left behind; returns how many.
+
+        Takes each item's turn like every other write, and leaves alone what the settler is still finishing.
+        """
+        relayed = await self.outbox.relay_once(self.feedback, skip=self.settler.unsettled, lock=self.serial)
+        due = [d["_id"] async for d in self.feedback.find({ledger.DUE_FIELD: True}, {"_id": 1}).limit(500)]
+        for feedback_id in due:
+            if feedback_id not in self.settler.unsettled:
+                async with self.serial(feedback_id):
+                    relayed += await self.ledger.flush(self.feedback, feedback_id)
+        return relayed
+
+    async def run_relays(self, *, interval_seconds: float = 1.0) -> None:
+        waits_for_infrastructure: tuple[type[BaseException], ...] = (
+            PyMongoError,
+            ledger.LedgerContention,
+            *TRANSIENT_ERRORS,
+        )
         while True:
             try:
-                due = [d["_id"] async for d in self.feedback.find({ledger.DUE_FIELD: True}, {"_id": 1}).limit(500)]
-                for feedback_id in due:
-                    async with self.serial(feedback_id):
-                        await self.ledger.flush(self.feedback, feedback_id)
-            except (PyMongoError, ledger.LedgerContention) as error:
-                log.warning("audit relay waiting", error=repr(error))
+                await self.relay_once()
+            except waits_for_infrastructure as error:
+                log.warning("relays waiting for infrastructure", error=repr(error))
             except Exception:
-                log.exception("audit relay error")
+                log.exception("relay error")
             await asyncio.sleep(interval_seconds)
 
     async def record_inbound(self, event: CloudEvent[Any]) -> None:

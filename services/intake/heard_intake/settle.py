@@ -1,0 +1,114 @@
+"""Finishes new submissions off the request path, many at a time.
+
+A submission is safe once its document is inserted: the document carries its `feedback.submitted` event
+(outbox) and its first audit-ledger entry (staged), and the request publishes the event before it
+answers. What is left is bookkeeping nobody waits for: append the ledger entry to the chain and empty
+the outbox and the staging field. Done one submission at a time that is four more round trips each
+(re-read, append, record the head, clear); here one `insert_many` and one `bulk_write` settle every
+submission that arrived meanwhile, so the cost per submission falls as the load rises. Nothing is
+re-read: entry 1 of a new chain and the events just published are known in memory.
+
+If a batch fails, or the process dies first, the relays find the staged entries and pending events and
+finish the work (republishing is harmless: consumers deduplicate by event id). While a submission is
+queued here the relays leave it alone (`unsettled`), so they do not race to publish it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
+from heard_intake import ledger
+from heard_intake.keyed_lock import KeyedLock
+from heard_intake.ledger import AuditLedger
+from heard_shared.logs import get_logger
+from heard_shared.mongo import Document
+from heard_shared.outbox import published_on_insert
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class NewSubmission:
+    feedback_id: str
+    first_entry: Document  # entry 1 of its audit chain, as `ledger.first_entry` built it
+    published_events: int  # how many of the events inserted with it were published (0 leaves them to the relay)
+
+
+@dataclass
+class _Claim:
+    settler: SubmissionSettler
+    feedback_id: str
+    queued: bool = False
+
+    def settle(self, first_entry: Document, *, published_events: int) -> None:
+        self.settler._add(NewSubmission(self.feedback_id, first_entry, published_events))
+        self.queued = True
+
+
+class SubmissionSettler:
+    def __init__(
+        self, feedback: AsyncCollection[Document], audit: AuditLedger, serial: KeyedLock, *, max_batch: int = 500
+    ) -> None:
+        self.feedback = feedback
+        self.audit = audit
+        self.serial = serial
+        self.max_batch = max_batch
+        self.unsettled: set[str] = set()
+        self._queue: list[NewSubmission] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def claim(self, feedback_id: str) -> Iterator[_Claim]:
+        """Keeps the relays off a new submission from before its insert until it is settled.
+
+        Leaving the block without calling `settle` (a duplicate, an error) hands the item back to the relays.
+        """
+        self.unsettled.add(feedback_id)
+        claim = _Claim(self, feedback_id)
+        try:
+            yield claim
+        finally:
+            if not claim.queued:
+                self.unsettled.discard(feedback_id)
+
+    def _add(self, submission: NewSubmission) -> None:
+        self._queue.append(submission)
+        if self._worker is None or self._worker.done():
+            # Started on demand, so every IntakeService settles its submissions with no loop to wire up.
+            self._worker = asyncio.create_task(self._drain(), name="settle-submissions")
+
+    async def idle(self) -> None:
+        """Returns once everything queued so far is settled (or handed to the relays)."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            # Everything queued while the previous batch was being written goes in the next one.
+            batch = self._queue[: self.max_batch]
+            del self._queue[: len(batch)]
+            try:
+                await self.settle(batch)
+            except PyMongoError as error:
+                log.warning("settling new submissions deferred to the relays", count=len(batch), error=repr(error))
+            except Exception:
+                log.exception("settling new submissions failed; the relays will finish them", count=len(batch))
+            finally:
+                self.unsettled.difference_update(submission.feedback_id for submission in batch)
+
+    async def settle(self, batch: list[NewSubmission]) -> None:
+        await self.audit.start_chains([submission.first_entry for submission in batch])
+        updates = [ledger.chain_started(submission.first_entry) for submission in batch]
+        updates += [
+            published_on_insert(submission.feedback_id, submission.published_events)
+            for submission in batch
+            if submission.published_events
+        ]
+        async with self.serial.all_of(submission.feedback_id for submission in batch):
+            await self.feedback.bulk_write(updates, ordered=False)
