@@ -30,7 +30,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from heard_shared.events import utc_now
 from heard_shared.logs import get_logger
-from heard_shared.mongo import Document
+from heard_shared.mongo import DUPLICATE_KEY, Document
 
 log = get_logger(__name__)
 
@@ -50,7 +50,6 @@ AuditAction = Literal[
     "erased",
 ]
 GENESIS_HASH = "0" * 64
-DUPLICATE_KEY = 11000
 STAGED_FIELD = "_audit_staged"
 DUE_FIELD = "_audit_due"
 HEAD_SEQ_FIELD = "audit_seq"

@@ -35,7 +35,7 @@ from heard_shared.events import (
 )
 from heard_shared.kafka import TRANSIENT_ERRORS
 from heard_shared.logs import get_logger
-from heard_shared.mongo import Document
+from heard_shared.mongo import Document, GroupInsert
 from heard_shared.outbox import WITHOUT_OUTBOX, OutboxRelay, OutgoingEvent, outbox_fields, with_outbox
 
 log = get_logger(__name__)
@@ -110,6 +110,7 @@ class IntakeService:
         self.ledger = audit or AuditLedger(feedback.database["audit"])
         # This process's writes to one feedback document take turns (see heard_intake.keyed_lock).
         self.serial = KeyedLock()
+        self.inserts = GroupInsert(feedback)
         self.settler = SubmissionSettler(feedback, self.ledger, self.serial)
         self.contact_retention = contact_retention
 
@@ -214,7 +215,7 @@ class IntakeService:
         # A new document has no other writer yet, so the insert needs no turn in `serial`.
         with self.settler.claim(feedback_id) as claim:
             try:
-                await self.feedback.insert_one(document)
+                await self.inserts.insert(document)
             except DuplicateKeyError:
                 return Submission(feedback_id, None, duplicate=True)
             published = await self.outbox.publish_now(outgoing)
