@@ -53,12 +53,19 @@ class _Claim:
 
 class SubmissionSettler:
     def __init__(
-        self, feedback: AsyncCollection[Document], audit: AuditLedger, serial: KeyedLock, *, max_batch: int = 500
+        self,
+        feedback: AsyncCollection[Document],
+        audit: AuditLedger,
+        serial: KeyedLock,
+        *,
+        max_batch: int = 500,
+        gather_seconds: float = 0.05,
     ) -> None:
         self.feedback = feedback
         self.audit = audit
         self.serial = serial
         self.max_batch = max_batch
+        self.gather_seconds = gather_seconds
         self.unsettled: set[str] = set()
         self._queue: list[NewSubmission] = []
         self._worker: asyncio.Task[None] | None = None
@@ -90,7 +97,8 @@ class SubmissionSettler:
 
     async def _drain(self) -> None:
         while self._queue:
-            # Everything queued while the previous batch was being written goes in the next one.
+            # Nobody waits for this work, so let a batch gather: a round trip costs far more than its size.
+            await asyncio.sleep(self.gather_seconds)
             batch = self._queue[: self.max_batch]
             del self._queue[: len(batch)]
             try:
