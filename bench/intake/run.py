@@ -1,11 +1,13 @@
 """Intake submission benchmark: throughput and latency over HTTP, side by side with a minimal baseline.
 
-    .venv/bin/python bench/intake/run.py [--duration 15] [--rate 200] [--concurrency 32] [--server ferretdb]
+    .venv/bin/python bench/intake/run.py [--rounds 3] [--duration 10] [--rate 200] [--concurrency 32]
+                                         [--server ferretdb|nx-27017]
 
 Starts Kafka, a MongoDB-wire server and intake through heard_devstack under its own profile
 (`bench-intake`, ports +17000, state in .heard/bench-intake), plus `baseline_app.py`: a FastAPI
 endpoint that does the same MongoDB insert and Kafka publish (`acks=all`, idempotent) and nothing else.
-Each target is then measured, one after the other, in two ways:
+The targets are measured in alternating rounds (intake, baseline, intake, ...) in two ways, and the
+medians over the rounds are reported with each round's figures:
 
 - fixed rate: requests are started on a schedule of `--rate` per second (open loop, at most
   `--max-in-flight` outstanding) and latency counts from the scheduled start, so a server that falls
@@ -26,6 +28,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,25 +167,81 @@ def line(name: str, mode: str, result: Result) -> str:
     )
 
 
-async def measure(targets: dict[str, str], args: argparse.Namespace) -> dict[tuple[str, str], Result]:
-    results: dict[tuple[str, str], Result] = {}
+Rounds = dict[tuple[str, str], list[Result]]
+
+
+async def measure(targets: dict[str, str], args: argparse.Namespace) -> Rounds:
+    """Alternates the targets phase by phase, round after round, so a noisy moment hits both alike."""
+    results: Rounds = {}
     for name, url in targets.items():
         print(f"warming up {name} ...", flush=True)
         await warm_up(url, args.warmup)
-        print(f"{name}: fixed rate {args.rate:g}/s for {args.duration:g} s ...", flush=True)
-        results[(name, "fixed")] = await fixed_rate(
-            url, rate=args.rate, duration=args.duration, max_in_flight=args.max_in_flight
-        )
-        print(f"{name}: drained in {await drain(url):.1f} s", flush=True)
-        print(f"{name}: saturation with {args.concurrency} clients for {args.duration:g} s ...", flush=True)
-        results[(name, "saturation")] = await saturation(url, concurrency=args.concurrency, duration=args.duration)
-        print(f"{name}: drained in {await drain(url):.1f} s", flush=True)
+    for round_number in range(1, args.rounds + 1):
+        for mode in ("fixed", "saturation"):
+            for name, url in targets.items():
+                print(f"round {round_number}: {name} {mode} for {args.duration:g} s ...", flush=True)
+                if mode == "fixed":
+                    result = await fixed_rate(
+                        url, rate=args.rate, duration=args.duration, max_in_flight=args.max_in_flight
+                    )
+                else:
+                    result = await saturation(url, concurrency=args.concurrency, duration=args.duration)
+                results.setdefault((name, mode), []).append(result)
+                waited = await drain(url)
+                if waited > 1.5:
+                    print(f"  {name} needed {waited:.1f} s to drain its backlog", flush=True)
     return results
+
+
+def median_of(results: list[Result], figure: Callable[[Result], float]) -> float:
+    return statistics.median(figure(result) for result in results)
+
+
+def report(results: Rounds, args: argparse.Namespace, mongodb: str) -> None:
+    print(f"\nmachine: {os.cpu_count()} cores; MongoDB-wire server: {mongodb}; Kafka acks=all, idempotent producer")
+    header = ("target", "mode", "throughput", "ok", "p50 ms", "p99 ms", "mean ms")
+    print("{:<9} {:<18} {:>11} {:>7} {:>9} {:>9} {:>9}   errors".format(*header))
+    for (name, mode), rounds in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
+        label = f"fixed {args.rate:g}/s" if mode == "fixed" else f"saturation c={args.concurrency}"
+        for number, result in enumerate(rounds, 1):
+            print(line(name, f"{label} #{number}", result))
+
+    def median(name: str, mode: str, figure: Callable[[Result], float]) -> float:
+        return median_of(results[(name, mode)], figure)
+
+    def p99(result: Result) -> float:
+        return result.percentile(0.99) * 1000
+
+    def p50(result: Result) -> float:
+        return result.percentile(0.50) * 1000
+
+    def throughput(result: Result) -> float:
+        return result.throughput
+
+    ratios = [
+        intake.throughput / baseline.throughput
+        for intake, baseline in zip(results[("intake", "saturation")], results[("baseline", "saturation")], strict=True)
+        if baseline.throughput
+    ]
+    print(f"\nmedians over {args.rounds} rounds:")
+    for name in ("intake", "baseline"):
+        print(
+            f"  {name:<9} saturation {median(name, 'saturation', throughput):6.1f}/s"
+            f" (p50 {median(name, 'saturation', p50):.1f} ms, p99 {median(name, 'saturation', p99):.1f} ms);"
+            f"  fixed {args.rate:g}/s: p50 {median(name, 'fixed', p50):.1f} ms, p99 {median(name, 'fixed', p99):.1f} ms"
+            f" (worst round {max(p99(r) for r in results[(name, 'fixed')]):.1f} ms)"
+        )
+    print(
+        "saturation throughput intake/baseline per round: "
+        + ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        + f"; median {statistics.median(ratios):.2f}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured phase")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--rate", type=float, default=200.0, help="fixed request rate per second")
     parser.add_argument("--max-in-flight", type=int, default=256, help="bound on outstanding fixed-rate requests")
@@ -214,25 +273,7 @@ def main() -> int:
     finally:
         if not args.keep:
             stack.down()
-
-    print(f"\nmachine: {os.cpu_count()} cores; MongoDB-wire server: {mongodb}; Kafka acks=all, idempotent producer")
-    header = ("target", "mode", "throughput", "ok", "p50 ms", "p99 ms", "mean ms")
-    print("{:<9} {:<18} {:>11} {:>7} {:>9} {:>9} {:>9}   errors".format(*header))
-    for (name, mode), result in results.items():
-        label = f"fixed {args.rate:g}/s" if mode == "fixed" else f"saturation c={args.concurrency}"
-        print(line(name, label, result))
-    intake_sat, base_sat = results[("intake", "saturation")], results[("baseline", "saturation")]
-    intake_fix, base_fix = results[("intake", "fixed")], results[("baseline", "fixed")]
-    if base_sat.throughput:
-        print(f"\nsaturation throughput intake/baseline: {intake_sat.throughput / base_sat.throughput:.2f}")
-    print(
-        f"p50 latency intake/baseline: fixed {intake_fix.percentile(0.5) / base_fix.percentile(0.5):.2f}, "
-        f"saturation {intake_sat.percentile(0.5) / base_sat.percentile(0.5):.2f}"
-    )
-    print(
-        f"p99 latency intake/baseline: fixed {intake_fix.percentile(0.99) / base_fix.percentile(0.99):.2f}, "
-        f"saturation {intake_sat.percentile(0.99) / base_sat.percentile(0.99):.2f}"
-    )
+    report(results, args, mongodb)
     return 0
 
 
