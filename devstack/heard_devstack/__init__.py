@@ -338,7 +338,8 @@ class Stack:
         if not (data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             _run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+                # `=` form: one id in 64 starts with "-", which the tool would otherwise read as an option.
+                [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", f"--config={properties}"],
                 stdout=subprocess.DEVNULL,
             )
         self.start_process("kafka", [*java, "kafka.Kafka", str(properties)], port=p.kafka_port)

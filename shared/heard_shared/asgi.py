@@ -134,3 +134,50 @@ def _content_length(scope: Scope) -> int | None:
                 return -1
             return length if length >= 0 else -1
     return None
+
+
+class InFlightLimit:
+    """Answers 503 with `Retry-After` once `max_in_flight` requests are already being served.
+
+    An overloaded process that keeps accepting work only makes every caller wait longer (and gives up
+    on them one by one); refusing the excess at once keeps the admitted requests fast and tells callers
+    when to come back. The operations endpoints are never refused, so probes and scrapes still see the
+    process. (uvicorn's own `limit_concurrency` answers in plain text and counts probes too.)
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_in_flight: int,
+        retry_after_seconds: int = 1,
+        exempt: Sequence[str] = ("/healthz", "/readyz", "/metrics"),
+        render: ErrorRenderer = json_error,
+    ) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_seconds)
+        self.exempt = frozenset(exempt)
+        self.render = render
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            await send_error(
+                send,
+                self.render,
+                path=scope["path"],
+                status=503,
+                code="overloaded",
+                message="Too many requests are being served right now; retry shortly.",
+                headers=[("Retry-After", self.retry_after)],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heard_shared.logs import get_logger
@@ -49,7 +51,13 @@ _STATUS_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
+    503: "temporarily_unavailable",
 }
+# A database or broker that is briefly unreachable or overloaded: the caller may simply try again.
+_TEMPORARY_FAILURES: tuple[type[Exception], ...] = (ConnectionFailure, ExecutionTimeout, WTimeoutError, KafkaError)
+# MongoDB-wire servers answer a write they cannot take right now with these codes (FerretDB on SQLite reports
+# a locked database as "database busy" without a code of its own, so the message is checked too).
+_RETRYABLE_CODES = frozenset({91, 189, 262, 11600, 11602, 10107, 13435, 13436})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -67,10 +75,35 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _STATUS_CODES.get(error.status_code, "http_error")
         return JSONResponse(error_body(code, str(error.detail)), error.status_code, headers=error.headers)
 
+    @app.exception_handler(PyMongoError)
+    async def database_error(request: Request, error: PyMongoError) -> JSONResponse:
+        if _is_temporary(error):
+            return temporarily_unavailable(request, error)
+        return await unexpected(request, error)
+
+    @app.exception_handler(KafkaError)
+    async def broker_error(request: Request, error: KafkaError) -> JSONResponse:
+        return temporarily_unavailable(request, error)
+
+    def temporarily_unavailable(request: Request, error: Exception) -> JSONResponse:
+        log.warning("temporarily unavailable", path=request.url.path, error=repr(error))
+        return JSONResponse(
+            error_body("temporarily_unavailable", "A service Heard depends on is busy or unreachable; retry shortly."),
+            503,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
         return JSONResponse(error_body("internal_error", "Something went wrong on our side; nothing was lost."), 500)
+
+
+def _is_temporary(error: PyMongoError) -> bool:
+    if isinstance(error, _TEMPORARY_FAILURES) or error.has_error_label("RetryableWriteError"):
+        return True
+    code = getattr(error, "code", None)
+    return code in _RETRYABLE_CODES or "database is locked" in str(error) or "database busy" in str(error)
 
 
 def ops_router(checks: Mapping[str, ReadinessCheck], registry: CollectorRegistry) -> APIRouter:

@@ -24,6 +24,9 @@ class MongoResource:
             tz_aware=True,
             serverSelectionTimeoutMS=5000,
             connectTimeoutMS=5000,
+            # A server that stops answering fails the operation (a 503 to an HTTP caller, a retry for a consumer)
+            # instead of holding the request, its connection and its caller forever.
+            socketTimeoutMS=30000,
             directConnection=None if "replicaSet=" in uri else True,
         )
         self.db: AsyncDatabase[Document] = self.client[database]

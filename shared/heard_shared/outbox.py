@@ -150,8 +150,10 @@ class OutboxRelay:
     ) -> int:
         """Publishes what is still pending; `skip` names documents whose writer is still finishing them."""
         relayed = 0
-        async for document in collection.find({PENDING_FIELD: 1}, {"_id": 1}).limit(limit):
-            document_id = document["_id"]
+        # Ids first, work after: a cursor left open while publishing keeps a read open on the server, which on
+        # SQLite-backed MongoDB-wire servers holds back every writer meanwhile.
+        pending = [document["_id"] async for document in collection.find({PENDING_FIELD: 1}, {"_id": 1}).limit(limit)]
+        for document_id in pending:
             if document_id in skip:
                 continue
             if lock is None:

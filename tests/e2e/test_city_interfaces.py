@@ -17,7 +17,7 @@ from georeport import GeoReport
 from heard_devstack import Stack
 from heard_shared import topics
 from heard_shared.events import deterministic_event_id
-from tests.e2e.conftest import issue_token, staff
+from tests.e2e.conftest import intake_cli, issue_token, staff
 from tests.helpers import TopicReader, eventually, produce, unique
 
 pytestmark = pytest.mark.e2e
@@ -208,6 +208,34 @@ async def test_cloudevents_sdk_publishes_in_both_kafka_modes_and_unknown_sources
     assert (await http.get(f"{intake}/v1/staff/feedback/{rogue_id}", headers=staff())).status_code == 404
     listing = await http.get(f"{intake}/v1/staff/feedback", headers=staff(), params={"limit": 500})
     assert [i["text"] for i in listing.json()["items"]].count(texts["b"]) == 1, "re-sent event stored once"
+
+
+async def test_an_operator_registers_and_revokes_a_city_system_without_a_restart(
+    platform: Stack, http: httpx.AsyncClient
+) -> None:
+    source = f"urn:city:{unique('parks')}"
+    refused = intake_cli(platform, "register-city-system", "--source", "not a uri", "--name", "Parks")
+    assert refused.returncode == 2 and "URI reference" in refused.stderr
+    registered = intake_cli(platform, "register-city-system", "--source", source, "--name", "Parks and Recreation")
+    assert registered.returncode == 0, registered.stderr
+    listed = intake_cli(platform, "list-city-systems")
+    assert json.loads(listed.stdout)[source] == "Parks and Recreation"
+    assert "urn:city:311" in json.loads(listed.stdout), "configured systems are listed too"
+
+    event = sdk_event(source, {"kind": "praise", "text": f"The park patrol was kind {unique('park')}"}, unique("p"))
+    await publish(platform, to_structured(event))
+    feedback_id = deterministic_event_id("inbound", source, event["id"])
+
+    async def stored() -> bool:
+        response = await http.get(f"{platform.service_url('intake')}/v1/staff/feedback/{feedback_id}", headers=staff())
+        return response.status_code == 200
+
+    await eventually(stored, what="intake to accept the newly registered system's event")
+
+    assert intake_cli(platform, "revoke-city-system", "--source", source).returncode == 0
+    again = intake_cli(platform, "revoke-city-system", "--source", source)
+    assert again.returncode == 1 and "no active registration" in again.stderr
+    assert source not in json.loads(intake_cli(platform, "list-city-systems").stdout)
 
 
 async def test_a_public_session_is_entered_in_bulk_and_fills_in_you_said_we_did(

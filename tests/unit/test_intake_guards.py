@@ -1,12 +1,15 @@
-"""The guards in front of intake's public API: request body size limit and per-client rate limits."""
+"""The guards in front of intake's public API: body size, per-client rate and in-flight limits, and 503s."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI, Request
+from pymongo.errors import AutoReconnect, OperationFailure, ServerSelectionTimeoutError
 from starlette.types import Message, Scope
 
 from heard_intake import open311
@@ -16,7 +19,7 @@ from heard_intake.ratelimit import (
     client_key,
     public_endpoint_policy,
 )
-from heard_shared.asgi import BodySizeLimit
+from heard_shared.asgi import BodySizeLimit, InFlightLimit
 from heard_shared.http import install_error_handlers
 
 
@@ -178,3 +181,65 @@ async def test_invalid_content_length_is_a_400_not_a_crash() -> None:
     }
     await app(scope, receive, send)
     assert sent[0]["status"] == 400
+
+
+async def test_requests_past_the_in_flight_limit_get_503_with_retry_after_and_probes_still_pass() -> None:
+    release = asyncio.Event()
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/v1/feedback")
+    async def slow() -> dict[str, str]:
+        await release.wait()
+        return {"status": "stored"}
+
+    @app.get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    app.add_middleware(InFlightLimit, max_in_flight=2, render=open311.render_error)
+    async with client(app) as http:
+        held = [asyncio.create_task(http.post("/v1/feedback")) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        refused = await http.post("/v1/feedback")
+        probe = await http.get("/readyz")
+        release.set()
+        admitted = await asyncio.gather(*held)
+        after = await http.post("/v1/feedback")
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["code"] == "overloaded"
+    assert probe.status_code == 200
+    assert [r.status_code for r in admitted] == [200, 200]
+    assert after.status_code == 200, "capacity comes back as requests finish"
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (AutoReconnect("connection reset"), 503),
+        (ServerSelectionTimeoutError("no server"), 503),
+        (OperationFailure("database busy", code=None), 503),
+        (KafkaConnectionError("broker down"), 503),
+        (OperationFailure("unknown operator: $nope", code=2), 500),
+    ],
+)
+async def test_a_busy_or_unreachable_dependency_is_a_503_with_retry_after(failure: Exception, status: int) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/v1/feedback")
+    async def failing() -> None:
+        raise failure
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+    ) as http:
+        response = await http.post("/v1/feedback")
+    assert response.status_code == status
+    if status == 503:
+        assert response.json()["error"]["code"] == "temporarily_unavailable"
+        assert response.headers["retry-after"] == "1"
+    else:
+        assert response.json()["error"]["code"] == "internal_error"
+    assert "Traceback" not in response.text

@@ -7,6 +7,9 @@ it acts on exactly the data the running service uses.
     revoke-token --name NAME
     verify-audit [--feedback-id ID]                                       exit status 1 if a chain is broken
     rotate-contact-keys                                                   re-encrypts contacts under the first key
+    register-city-system --source URI --name NAME                         may publish on feedback.inbound
+    revoke-city-system --source URI
+    list-city-systems                                                     configured and registered, as JSON
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from typing import get_args
 
 from heard_intake.auth import Role, TokenStore
+from heard_intake.city_systems import CitySystemRegistry
 from heard_intake.config import IntakeSettings
 from heard_intake.ledger import AuditLedger, head_of
 from heard_intake.privacy import ContactUnreadable, contact_cipher
@@ -47,6 +51,37 @@ async def revoke_token(settings: IntakeSettings, *, name: str) -> int:
         return await TokenStore(mongo.db["tokens"]).revoke(name=name)
     finally:
         await mongo.close()
+
+
+async def register_city_system(settings: IntakeSettings, *, source: str, name: str) -> None:
+    mongo = _mongo(settings)
+    try:
+        await CitySystemRegistry(mongo.db["city_systems"]).register(source=source, name=name)
+    finally:
+        await mongo.close()
+
+
+async def revoke_city_system(settings: IntakeSettings, *, source: str) -> bool:
+    mongo = _mongo(settings)
+    try:
+        return await CitySystemRegistry(mongo.db["city_systems"]).revoke(source=source)
+    finally:
+        await mongo.close()
+
+
+async def list_city_systems(settings: IntakeSettings) -> dict[str, str]:
+    mongo = _mongo(settings)
+    try:
+        return await CitySystemRegistry(mongo.db["city_systems"], settings.city_systems).all()
+    finally:
+        await mongo.close()
+
+
+def _source_uri(value: str) -> str:
+    """A CloudEvents `source` is a URI reference; refuse what is plainly not one before storing it."""
+    if not value.strip() or value != value.strip() or any(c.isspace() for c in value):
+        raise argparse.ArgumentTypeError("a source is a URI reference such as urn:city:311, without spaces")
+    return value
 
 
 async def verify_audit(settings: IntakeSettings, *, feedback_id: str | None) -> list[dict[str, object]]:
@@ -110,6 +145,14 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify-audit", help="verify the hash chains of the audit ledger")
     verify.add_argument("--feedback-id", help="only this item (default: every item in the ledger)")
     commands.add_parser("rotate-contact-keys", help="re-encrypt stored contacts under the first configured key")
+    register = commands.add_parser(
+        "register-city-system", help="allow a city system's CloudEvents source on feedback.inbound (no restart)"
+    )
+    register.add_argument("--source", required=True, type=_source_uri, help="the CloudEvents source, e.g. urn:city:311")
+    register.add_argument("--name", required=True, help="the system's name, shown to staff and in the ledger")
+    revoke_system = commands.add_parser("revoke-city-system", help="stop accepting a city system's events")
+    revoke_system.add_argument("--source", required=True, type=_source_uri)
+    commands.add_parser("list-city-systems", help="the sources accepted on feedback.inbound, as JSON")
     return parser
 
 
@@ -135,6 +178,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         broken = [r for r in results if not r["verified"]]
         print(f"{len(results)} chain(s) checked, {len(broken)} broken", file=sys.stderr)
         return 1 if broken else 0
+    if args.command == "register-city-system":
+        asyncio.run(register_city_system(settings, source=args.source, name=args.name))
+        print(f"registered {args.source!r} ({args.name}); every intake replica accepts it within seconds")
+        return 0
+    if args.command == "revoke-city-system":
+        if asyncio.run(revoke_city_system(settings, source=args.source)):
+            print(f"revoked {args.source!r}; its further events are dead-lettered as unregistered_source")
+            return 0
+        configured = args.source in settings.city_systems
+        where = "it is configured in HEARD_INTAKE_CITY_SYSTEMS" if configured else "no active registration"
+        print(f"nothing revoked for {args.source!r}: {where}", file=sys.stderr)
+        return 1
+    if args.command == "list-city-systems":
+        print(json.dumps(asyncio.run(list_city_systems(settings)), indent=2, sort_keys=True))
+        return 0
     rotated, unreadable = asyncio.run(rotate_contact_keys(settings))
     print(f"re-encrypted {rotated} contact(s); {unreadable} could not be decrypted with the configured keys")
     return 1 if unreadable else 0

@@ -16,6 +16,8 @@ class IntakeSettings(ServiceSettings):
     public_base_url: str = "http://127.0.0.1:8081"
     bootstrap_admin_token: str = ""
     max_request_bytes: int = 64 * 1024
+    # Requests served at once by one process; more get 503 with Retry-After (operations endpoints excepted).
+    max_in_flight_requests: Annotated[int, Field(ge=1)] = 256
     # Privacy. `production` refuses to start without HEARD_INTAKE_CONTACT_KEYS; `development` (make up, the
     # tests) falls back to a well-known key so a laptop needs no secret.
     environment: Literal["production", "development"] = "production"

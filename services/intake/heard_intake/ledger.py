@@ -301,8 +301,9 @@ class AuditLedger:
     async def relay_once(self, records: AsyncCollection[Document], *, limit: int = 500) -> int:
         """One pass over items with staged entries (the service's relay does the same under its write lock)."""
         appended = 0
-        async for document in records.find({DUE_FIELD: True}, {"_id": 1}).limit(limit):
-            appended += await self.flush(records, document["_id"])
+        due = [document["_id"] async for document in records.find({DUE_FIELD: True}, {"_id": 1}).limit(limit)]
+        for feedback_id in due:
+            appended += await self.flush(records, feedback_id)
         return appended
 
 
