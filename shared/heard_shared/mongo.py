@@ -38,6 +38,11 @@ class MongoResource:
             return False
         return True
 
+    async def handles_batched_updates(self) -> bool:
+        """False for FerretDB 1.x, which deadlocks under concurrent load on commands updating many documents."""
+        build = await self.client.admin.command("buildInfo")
+        return "ferretdbVersion" not in build
+
     async def close(self) -> None:
         await self.client.close()
 

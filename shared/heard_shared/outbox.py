@@ -15,7 +15,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from heard_shared.events import CloudEvent, EventSpec, encode
@@ -69,14 +68,14 @@ def outbox_fields(*events: OutgoingEvent) -> Document:
     return {OUTBOX_FIELD: [e.as_entry() for e in events], SEQUENCE_FIELD: len(events), PENDING_FIELD: int(bool(events))}
 
 
-def published_on_insert(document_id: Any, staged: int) -> UpdateOne:
-    """Empties the outbox of a document whose `staged` events, inserted with it, were all published.
+def published_on_insert(document_id: Any, *, staged: int) -> tuple[Document, Document]:
+    """(filter, update) that empties the outbox of a document whose `staged` events, inserted with it, were all
+    published.
 
-    Applies only while nothing else was staged since (same sequence), so it can be batched with other
-    documents' and run without re-reading any of them; otherwise the later writer's flush (or the relay)
-    publishes and removes everything.
+    Applies only while nothing else was staged since (same sequence), so it needs no re-read; otherwise the
+    later writer's flush (or the relay) publishes and removes everything.
     """
-    return UpdateOne({"_id": document_id, SEQUENCE_FIELD: staged}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: 0}})
+    return {"_id": document_id, SEQUENCE_FIELD: staged}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: 0}}
 
 
 # Takes a document's turn for writers that must not overlap on one document (see heard_intake.keyed_lock).

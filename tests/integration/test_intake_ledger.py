@@ -282,7 +282,12 @@ async def settled_record(intake: Intake, feedback_id: str) -> Document:
     return record
 
 
-async def test_a_new_submission_is_settled_in_the_background_with_one_publish(intake: Intake) -> None:
+BATCHED = pytest.mark.parametrize("batched", [True, False], ids=["one-bulk-write", "one-update-per-item"])
+
+
+@BATCHED
+async def test_a_new_submission_is_settled_in_the_background_with_one_publish(intake: Intake, batched: bool) -> None:
+    intake.service.settler.batched_updates = batched
     data = FeedbackInboundV1(kind="complaint", text="The officer shouted at me for no reason")
     submissions = await asyncio.gather(*(intake.service.submit(data=data, channel="api") for _ in range(40)))
     await intake.service.settler.idle()
@@ -298,7 +303,9 @@ async def test_a_new_submission_is_settled_in_the_background_with_one_publish(in
     assert await intake.service.relay_once() == 0, "nothing left for the relays"
 
 
-async def test_routing_recorded_before_the_settler_ran_keeps_one_chain(intake: Intake) -> None:
+@BATCHED
+async def test_routing_recorded_before_the_settler_ran_keeps_one_chain(intake: Intake, batched: bool) -> None:
+    intake.service.settler.batched_updates = batched
     data = FeedbackInboundV1(kind="complaint", text="Nobody called me back about the break-in")
     submissions = [await intake.service.submit(data=data, channel="api") for _ in range(20)]
     # Routing's answers arrive while the settler may still be appending entry 1 of the same chains.

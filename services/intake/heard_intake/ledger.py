@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
@@ -182,13 +181,13 @@ def audit_fields(*entries: Document) -> Document:
     return {STAGED_FIELD: list(entries), DUE_FIELD: bool(entries)}
 
 
-def chain_started(first: Document) -> UpdateOne:
-    """Records in a new item's document that its only staged entry is now entry 1 of the chain.
+def chain_started(first: Document) -> tuple[Document, Document]:
+    """(filter, update): records in a new item's document that its only staged entry is now entry 1 of the chain.
 
     Applies only while nothing was ever appended (no head yet) and that entry is still the only one
     staged; otherwise another flush has taken over and records the head itself.
     """
-    return UpdateOne(
+    return (
         {"_id": first["feedback_id"], HEAD_SEQ_FIELD: {"$exists": False}, STAGED_FIELD: {"$size": 1}},
         {"$set": {STAGED_FIELD: [], DUE_FIELD: False, HEAD_SEQ_FIELD: 1, HEAD_HASH_FIELD: first["hash"]}},
     )

@@ -219,7 +219,7 @@ class IntakeService:
             except DuplicateKeyError:
                 return Submission(feedback_id, None, duplicate=True)
             published = await self.outbox.publish_now(outgoing)
-            claim.settle(ledger.first_entry(feedback_id, staged_entry), published_events=int(published))
+            claim.settle(ledger.first_entry(feedback_id, staged_entry), published=published)
         return Submission(feedback_id, tracking_code)
 
     # -- reads -------------------------------------------------------------------------

@@ -4,8 +4,8 @@ A submission is safe once its document is inserted: the document carries its `fe
 (outbox) and its first audit-ledger entry (staged), and the request publishes the event before it
 answers. What is left is bookkeeping nobody waits for: append the ledger entry to the chain and empty
 the outbox and the staging field. Done one submission at a time that is four more round trips each
-(re-read, append, record the head, clear); here one `insert_many` and one `bulk_write` settle every
-submission that arrived meanwhile, so the cost per submission falls as the load rises. Nothing is
+(re-read, append, record the head, clear); here one `insert_many` appends every entry 1 that arrived
+meanwhile, and one `bulk_write` records each chain's head and empties each outbox. Nothing is
 re-read: entry 1 of a new chain and the events just published are known in memory.
 
 If a batch fails, or the process dies first, the relays find the staged entries and pending events and
@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
@@ -37,7 +38,7 @@ log = get_logger(__name__)
 class NewSubmission:
     feedback_id: str
     first_entry: Document  # entry 1 of its audit chain, as `ledger.first_entry` built it
-    published_events: int  # how many of the events inserted with it were published (0 leaves them to the relay)
+    published: bool  # its `feedback.submitted` went out; if not, the outbox relay publishes it later
 
 
 @dataclass
@@ -46,8 +47,8 @@ class _Claim:
     feedback_id: str
     queued: bool = False
 
-    def settle(self, first_entry: Document, *, published_events: int) -> None:
-        self.settler._add(NewSubmission(self.feedback_id, first_entry, published_events))
+    def settle(self, first_entry: Document, *, published: bool) -> None:
+        self.settler._add(NewSubmission(self.feedback_id, first_entry, published))
         self.queued = True
 
 
@@ -66,6 +67,9 @@ class SubmissionSettler:
         self.serial = serial
         self.max_batch = max_batch
         self.gather_seconds = gather_seconds
+        # One `update` command for a whole batch. Off for FerretDB 1.x, which deadlocks under load on commands
+        # that update many documents (measured: `bulk_write` and `update_many` both hung it within seconds).
+        self.batched_updates = True
         self.unsettled: set[str] = set()
         self._queue: list[NewSubmission] = []
         self._worker: asyncio.Task[None] | None = None
@@ -112,11 +116,33 @@ class SubmissionSettler:
 
     async def settle(self, batch: list[NewSubmission]) -> None:
         await self.audit.start_chains([submission.first_entry for submission in batch])
-        updates = [ledger.chain_started(submission.first_entry) for submission in batch]
-        updates += [
-            published_on_insert(submission.feedback_id, submission.published_events)
-            for submission in batch
-            if submission.published_events
-        ]
         async with self.serial.all_of(submission.feedback_id for submission in batch):
-            await self.feedback.bulk_write(updates, ordered=False)
+            if not self.batched_updates:
+                for submission in batch:
+                    if not (await self.feedback.update_one(*_combined(submission))).matched_count:
+                        for update in _apart(submission):
+                            await self.feedback.update_one(*update)
+                return
+            together = [UpdateOne(*_combined(submission)) for submission in batch]
+            result = await self.feedback.bulk_write(together, ordered=False)
+            if result.matched_count < len(together):
+                # Conditional both, so where the combined update applied these change nothing.
+                apart = [UpdateOne(*update) for submission in batch for update in _apart(submission)]
+                await self.feedback.bulk_write(apart, ordered=False)
+
+
+def _apart(submission: NewSubmission) -> list[tuple[Document, Document]]:
+    """When another writer got in first on one side: settle whichever side is still this submission's."""
+    updates = [ledger.chain_started(submission.first_entry)]
+    if submission.published:
+        updates.append(published_on_insert(submission.feedback_id, staged=1))
+    return updates
+
+
+def _combined(submission: NewSubmission) -> tuple[Document, Document]:
+    """The common case in one update: record the chain's head and empty the outbox together."""
+    head_filter, head_update = ledger.chain_started(submission.first_entry)
+    if not submission.published:
+        return head_filter, head_update
+    outbox_filter, outbox_update = published_on_insert(submission.feedback_id, staged=1)
+    return head_filter | outbox_filter, {"$set": head_update["$set"] | outbox_update["$set"]}
