@@ -19,6 +19,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from heard_shared.events import CloudEvent, EventSpec, encode
 from heard_shared.kafka import TRANSIENT_ERRORS, EventPublisher
+from heard_shared.keyed_lock import KeyedLock
 from heard_shared.logs import get_logger
 from heard_shared.metrics import ServiceMetrics
 from heard_shared.mongo import Document
@@ -78,7 +79,7 @@ def published_on_insert(document_id: Any, *, staged: int) -> tuple[Document, Doc
     return {"_id": document_id, SEQUENCE_FIELD: staged}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: 0}}
 
 
-# Takes a document's turn for writers that must not overlap on one document (see heard_intake.keyed_lock).
+# Takes a document's turn for writers that must not overlap on one document (see heard_shared.keyed_lock).
 DocumentLock = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
@@ -86,6 +87,10 @@ class OutboxRelay:
     def __init__(self, publisher: EventPublisher, metrics: ServiceMetrics) -> None:
         self.publisher = publisher
         self.metrics = metrics
+        # A writer's flush and the relay's flush of one document take turns, so the second finds the outbox
+        # already emptied instead of publishing the same events again. (Across replicas a duplicate remains
+        # possible; consumers deduplicate by event id.)
+        self._flushing = KeyedLock()
 
     async def ensure_indexes(self, collection: AsyncCollection[Document]) -> None:
         await collection.create_index(PENDING_FIELD)
@@ -102,6 +107,10 @@ class OutboxRelay:
 
     async def flush(self, collection: AsyncCollection[Document], document_id: Any) -> int:
         """Publishes the document's pending events in order and removes them; returns how many."""
+        async with self._flushing(str(document_id)):
+            return await self._flush(collection, document_id)
+
+    async def _flush(self, collection: AsyncCollection[Document], document_id: Any) -> int:
         document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1, SEQUENCE_FIELD: 1})
         pending: list[str] = (document or {}).get(OUTBOX_FIELD) or []
         published: list[str] = []

@@ -10,7 +10,7 @@ import pytest
 
 from heard_intake import access, domain
 from heard_intake.auth import Principal
-from heard_intake.keyed_lock import KeyedLock
+from heard_shared.keyed_lock import KeyedLock
 
 NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 

@@ -20,7 +20,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from heard_intake import domain, ledger, severity
-from heard_intake.keyed_lock import KeyedLock
 from heard_intake.ledger import AuditLedger, Verification, audit_fields, head_of, verify_chain, with_audit
 from heard_intake.privacy import ContactCipher
 from heard_intake.settle import SubmissionSettler
@@ -34,6 +33,7 @@ from heard_shared.events import (
     utc_now,
 )
 from heard_shared.kafka import TRANSIENT_ERRORS
+from heard_shared.keyed_lock import KeyedLock
 from heard_shared.logs import get_logger
 from heard_shared.mongo import Document, GroupInsert
 from heard_shared.outbox import WITHOUT_OUTBOX, OutboxRelay, OutgoingEvent, outbox_fields, with_outbox
@@ -108,7 +108,7 @@ class IntakeService:
         self.source = source
         self.contact_cipher = contact_cipher
         self.ledger = audit or AuditLedger(feedback.database["audit"])
-        # This process's writes to one feedback document take turns (see heard_intake.keyed_lock).
+        # This process's writes to one feedback document take turns (see heard_shared.keyed_lock).
         self.serial = KeyedLock()
         self.inserts = GroupInsert(feedback)
         self.settler = SubmissionSettler(feedback, self.ledger, self.serial)

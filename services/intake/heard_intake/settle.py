@@ -25,8 +25,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from heard_intake import ledger
-from heard_intake.keyed_lock import KeyedLock
 from heard_intake.ledger import AuditLedger
+from heard_shared.keyed_lock import KeyedLock
 from heard_shared.logs import get_logger
 from heard_shared.mongo import Document
 from heard_shared.outbox import published_on_insert

@@ -1,4 +1,4 @@
-"""One asyncio lock per key: serialises this process's writes to one feedback document.
+"""One asyncio lock per key: lets this process's work on one document take turns (intake's writes, outbox flushes).
 
 MongoDB applies each single-document update atomically, and every rule in intake relies only on that.
 FerretDB 1.x with its SQLite backend (the local and test stack's fallback when no `mongod` is installed)
