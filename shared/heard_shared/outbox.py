@@ -9,6 +9,7 @@ event id, so publishing twice is harmless and publishing never is impossible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Container
 from contextlib import AbstractAsyncContextManager
@@ -164,11 +165,8 @@ class OutboxRelay:
         for document_id in pending:
             if document_id in skip:
                 continue
-            if lock is None:
+            async with lock(document_id) if lock else contextlib.nullcontext():
                 relayed += await self.flush(collection, document_id)
-            else:
-                async with lock(document_id):
-                    relayed += await self.flush(collection, document_id)
         if relayed:
             self.metrics.outbox_relayed.labels(self.metrics.service).inc(relayed)
         return relayed

@@ -16,10 +16,11 @@ the loser re-reads the chain and tries again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from heard_shared.events import utc_now
 from heard_shared.logs import get_logger
 from heard_shared.mongo import DUPLICATE_KEY, Document
+from heard_shared.outbox import DocumentLock
 
 log = get_logger(__name__)
 
@@ -297,12 +299,23 @@ class AuditLedger:
         except (PyMongoError, LedgerContention) as error:
             log.warning("audit append deferred to relay", feedback_id=feedback_id, error=repr(error))
 
-    async def relay_once(self, records: AsyncCollection[Document], *, limit: int = 500) -> int:
-        """One pass over items with staged entries (the service's relay does the same under its write lock)."""
+    async def relay_once(
+        self,
+        records: AsyncCollection[Document],
+        *,
+        limit: int = 500,
+        skip: Container[str] = (),
+        lock: DocumentLock | None = None,
+    ) -> int:
+        """One pass over items with staged entries; `skip` names items whose writer is still finishing them."""
         appended = 0
+        # Ids first, work after, as in the outbox relay: no cursor stays open while appending.
         due = [document["_id"] async for document in records.find({DUE_FIELD: True}, {"_id": 1}).limit(limit)]
         for feedback_id in due:
-            appended += await self.flush(records, feedback_id)
+            if feedback_id in skip:
+                continue
+            async with lock(feedback_id) if lock else contextlib.nullcontext():
+                appended += await self.flush(records, feedback_id)
         return appended
 
 

@@ -800,13 +800,9 @@ class IntakeService:
 
         Takes each item's turn like every other write, and leaves alone what the settler is still finishing.
         """
-        relayed = await self.outbox.relay_once(self.feedback, skip=self.settler.unsettled, lock=self.serial)
-        due = [d["_id"] async for d in self.feedback.find({ledger.DUE_FIELD: True}, {"_id": 1}).limit(500)]
-        for feedback_id in due:
-            if feedback_id not in self.settler.unsettled:
-                async with self.serial(feedback_id):
-                    relayed += await self.ledger.flush(self.feedback, feedback_id)
-        return relayed
+        unsettled, serial = self.settler.unsettled, self.serial
+        relayed = await self.outbox.relay_once(self.feedback, skip=unsettled, lock=serial)
+        return relayed + await self.ledger.relay_once(self.feedback, skip=unsettled, lock=serial)
 
     async def run_relays(self, *, interval_seconds: float = 1.0) -> None:
         waits_for_infrastructure: tuple[type[BaseException], ...] = (
