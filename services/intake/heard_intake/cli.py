@@ -16,65 +16,60 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import get_args
+
+from pymongo.asynchronous.database import AsyncDatabase
 
 from heard_intake.auth import Role, TokenStore
 from heard_intake.city_systems import CitySystemRegistry
 from heard_intake.config import IntakeSettings
 from heard_intake.ledger import AuditLedger, head_of
 from heard_intake.privacy import ContactUnreadable, contact_cipher
-from heard_shared.mongo import MongoResource
+from heard_shared.mongo import Document, MongoResource
 from heard_shared.settings import load_settings
 
 ROLES: tuple[str, ...] = get_args(Role)
 
 
-def _mongo(settings: IntakeSettings) -> MongoResource:
+@contextlib.asynccontextmanager
+async def _database(settings: IntakeSettings) -> AsyncIterator[AsyncDatabase[Document]]:
     # The same default as the service's platform, so both find the same database.
-    return MongoResource(settings.mongodb_uri, settings.mongodb_database or "heard_intake", app_name="heard-intake-cli")
+    mongo = MongoResource(
+        settings.mongodb_uri, settings.mongodb_database or "heard_intake", app_name="heard-intake-cli"
+    )
+    try:
+        yield mongo.db
+    finally:
+        await mongo.close()
 
 
 async def issue_token(settings: IntakeSettings, *, name: str, roles: list[str], unit_id: str | None) -> str:
-    mongo = _mongo(settings)
-    try:
-        return await TokenStore(mongo.db["tokens"]).issue(name=name, roles=roles, unit_id=unit_id)
-    finally:
-        await mongo.close()
+    async with _database(settings) as db:
+        return await TokenStore(db["tokens"]).issue(name=name, roles=roles, unit_id=unit_id)
 
 
 async def revoke_token(settings: IntakeSettings, *, name: str) -> int:
-    mongo = _mongo(settings)
-    try:
-        return await TokenStore(mongo.db["tokens"]).revoke(name=name)
-    finally:
-        await mongo.close()
+    async with _database(settings) as db:
+        return await TokenStore(db["tokens"]).revoke(name=name)
 
 
 async def register_city_system(settings: IntakeSettings, *, source: str, name: str) -> None:
-    mongo = _mongo(settings)
-    try:
-        await CitySystemRegistry(mongo.db["city_systems"]).register(source=source, name=name)
-    finally:
-        await mongo.close()
+    async with _database(settings) as db:
+        await CitySystemRegistry(db["city_systems"]).register(source=source, name=name)
 
 
 async def revoke_city_system(settings: IntakeSettings, *, source: str) -> bool:
-    mongo = _mongo(settings)
-    try:
-        return await CitySystemRegistry(mongo.db["city_systems"]).revoke(source=source)
-    finally:
-        await mongo.close()
+    async with _database(settings) as db:
+        return await CitySystemRegistry(db["city_systems"]).revoke(source=source)
 
 
 async def list_city_systems(settings: IntakeSettings) -> dict[str, str]:
-    mongo = _mongo(settings)
-    try:
-        return await CitySystemRegistry(mongo.db["city_systems"], settings.city_systems).all()
-    finally:
-        await mongo.close()
+    async with _database(settings) as db:
+        return await CitySystemRegistry(db["city_systems"], settings.city_systems).all()
 
 
 def _source_uri(value: str) -> str:
@@ -86,10 +81,9 @@ def _source_uri(value: str) -> str:
 
 async def verify_audit(settings: IntakeSettings, *, feedback_id: str | None) -> list[dict[str, object]]:
     """One result per feedback item: whether its chain verifies, and where it breaks."""
-    mongo = _mongo(settings)
-    try:
-        audit = AuditLedger(mongo.db["audit"])
-        records = mongo.db["feedback"]
+    async with _database(settings) as db:
+        audit = AuditLedger(db["audit"])
+        records = db["feedback"]
         ids = [feedback_id] if feedback_id else await audit.feedback_ids()
         results: list[dict[str, object]] = []
         for one in ids:
@@ -105,17 +99,14 @@ async def verify_audit(settings: IntakeSettings, *, feedback_id: str | None) -> 
                 }
             )
         return results
-    finally:
-        await mongo.close()
 
 
 async def rotate_contact_keys(settings: IntakeSettings) -> tuple[int, int]:
     """Re-encrypts every stored contact under the first key; returns (rotated, unreadable)."""
     cipher = contact_cipher(settings)
-    mongo = _mongo(settings)
     rotated = unreadable = 0
-    try:
-        records = mongo.db["feedback"]
+    async with _database(settings) as db:
+        records = db["feedback"]
         async for record in records.find({"contact_encrypted": {"$exists": True}}, {"contact_encrypted": 1}):
             try:
                 token = cipher.rotate(record["contact_encrypted"])
@@ -129,8 +120,6 @@ async def rotate_contact_keys(settings: IntakeSettings) -> tuple[int, int]:
             )
             rotated += result.modified_count
         return rotated, unreadable
-    finally:
-        await mongo.close()
 
 
 def _parser() -> argparse.ArgumentParser:
