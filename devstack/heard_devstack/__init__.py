@@ -65,6 +65,13 @@ class Profile:
 PROFILES = {"dev": Profile("dev", 0), "test": Profile("test", 10000)}
 
 
+def selected_profile(name: str) -> Profile:
+    """A named profile; HEARD_PORT_OFFSET moves all its ports, so two checkouts can each run `make up`."""
+    offset = os.environ.get("HEARD_PORT_OFFSET")
+    base = PROFILES[name]
+    return base if offset is None else Profile(base.name, int(offset))
+
+
 def _digest(*paths: Path) -> str:
     sha = hashlib.sha256()
     for path in paths:

@@ -8,7 +8,7 @@ import contextlib
 import json
 import sys
 
-from heard_devstack import PROFILES, SERVICES, Stack, StackError, install, mongodb_mode
+from heard_devstack import PROFILES, SERVICES, Stack, StackError, install, mongodb_mode, selected_profile
 
 
 async def watch(bootstrap: str) -> None:
@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="dev")
     parser.add_argument("--no-prometheus", action="store_true")
     args = parser.parse_args()
-    stack = Stack(PROFILES[args.profile])
+    stack = Stack(selected_profile(args.profile))
     try:
         if args.command == "install":
             install(prometheus=not args.no_prometheus)
