@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := shared services/intake services/routing services/notify services/analytics .
 REQUIREMENTS := requirements-dev.txt shared/requirements.txt $(wildcard services/*/requirements.txt)
 
-.PHONY: up down logs status watch install venv test lint typecheck unit contract rules integration e2e schemas bench clean
+.PHONY: up down logs status watch install install-browser venv test lint typecheck unit contract rules integration e2e schemas bench clean
 
 $(STAMP): $(REQUIREMENTS) $(wildcard */pyproject.toml services/*/pyproject.toml) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ venv: $(STAMP)
 
 install: venv
 	$(PY) -m heard_devstack install
+
+# The page tests also need Debian's Chromium (make up does not).
+install-browser: venv
+	$(PY) -m heard_devstack install --browser
 
 up: install
 	$(PY) -m heard_devstack up --profile $(PROFILE)
@@ -61,7 +65,7 @@ e2e: install
 	$(PY) -m pytest -q tests/e2e
 
 # Everything the tests need, then every tier; stops at the first failing tier.
-test: install lint typecheck rules
+test: install install-browser lint typecheck rules
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 schemas: venv

@@ -133,15 +133,24 @@ def _ferretdb_version() -> str:
     raise StackError("infra/ferretdb/go.mod does not pin github.com/FerretDB/FerretDB")
 
 
-def install_prometheus() -> None:
-    """Installs Debian's prometheus package (which brings promtool) when either is missing."""
-    if shutil.which("prometheus") and shutil.which("promtool"):
-        return
+def _apt_install(*packages: str) -> None:
     if os.geteuid() != 0:
-        raise StackError("prometheus/promtool missing: run `sudo apt-get install prometheus`")
+        raise StackError(f"{', '.join(packages)} missing: run `sudo apt-get install {' '.join(packages)}`")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     _run(["apt-get", "update", "-qq"], env=env)
-    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"], env=env)
+    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=env)
+
+
+def install_prometheus() -> None:
+    """Installs Debian's prometheus package (which brings promtool) when either is missing."""
+    if not (shutil.which("prometheus") and shutil.which("promtool")):
+        _apt_install("prometheus")
+
+
+def install_chromium() -> None:
+    """Debian's Chromium for the page tests (Playwright drives it; it never downloads a browser itself)."""
+    if not shutil.which("chromium"):
+        _apt_install("chromium", "fonts-dejavu-core")
 
 
 def mongodb_mode() -> str:
@@ -153,13 +162,15 @@ def mongodb_mode() -> str:
     return "ferretdb"
 
 
-def install(*, prometheus: bool = True) -> None:
+def install(*, prometheus: bool = True, browser: bool = False) -> None:
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         install_kafka()
     if mongodb_mode() == "ferretdb":
         install_ferretdb()
     if prometheus:
         install_prometheus()
+    if browser:
+        install_chromium()
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -37,11 +37,12 @@ def main() -> int:
     parser.add_argument("command", choices=["install", "up", "up-infra", "down", "status", "logs", "watch"])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="dev")
     parser.add_argument("--no-prometheus", action="store_true")
+    parser.add_argument("--browser", action="store_true", help="install: also Chromium, for the page tests")
     args = parser.parse_args()
     stack = Stack(selected_profile(args.profile))
     try:
         if args.command == "install":
-            install(prometheus=not args.no_prometheus)
+            install(prometheus=not args.no_prometheus, browser=args.browser)
         elif args.command == "up-infra":
             stack.up_infra()
         elif args.command == "up":

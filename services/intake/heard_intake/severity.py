@@ -58,6 +58,8 @@ class SeverityAssessment:
     severity: Severity
     negative: bool  # True for negative and critical
     reasons: list[str]  # machine-readable, e.g. "kind:complaint", "rating:1", "sentiment:-0.62"
+    # The assessor could not tell: the item is treated as negative and a person must confirm its severity.
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)
