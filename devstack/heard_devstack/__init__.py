@@ -27,7 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("HEARD_CACHE_DIR", Path.home() / ".cache" / "heard"))
 KAFKA_POM = ROOT / "infra" / "kafka" / "pom.xml"
-FERRETDB_MODULE = ROOT / "infra" / "ferretdb"
 SERVICES = ("intake", "routing", "notify", "analytics")
 
 
@@ -109,30 +108,6 @@ def install_kafka() -> Path:
     return libs
 
 
-def install_ferretdb() -> Path:
-    """Builds the pinned FerretDB with `go install`, once, into the cache."""
-    gobin = CACHE / f"ferretdb-{_digest(FERRETDB_MODULE / 'go.mod', FERRETDB_MODULE / 'go.sum')}"
-    binary = gobin / "ferretdb"
-    if binary.exists():
-        return binary
-    if shutil.which("go") is None:
-        raise StackError("Go is needed to build FerretDB (no mongod on PATH and MONGODB_URI unset)")
-    env = {**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-mod=vendor -buildvcs=false"}
-    _run(["go", "mod", "vendor"], cwd=FERRETDB_MODULE, env={**env, "GOFLAGS": "-mod=mod"})
-    version = _ferretdb_version()
-    (FERRETDB_MODULE / "vendor/github.com/FerretDB/FerretDB/build/version/version.txt").write_text(version)
-    _run(["go", "install", "github.com/FerretDB/FerretDB/cmd/ferretdb"], cwd=FERRETDB_MODULE, env=env)
-    return binary
-
-
-def _ferretdb_version() -> str:
-    for line in (FERRETDB_MODULE / "go.mod").read_text().splitlines():
-        parts = line.split()
-        if parts[:2] == ["require", "github.com/FerretDB/FerretDB"]:
-            return parts[2]
-    raise StackError("infra/ferretdb/go.mod does not pin github.com/FerretDB/FerretDB")
-
-
 def _apt_install(*packages: str) -> None:
     if os.geteuid() != 0:
         raise StackError(f"{', '.join(packages)} missing: run `sudo apt-get install {' '.join(packages)}`")
@@ -154,19 +129,22 @@ def install_chromium() -> None:
 
 
 def mongodb_mode() -> str:
-    """`external` when MONGODB_URI is set, `mongod` when one is on the PATH, else `ferretdb`."""
+    """`external` when MONGODB_URI is set, `mongod` when one is on the PATH, else `nx-27017`.
+
+    nx-27017 (PyPI, in the virtualenv) is a MongoDB-wire server on SQLite: it answers Heard's queries from
+    indexes and applies each command under one lock per database, so a conditional update is atomic. The
+    README's "Which MongoDB-wire server" section has the measurements that chose it over FerretDB 1.x.
+    """
     if os.environ.get("MONGODB_URI"):
         return "external"
     if shutil.which("mongod"):
         return "mongod"
-    return "ferretdb"
+    return "nx-27017"
 
 
 def install(*, prometheus: bool = True, browser: bool = False) -> None:
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         install_kafka()
-    if mongodb_mode() == "ferretdb":
-        install_ferretdb()
     if prometheus:
         install_prometheus()
     if browser:
@@ -372,11 +350,11 @@ class Stack:
         port = self.profile.mongodb_port
         if mode == "mongod":
             argv = ["mongod", "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1"]
-        elif mode == "nx-27017":
-            # Pure-Python MongoDB-wire server on SQLite with real index use (PyPI, in the virtualenv); for
-            # the scale tests and benchmarks FerretDB 1.x cannot serve (it scans a collection per query).
+        else:
             argv = [
-                str(Path(sys.executable).with_name("nx-27017")),
+                sys.executable,
+                "-m",
+                "heard_devstack.nx_store",
                 "--data-dir",
                 str(data),
                 "--host",
@@ -387,17 +365,6 @@ class Stack:
                 str(self.logs / "nx-27017.log"),
                 "--pid-file",
                 str(self.run_dir / "nx-27017.server"),
-            ]
-        else:
-            argv = [
-                str(install_ferretdb()),
-                "--handler=sqlite",
-                f"--sqlite-url=file:{data}/",
-                f"--listen-addr=127.0.0.1:{port}",
-                "--telemetry=disable",
-                f"--state-dir={data}",
-                "--debug-addr=-",
-                "--log-level=warn",
             ]
         self.start_process("mongodb", argv, port=port)
         self.wait_until("MongoDB", lambda: port_open(port), 60, "mongodb")

@@ -138,7 +138,7 @@ class OutboxRelay:
             if cleared.modified_count:
                 return
         # Something was staged meanwhile: remove exactly what was published ($pullAll matches by value, which
-        # every MongoDB-wire server supports; FerretDB 1.x has no query conditions inside $pull).
+        # every MongoDB-wire server supports; not all support query conditions inside $pull).
         await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: published}})
         await collection.update_one({"_id": document_id, OUTBOX_FIELD: {"$size": 0}}, {"$set": {PENDING_FIELD: 0}})
 

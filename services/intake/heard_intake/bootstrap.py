@@ -39,7 +39,6 @@ def create_app(settings: IntakeSettings) -> FastAPI:
 
     async def prepare() -> None:
         await service.ensure_indexes()
-        service.settler.batched_updates = await platform.mongo.handles_batched_updates()
         if settings.bootstrap_admin_token:
             await tokens.issue(name="bootstrap-admin", roles=["admin"], token=settings.bootstrap_admin_token)
 

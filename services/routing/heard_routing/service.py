@@ -21,6 +21,7 @@ from heard_routing import domain
 from heard_routing.metrics import AGE_BANDS, EscalationMetrics
 from heard_routing.policy import LEVEL_NAMES, Areas, Organisation, RoutingRules, SlaPolicy
 from heard_shared import events as ev
+from heard_shared import mongo
 from heard_shared.events import CloudEvent, deterministic_event_id, utc_now
 from heard_shared.kafka import TRANSIENT_ERRORS
 from heard_shared.logs import get_logger
@@ -457,9 +458,7 @@ class RoutingService:
         for band, limit in AGE_BANDS:
             lower = 0 if limit == float("inf") else now_ms - int(limit * 1000)
             for level in range(5):
-                count = await self.cases.count_documents(
-                    {"open_since_ms": {"$gt": lower, "$lte": upper}, "level": level}
-                )
+                count = await mongo.count(self.cases, {"open_since_ms": {"$gt": lower, "$lte": upper}, "level": level})
                 self.metrics.negative_open.labels(str(level), band).set(count)
             upper = lower
         oldest = await self.cases.find_one(
@@ -467,7 +466,7 @@ class RoutingService:
         )
         self.metrics.oldest_unanswered.set((now - oldest["submitted_at"]).total_seconds() if oldest else 0)
         grace_ms = int(self.policy.scheduler.overdue_grace.total_seconds() * 1000)
-        overdue = await self.cases.count_documents({"deadline_ms": {"$lt": now_ms - grace_ms}})
+        overdue = await mongo.count(self.cases, {"deadline_ms": {"$lt": now_ms - grace_ms}})
         self.metrics.overdue_unescalated.set(overdue)
 
     async def run_gauges(self, interval: timedelta = timedelta(seconds=5)) -> None:
