@@ -85,9 +85,13 @@ DocumentLock = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 class OutboxRelay:
-    def __init__(self, publisher: EventPublisher, metrics: ServiceMetrics) -> None:
+    def __init__(self, publisher: EventPublisher, metrics: ServiceMetrics, *, fast_path_seconds: float = 0.5) -> None:
         self.publisher = publisher
         self.metrics = metrics
+        # How long a request waits for Kafka on the fast path before leaving the events to the relay. They are
+        # stored already, so a broker that is down or slow costs the caller this much, not the producer's
+        # 15 s request timeout; a send cut short may still be delivered, and consumers deduplicate.
+        self.fast_path_seconds = fast_path_seconds
         # A writer's flush and the relay's flush of one document take turns, so the second finds the outbox
         # already emptied instead of publishing the same events again. (Across replicas a duplicate remains
         # possible; consumers deduplicate by event id.)
@@ -99,8 +103,9 @@ class OutboxRelay:
     async def publish_now(self, *events: OutgoingEvent) -> bool:
         """Publishes events just staged in a new document, from memory; False leaves them to the relay."""
         try:
-            for event in events:
-                await self.publisher.publish(event.event, event.spec.topic)
+            async with asyncio.timeout(self.fast_path_seconds):
+                for event in events:
+                    await self.publisher.publish(event.event, event.spec.topic)
         except TRANSIENT_ERRORS as error:
             log.warning("outbox publish deferred to relay", error=repr(error))
             return False
@@ -145,7 +150,8 @@ class OutboxRelay:
     async def try_flush(self, collection: AsyncCollection[Document], document_id: Any) -> None:
         """The fast path after a write: a failure here is fine, the relay will publish later."""
         try:
-            await self.flush(collection, document_id)
+            async with asyncio.timeout(self.fast_path_seconds):
+                await self.flush(collection, document_id)
         except TRANSIENT_ERRORS as error:
             log.warning("outbox publish deferred to relay", error=repr(error))
 
