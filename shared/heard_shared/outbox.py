@@ -111,20 +111,30 @@ class OutboxRelay:
             return False
         return True
 
-    async def flush(self, collection: AsyncCollection[Document], document_id: Any) -> int:
-        """Publishes the document's pending events in order and removes them; returns how many."""
-        async with self._flushing(str(document_id)):
-            return await self._flush(collection, document_id)
+    async def flush(
+        self, collection: AsyncCollection[Document], document_id: Any, *, publish_within: float | None = None
+    ) -> int:
+        """Publishes the document's pending events in order and removes them; returns how many.
 
-    async def _flush(self, collection: AsyncCollection[Document], document_id: Any) -> int:
+        `publish_within` bounds the wait for Kafka only (TimeoutError after it): reading and updating the document
+        take as long as the database needs, so a busy database never leaves published events in the outbox.
+        """
+        async with self._flushing(str(document_id)):
+            return await self._flush(collection, document_id, publish_within)
+
+    async def _flush(
+        self, collection: AsyncCollection[Document], document_id: Any, publish_within: float | None
+    ) -> int:
         document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1, SEQUENCE_FIELD: 1})
         pending: list[str] = (document or {}).get(OUTBOX_FIELD) or []
         published: list[str] = []
         try:
-            for raw in pending:
-                entry = json.loads(raw)
-                await self.publisher.publish_raw(topic=entry["topic"], key=entry["key"], value=entry["value"].encode())
-                published.append(raw)
+            async with asyncio.timeout(publish_within):
+                for raw in pending:
+                    entry = json.loads(raw)
+                    value = entry["value"].encode()
+                    await self.publisher.publish_raw(topic=entry["topic"], key=entry["key"], value=value)
+                    published.append(raw)
         finally:
             if published:
                 sequence = (document or {}).get(SEQUENCE_FIELD)
@@ -150,8 +160,7 @@ class OutboxRelay:
     async def try_flush(self, collection: AsyncCollection[Document], document_id: Any) -> None:
         """The fast path after a write: a failure here is fine, the relay will publish later."""
         try:
-            async with asyncio.timeout(self.fast_path_seconds):
-                await self.flush(collection, document_id)
+            await self.flush(collection, document_id, publish_within=self.fast_path_seconds)
         except TRANSIENT_ERRORS as error:
             log.warning("outbox publish deferred to relay", error=repr(error))
 

@@ -222,3 +222,67 @@ async def test_values_come_back_as_they_were_stored(mongo: MongoResource) -> Non
     }
     assert isinstance(document["answered_at"], datetime)
     assert await records.find_one({"_id": "u"}) == {"_id": "u", "at": at, "n": 1}
+
+
+# Filters Heard writes, with the documents MongoDB matches. `$in` beside a condition makes some servers evaluate
+# the whole filter in their own code instead of SQL, so each case that can runs both ways.
+NULL_AND_MISSING: list[tuple[dict[str, object], list[str]]] = [
+    ({"level": None}, ["missing", "null"]),
+    ({"level": {"$eq": None}}, ["missing", "null"]),
+    ({"$or": [{"level": None}, {"level": {"$lt": 1}}]}, ["missing", "null", "zero"]),
+    ({"$or": [{"level": {"$eq": None}}, {"level": {"$gt": 1}}]}, ["missing", "null", "two"]),
+    ({"$and": [{"level": None}]}, ["missing", "null"]),
+    ({"$nor": [{"level": None}]}, ["two", "zero"]),
+    ({"level": {"$ne": None}}, ["two", "zero"]),
+    ({"level": {"$exists": False}}, ["missing"]),
+    ({"level": {"$exists": True}}, ["null", "two", "zero"]),
+    ({"$or": [{"level": {"$exists": False}}, {"level": {"$gt": 1}}]}, ["missing", "two"]),
+    ({"level": {"$exists": True, "$lt": 1}}, ["zero"]),
+]
+
+
+@pytest.mark.parametrize("beside", [{}, {"kind": {"$in": ["a", "b"]}}], ids=["alone", "beside-in"])
+@pytest.mark.parametrize(("query", "expected"), NULL_AND_MISSING, ids=[str(case[0]) for case in NULL_AND_MISSING])
+async def test_null_and_missing_match_as_on_mongodb(
+    mongo: MongoResource, query: dict[str, object], expected: list[str], beside: dict[str, object]
+) -> None:
+    """Intake's "not yet routed" is a null or missing `level` inside `$or`; the ledger's "no head yet" is `$exists`."""
+    items = mongo.db["items"]
+    await items.insert_many(
+        [
+            {"_id": "missing", "kind": "a"},
+            {"_id": "null", "kind": "a", "level": None},
+            {"_id": "zero", "kind": "b", "level": 0},
+            {"_id": "two", "kind": "b", "level": 2},
+        ]
+    )
+    full = {**beside, **query}
+    assert sorted([d["_id"] async for d in items.find(full, {"_id": 1})]) == expected
+    assert await items.count_documents(full) == len(expected)
+    assert await count(items, full) == len(expected)
+    updated = await items.update_many(full, {"$set": {"hit": 1}})
+    assert updated.modified_count == len(expected)
+    assert sorted([d["_id"] async for d in items.find({"hit": 1}, {"_id": 1})]) == expected
+
+
+async def test_a_condition_beside_or_applies_to_every_branch(mongo: MongoResource) -> None:
+    """`{"_id": x, "$or": [...]}` updates x or nothing: never another document that satisfies the `$or`."""
+    records = mongo.db["records"]
+    await records.insert_many([{"_id": f"r{i}", "status": "open", "seq": 1} for i in range(5)])
+    head = {"$or": [{"seq": {"$exists": False}}, {"seq": {"$lt": 2}}]}
+    results = await asyncio.gather(
+        *(records.update_one({"_id": f"r{i}", **head}, {"$set": {"seq": 2, "by": f"r{i}"}}) for i in (3, 3, 4))
+    )
+    assert [result.modified_count for result in results].count(1) == 2
+    assert {d["_id"]: d.get("by") async for d in records.find({})} == {
+        "r0": None,
+        "r1": None,
+        "r2": None,
+        "r3": "r3",
+        "r4": "r4",
+    }
+    assert await records.find_one_and_update({"_id": "r0", "status": "closed", **head}, {"$set": {"seq": 9}}) is None
+    assert await records.count_documents({"status": "open", "$or": [{"seq": 9}, {"_id": "r1"}]}) == 1
+    assert await count(records, {"seq": {"$gte": 1}, "$or": [{"_id": "r0"}, {"_id": "r4"}]}) == 2
+    deleted = await records.delete_many({"_id": {"$in": ["r1", "r2"]}, "$or": [{"seq": 1}, {"seq": 2}]})
+    assert deleted.deleted_count == 2 and await records.count_documents({}) == 3

@@ -714,8 +714,7 @@ class IntakeService:
         # Topics are not ordered against each other: a late decision must not undo a newer one (an escalation).
         newer: Document = {
             "$or": [
-                # `$eq: None` (null or missing), not a bare None: nx-27017 matches nothing for a bare None inside $or.
-                {"level": {"$eq": None}},
+                {"level": None},
                 {"level": {"$lt": data.level}},
                 {"level": data.level, "assigned_at": {"$lt": data.routed_at}},
                 {"level": data.level, "assigned_at": {"$exists": False}},
@@ -767,7 +766,7 @@ class IntakeService:
             (
                 {
                     "status": {"$in": sorted(domain.AWAITING_ANSWER)},
-                    "$or": [{"level": {"$eq": None}}, {"level": {"$lte": data.level}}],
+                    "$or": [{"level": None}, {"level": {"$lte": data.level}}],
                     "history.event_id": {"$ne": event.id},
                 },
                 {

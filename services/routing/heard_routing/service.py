@@ -351,7 +351,9 @@ class RoutingService:
                 "$inc": {"fencing": 1},
             },
         )
-        claimed = [c async for c in self.cases.find({"_id": {"$in": candidates}, "lease_token": token})]
+        # An answer may stop a clock between the lease and this read: such an item is no longer this replica's.
+        won = {"_id": {"$in": candidates}, "lease_token": token, "clock": "open"}
+        claimed = [c async for c in self.cases.find(won)]
         return sorted(claimed, key=lambda c: c["deadline_ms"])
 
     async def fire(self, case: Document) -> bool:
