@@ -81,7 +81,8 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
     try:
         numbers = consumer.partitions_for_topic(topic) or range(topics.PARTITIONS)
         partitions = [TopicPartition(topic, p) for p in numbers]
-        return await consumer.end_offsets(partitions)
+        offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return offsets
     finally:
         await consumer.stop()
 
