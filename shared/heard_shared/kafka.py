@@ -153,6 +153,7 @@ class EventConsumer:
         self.max_batch = max_batch
         self.concurrency = concurrency
         self.routes: dict[str, tuple[tuple[EventSpec[Any], ...], EventHandler]] = {}
+        self._subscriber: Any = None
 
     def subscribe(self, topic: str, specs: tuple[EventSpec[Any], ...], handler: EventHandler) -> None:
         """Declares what to do with a topic; `register` turns all declarations into one Kafka consumer."""
@@ -166,7 +167,7 @@ class EventConsumer:
         async def consume(message: KafkaMessage) -> None:
             await self._consume(message)
 
-        self.broker.subscriber(
+        self._subscriber = self.broker.subscriber(
             *self.routes,
             group_id=self.group_id,
             ack_policy=AckPolicy.MANUAL,
@@ -176,7 +177,41 @@ class EventConsumer:
             # An empty poll waits this long (and FastStream sleeps as long again): the added latency when idle.
             batch_timeout_ms=50,
             decoder=_raw_body,
-        )(consume)
+        )
+        self._subscriber(consume)
+
+    async def measure_lag(self) -> None:
+        """Sets the lag gauge: log end minus committed offset, summed by topic over the partitions this replica owns.
+
+        Committed, not fetched: a consumer stuck on a batch shows its backlog growing. Each replica reports only its
+        own partitions, so `sum` over replicas is the group's lag and a partition moved in a rebalance is not counted
+        twice.
+        """
+        consumer: AIOKafkaConsumer | None = getattr(self._subscriber, "consumer", None)
+        if consumer is None:
+            return
+        assigned = list(consumer.assignment())
+        ends = await consumer.end_offsets(assigned) if assigned else {}
+        lag: dict[str, int] = dict.fromkeys(self.routes, 0)
+        for partition in assigned:
+            committed = await consumer.committed(partition)
+            if committed is None:
+                # Never committed: the group starts from the earliest retained offset.
+                committed = (await consumer.beginning_offsets([partition]))[partition]
+            lag[partition.topic] = lag.get(partition.topic, 0) + max(0, ends[partition] - committed)
+        gauge = self.metrics.consumer_lag
+        gauge.clear()
+        for topic, messages in lag.items():
+            if any(partition.topic == topic for partition in assigned):
+                gauge.labels(self.metrics.service, self.group_id, topic).set(messages)
+
+    async def run_lag_gauge(self, interval_seconds: float = 10.0) -> None:
+        while True:
+            try:
+                await self.measure_lag()
+            except Exception as error:  # noqa: BLE001 - a missed sample leaves the last value; the next one retries
+                log.warning("consumer lag not measured", error=repr(error))
+            await asyncio.sleep(interval_seconds)
 
     async def _consume(self, message: KafkaMessage) -> None:
         raw = message.raw_message

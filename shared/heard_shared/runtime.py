@@ -71,7 +71,8 @@ class Platform:
         await self.dead_letters.start()
         self.consumer.register()
         await self.broker.start()
-        self._tasks = [asyncio.create_task(task(), name=task.__name__) for task in self.background]
+        background = [*self.background, self.consumer.run_lag_gauge] if self.consumer.routes else self.background
+        self._tasks = [asyncio.create_task(task(), name=task.__name__) for task in background]
         log.info("service started", instance=self.instance_id)
 
     async def stop(self) -> None:

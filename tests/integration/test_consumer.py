@@ -47,7 +47,7 @@ class Handler:
 
 
 @contextlib.asynccontextmanager
-async def consuming(stack: Stack, topic: str, group: str, handler: Any) -> AsyncIterator[None]:
+async def consuming(stack: Stack, topic: str, group: str, handler: Any) -> AsyncIterator[EventConsumer]:
     await topics.ensure_topics(stack.kafka_bootstrap, (topic, topics.DEAD_LETTER))
     mongo = MongoResource(stack.mongodb_uri, unique("consumer").replace("-", "_"), app_name="consumer-test")
     broker = create_broker(stack.kafka_bootstrap, client_id="consumer-test")
@@ -65,7 +65,7 @@ async def consuming(stack: Stack, topic: str, group: str, handler: Any) -> Async
     await sink.start()
     await broker.start()
     try:
-        yield
+        yield consumer
     finally:
         await broker.stop()
         await sink.stop()
@@ -190,3 +190,25 @@ async def test_batches_overlap_items_keep_each_items_order_and_commit_only_what_
         "each item's events completed once each, in the order they were produced, despite the transient failure"
     )
     assert recorder.most_in_flight > 1, "different items were handled at the same time"
+
+
+async def test_lag_counts_what_is_not_committed_and_returns_to_zero(stack: Stack) -> None:
+    topic, group = unique("test.consumer.lag"), unique("group")
+    release = asyncio.Event()
+
+    async def held(_: CloudEvent[Any]) -> None:
+        await release.wait()
+
+    await topics.ensure_topics(stack.kafka_bootstrap, (topic,))
+    for n in range(5):
+        await produce(stack.kafka_bootstrap, topic, inbound(unique("e"), f"held {n}"), key=f"item{n}".encode())
+    async with consuming(stack, topic, group, held) as consumer:
+        labels = {"service": "test", "group": group, "topic": topic}
+
+        async def lag_is(expected: int) -> bool:
+            await consumer.measure_lag()
+            return consumer.metrics.registry.get_sample_value("heard_consumer_lag_messages", labels) == expected
+
+        await eventually(lambda: lag_is(5), timeout=30, what="a lag of 5 while the handler holds the batch")
+        release.set()
+        await eventually(lambda: lag_is(0), timeout=30, what="no lag once the batch is committed")
