@@ -46,6 +46,7 @@ CONTRACT: dict[str, dict[str, frozenset[str] | None]] = {
     "heard_answers_total": {"severity": None, "within_sla": frozenset({"true", "false"})},
     "heard_analytics_events_total": {"type": None},
     "heard_analytics_feedback_submitted_total": {"severity": None},
+    "heard_consumer_lag_messages": {"service": None, "group": None, "topic": None},
 }
 HISTOGRAMS: dict[str, dict[str, frozenset[str] | None]] = {"heard_escalation_delay_seconds": {}}
 for _name, _labels in HISTOGRAMS.items():
