@@ -31,10 +31,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from sklearn.feature_extraction import DictVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+import numpy as np  # type: ignore[import-untyped, import-not-found, unused-ignore]
+from sklearn.feature_extraction import DictVectorizer  # type: ignore[import-untyped, import-not-found, unused-ignore]
+from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped, import-not-found, unused-ignore]
+from sklearn.model_selection import StratifiedKFold  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
 from heard_intake.severity import TextSignals, decide, model_features, rule_signals
 from heard_intake.severity_model import ModelThresholds
