@@ -15,6 +15,10 @@ The signals, each reported as a machine-readable reason:
   ``misconduct-negated:``/``misconduct-hypothetical:``/``misconduct-topic:``/``misconduct-third-party:`` and
   can only keep an item from being *critical*; it never removes any other negative signal.
 
+* ``model:negative-0.83`` / ``model:misconduct-0.91`` - the learned model (``severity_model.py``, trained by
+  bench/severity/train.py over ``severity_features.py``), consulted after the rules; between its threshold and its
+  "sure" level the reason reads ``uncertain:...`` and the assessment is flagged ``uncertain`` for a person to confirm.
+
 Sentiment
 ---------
 English is scored by VADER (``vaderSentiment``: lexicon and rules shipped inside the wheel, nothing downloaded).
@@ -1008,8 +1012,9 @@ _ENGINE_LOCK = threading.Lock()
 
 
 def warm_up() -> None:
-    """Builds the analyzer now (reads VADER's lexicon from its package) instead of on the first assessment."""
+    """Builds the analyzer and the learned model now instead of on the first assessment."""
     _engine()
+    severity_model()
 
 
 def _engine() -> _Engine:
