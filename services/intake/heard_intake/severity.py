@@ -71,7 +71,7 @@ class SeverityAssessment:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Compound-score thresholds, tuned on bench/severity/labelled.jsonl (bench/severity/evaluate.py --sweep)."""
+    """Compound-score thresholds, swept on the first 391 items of bench/severity/labelled.jsonl (VADER's own -0.05)."""
 
     negative: float = -0.05  # compound of the whole text below this is a negative signal
     clause: float = -0.3  # compound of one clause about the service at or below this is a negative signal
