@@ -96,12 +96,12 @@ CONCEPTS: Final[Mapping[str, str]] = {
     "immigra*, papers, green card, status, really from, country, belong, race, racial, skin, color, "
     "colour, indigenous, arab*, mexican*, gay, trans, durag, hoodie, english, spanish, guero*, moren*, "
     "indigena*, negro*, velo*, mezquita*, papel*, legal, ilegal*, pais, acento*, ingles, espanol, raza, "
-    "piel, color, barrio, parecia",
+    "piel, barrio, parecia",
     "insult": "stupid, idiot, thug, boy, bitch, slur*, called me, illegals, illegal, "
     "retard*, monkey, animal, pendej*, idiot*, estupid*, mocoso*, delincuent*, naco*, indio*, insult*, "
     "burl*, vieja, loca",
     "evidence": "camera, body camera, bodycam, footage, delet*, eras*, turned off, video, report says, lied, lie, "
-    "planted, found, fabricat*, borr*, apag*, camara, video, informe, mintio, mentira, sembr*, encontro",
+    "planted, found, fabricat*, borr*, apag*, camara, informe, mintio, mentira, sembr*, encontro",
     "search-detain": "search*, went through, warrant, without asking, without permission, "
     "held, detain*, cuff*, handcuff*, back of the cruiser, back seat, frisk*, pat down, pat-down, revis*, registr*, "
     "sin orden, sin permiso, esposa*, detenid*, detuv*, retuv*, cache*, orden judicial",
@@ -114,7 +114,7 @@ CONCEPTS: Final[Mapping[str, str]] = {
     "grandpa, pregnant, niño*, niña*, hijo, hija, adolescent*, anciano*, discapacit*, silla de ruedas, "
     "autista, abuel*, embarazada, señora mayor",
     "neglect": "nobody, no one, nothing, never, didn't, did not, won't, wouldn't, refused, ignor*, nadie, nada, "
-    "nunca, jamas, ignor*, se nego",
+    "nunca, jamas, se nego",
     "duration": "hours, days, weeks, months, month, year, still, since, horas, dias, semanas, meses, mes, año, "
     "todavia, sigo, seguimos, aun",
     "contact": "call back, callback, called, calls, email*, voicemail, phone, answer*, respond*, reply, follow*, "
@@ -146,7 +146,7 @@ CONCEPTS: Final[Mapping[str, str]] = {
     "felicidades, oh sure, oh good, oh great, cool cool, wow, yeah right, como no, uy que bien",
     "stop-request": "please don't, please do not, stop, should not, shouldn't, quit, no more, dejen de, deje de, "
     "no deberian, por favor no, ya basta",
-    "harm": "hurt, injur*, pain, blood, hospital*, scar*, trauma*, lastim*, herid*, dolor*, sangre, hospital*, trauma*",
+    "harm": "hurt, injur*, pain, blood, hospital*, scar*, trauma*, lastim*, herid*, dolor*, sangre",
 }
 
 _WORD: Final[re.Pattern[str]] = re.compile(r"[a-zñ0-9']+|[$🙄🙃😒😑]")
