@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= dev
 STAMP := $(VENV)/.installed
-PACKAGES := shared services/intake services/routing services/notify services/analytics .
+PACKAGES := shared services/intake services/routing services/notify services/analytics services/web .
 REQUIREMENTS := requirements-dev.txt shared/requirements.txt $(wildcard services/*/requirements.txt)
 
 .PHONY: up down logs status watch install install-browser venv test lint typecheck unit contract rules integration e2e schemas bench clean
