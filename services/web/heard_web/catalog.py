@@ -14,6 +14,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
+__all__ = ["extract", "problems", "read_po", "update"]
+
 from heard_web.i18n import DEFAULT_LOCALE, LOCALES, TRANSLATIONS_DIR
 
 PACKAGE = Path(__file__).parent

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -74,17 +74,20 @@ class Formats:
         self.zone = ZoneInfo(timezone)
 
     def datetime(self, value: datetime | str | None) -> str:
+        """Date and time to the minute, in the city's time zone (e.g. "May 1, 2026, 12:00 PM")."""
         moment = parse_time(value)
-        return format_datetime(moment, "medium", tzinfo=self.zone, locale=self.locale) if moment else ""
+        if moment is None:
+            return ""
+        local = moment.astimezone(self.zone)
+        day = format_date(local, "medium", locale=self.locale)
+        return f"{day}, {format_time(local, 'short', tzinfo=self.zone, locale=self.locale)}"
 
-    def date(self, value: datetime | str | None) -> str:
-        moment = parse_time(value)
-        if moment is None and isinstance(value, str):
-            try:
-                return format_date(datetime.fromisoformat(value).date(), "long", locale=self.locale)
-            except ValueError:
-                return value
-        return format_date(moment.astimezone(self.zone).date(), "long", locale=self.locale) if moment else ""
+    def date(self, value: str | None) -> str:
+        """A calendar date such as a session's ("2026-05-14"), written out in full."""
+        try:
+            return format_date(date.fromisoformat(str(value)[:10]), "long", locale=self.locale)
+        except ValueError:
+            return str(value or "")
 
     def duration(self, delta: timedelta) -> str:
         """The two largest units, e.g. '2 days 3 hours' or '5 min 10 s'; never negative."""

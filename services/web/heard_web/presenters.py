@@ -67,6 +67,10 @@ def label(table: Mapping[str, tuple[str, str]], key: str | None, gettext: Gettex
     return gettext(table[key][0]) if key in table else str(key or "")
 
 
+def explanation(table: Mapping[str, tuple[str, str]], key: str | None, gettext: Gettext) -> str:
+    return gettext(table[key][1]) if key in table else ""
+
+
 def level_name(level: Any, gettext: Gettext) -> str:
     return gettext(LEVELS[level]) if isinstance(level, int) and 0 <= level < len(LEVELS) else ""
 

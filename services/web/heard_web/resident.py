@@ -180,7 +180,7 @@ def build_resident_router(site: Site) -> APIRouter:
             code=code,
             view=view,
             status_label=presenters.label(presenters.STATUSES, view.get("status"), visit.gettext),
-            status_help=visit.gettext(presenters.STATUSES[view["status"]][1]) if view.get("status") in presenters.STATUSES else "",
+            status_help=presenters.explanation(presenters.STATUSES, view.get("status"), visit.gettext),
             with_unit=presenters.unit_label(view.get("unit_id"), units),
             with_level=presenters.level_name(view.get("level"), visit.gettext),
             timeline=presenters.resident_timeline(view.get("history") or [], units, visit.gettext),

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import ChainableUndefined, Environment, PackageLoader, select_autoescape
 from starlette.datastructures import FormData
 
 from heard_web import presenters
@@ -95,7 +95,8 @@ class Site:
             loader=PackageLoader("heard_web", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
             extensions=["jinja2.ext.i18n"],
-            undefined=StrictUndefined,
+            # Backends leave out fields that are not set; a missing one renders as nothing.
+            undefined=ChainableUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
         )
