@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from heard_web import forms, presenters
 from heard_web.areas import MAP_HEIGHT, MAP_WIDTH, CityMap
@@ -65,11 +66,16 @@ def test_a_click_on_the_map_becomes_a_place_inside_the_city() -> None:
 
 
 def test_the_resident_timeline_says_with_whom_and_why_in_plain_words() -> None:
-    history = [
+    history: list[dict[str, Any]] = [
         {"status": "submitted", "at": "2026-05-01T10:00:00+00:00"},
         {"status": "routed", "at": "2026-05-01T10:00:01+00:00", "unit_id": "north-patrol"},
-        {"status": "escalated", "at": "2026-05-01T11:00:00+00:00", "unit_id": "north-sergeants", "level": 1,
-         "reason": "acknowledge_overdue"},
+        {
+            "status": "escalated",
+            "at": "2026-05-01T11:00:00+00:00",
+            "unit_id": "north-sergeants",
+            "level": 1,
+            "reason": "acknowledge_overdue",
+        },
         {"status": "answered", "at": "2026-05-01T12:00:00+00:00"},
         {"status": "reopened", "action": "contested", "at": "2026-05-01T13:00:00+00:00", "text": "Not enough"},
     ]
@@ -86,15 +92,20 @@ def test_the_resident_timeline_says_with_whom_and_why_in_plain_words() -> None:
 
 
 def test_staff_see_who_did_what_and_the_referral_reason() -> None:
-    history = [{"status": "referred", "at": "x", "by": "Officer Diaz", "reason": "traffic, not patrol"}]
+    history: list[dict[str, Any]] = [
+        {"status": "referred", "at": "x", "by": "Officer Diaz", "reason": "traffic, not patrol"}
+    ]
     entry = presenters.staff_timeline(history, {}, lambda s: s)[0]
     assert (entry.actor, entry.text) == ("Officer Diaz", "traffic, not patrol")
     assert presenters.resident_timeline(history, {}, lambda s: s)[0].text is None
 
 
 def test_the_deadline_waited_on_comes_first_and_counts_down() -> None:
-    item = {"status": "routed", "acknowledge_by": (NOW - timedelta(minutes=5)).isoformat(),
-            "answer_by": (NOW + timedelta(days=2)).isoformat()}
+    item = {
+        "status": "routed",
+        "acknowledge_by": (NOW - timedelta(minutes=5)).isoformat(),
+        "answer_by": (NOW + timedelta(days=2)).isoformat(),
+    }
     deadline = presenters.next_deadline(item, NOW)
     assert deadline is not None and deadline.what == "acknowledge" and deadline.overdue
     acknowledged = presenters.next_deadline({**item, "status": "acknowledged"}, NOW)
@@ -104,7 +115,9 @@ def test_the_deadline_waited_on_comes_first_and_counts_down() -> None:
 
 def test_buttons_follow_the_lifecycle() -> None:
     assert presenters.staff_actions({"status": "routed", "unit_id": "u"}) == presenters.Actions(True, True, True, True)
-    assert presenters.staff_actions({"status": "answered", "unit_id": "u"}) == presenters.Actions(False, True, False, True)
+    assert presenters.staff_actions({"status": "answered", "unit_id": "u"}) == presenters.Actions(
+        False, True, False, True
+    )
     assert presenters.staff_actions({"status": "closed"}) == presenters.Actions(False, False, False, False)
     answered = {"status": "answered", "answer": {"text": "x", "contested": False}}
     assert presenters.resident_actions(answered) == presenters.ResidentActions(True, True, True, True)
@@ -116,12 +129,27 @@ def test_the_board_sees_age_arrival_and_every_reminder() -> None:
     item = {
         "submitted_at": (NOW - timedelta(hours=3)).isoformat(),
         "history": [
-            {"status": "escalated", "at": "2026-05-01T10:00:00+00:00", "unit_id": "oversight-board", "level": 4,
-             "reason": "answer_overdue"},
-            {"status": "escalated", "at": "2026-05-01T11:00:00+00:00", "unit_id": "oversight-board", "level": 4,
-             "reason": "reminder"},
-            {"status": "escalated", "at": "2026-05-01T11:30:00+00:00", "unit_id": "oversight-board", "level": 4,
-             "reason": "reminder"},
+            {
+                "status": "escalated",
+                "at": "2026-05-01T10:00:00+00:00",
+                "unit_id": "oversight-board",
+                "level": 4,
+                "reason": "answer_overdue",
+            },
+            {
+                "status": "escalated",
+                "at": "2026-05-01T11:00:00+00:00",
+                "unit_id": "oversight-board",
+                "level": 4,
+                "reason": "reminder",
+            },
+            {
+                "status": "escalated",
+                "at": "2026-05-01T11:30:00+00:00",
+                "unit_id": "oversight-board",
+                "level": 4,
+                "reason": "reminder",
+            },
         ],
     }
     row = presenters.board_item(item, "oversight-board", NOW)
@@ -131,10 +159,20 @@ def test_the_board_sees_age_arrival_and_every_reminder() -> None:
 
 
 def test_the_audit_trail_marks_the_entry_where_it_breaks() -> None:
-    trail = {"verified": False, "broken_at": 2, "entries": [
-        {"seq": 1, "action": "submitted", "actor": "resident", "details": {"negative": True}, "hash": "a" * 64},
-        {"seq": 2, "action": "answered", "actor": "Officer Diaz", "details": {"answer_length": 12}, "hash": "b" * 64},
-    ]}
+    trail = {
+        "verified": False,
+        "broken_at": 2,
+        "entries": [
+            {"seq": 1, "action": "submitted", "actor": "resident", "details": {"negative": True}, "hash": "a" * 64},
+            {
+                "seq": 2,
+                "action": "answered",
+                "actor": "Officer Diaz",
+                "details": {"answer_length": 12},
+                "hash": "b" * 64,
+            },
+        ],
+    }
     rows = presenters.audit_rows(trail, ES)
     assert [(row.seq, row.action, row.broken) for row in rows] == [(1, "enviado", False), (2, "respondido", True)]
     assert rows[0].details == [("negative", "yes")] and rows[0].hash == "a" * 16

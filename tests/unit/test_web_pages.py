@@ -54,9 +54,17 @@ class Backends:
             ("POST", "/v1/feedback"): lambda r: httpx.Response(202, json={"feedback_id": "f-1", "tracking_code": CODE}),
             ("GET", f"/v1/feedback/{CODE}"): lambda r: httpx.Response(
                 200,
-                json={"feedback_id": "f-1", "status": "answered", "kind": "complaint", "submitted_at": "2026-05-01T12:00:00+00:00",
-                      "answer": {"text": HOSTILE, "answered_at": "2026-05-01T13:00:00+00:00", "contested": False},
-                      "erased": False, "unit_id": "north-patrol", "level": 0, "history": ITEM["history"]},
+                json={
+                    "feedback_id": "f-1",
+                    "status": "answered",
+                    "kind": "complaint",
+                    "submitted_at": "2026-05-01T12:00:00+00:00",
+                    "answer": {"text": HOSTILE, "answered_at": "2026-05-01T13:00:00+00:00", "contested": False},
+                    "erased": False,
+                    "unit_id": "north-patrol",
+                    "level": 0,
+                    "history": ITEM["history"],
+                },
             ),
             ("GET", "/v1/staff/feedback/f-1"): lambda r: httpx.Response(200, json=ITEM),
             ("GET", "/v1/staff/feedback"): lambda r: httpx.Response(200, json={"items": [ITEM]}),
@@ -83,7 +91,9 @@ class MemorySessions:
 
     async def create(self, *, token: str, name: str, roles: list[str], unit_id: str | None) -> str:
         secret = f"secret-{len(self.sessions)}"
-        self.sessions[secret] = StaffSession(secret, token, name, frozenset(roles), unit_id, utc_now() + timedelta(hours=1))
+        self.sessions[secret] = StaffSession(
+            secret, token, name, frozenset(roles), unit_id, utc_now() + timedelta(hours=1)
+        )
         return secret
 
     async def load(self, secret: str) -> StaffSession | None:
@@ -115,14 +125,25 @@ async def csrf(client: httpx.AsyncClient, path: str = "/submit") -> str:
 
 async def signed_in(client: httpx.AsyncClient) -> str:
     token = await csrf(client, "/staff/sign-in")
-    response = await client.post("/staff/sign-in", data={"csrf_token": token, "name": "Officer Diaz", "token": "heard_x"})
+    response = await client.post(
+        "/staff/sign-in", data={"csrf_token": token, "name": "Officer Diaz", "token": "heard_x"}
+    )
     assert response.status_code == 303, response.text
     return await csrf(client, "/staff")
 
 
 async def test_every_page_carries_a_strict_policy_and_loads_nothing_from_elsewhere(client: httpx.AsyncClient) -> None:
     await signed_in(client)
-    for path in ("/", "/submit", "/track", f"/track/{CODE}", f"/submitted/{CODE}", "/staff", "/staff/items/f-1", "/nope"):
+    for path in (
+        "/",
+        "/submit",
+        "/track",
+        f"/track/{CODE}",
+        f"/submitted/{CODE}",
+        "/staff",
+        "/staff/items/f-1",
+        "/nope",
+    ):
         response = await client.get(path)
         assert response.status_code in (200, 404), path
         policy = response.headers["content-security-policy"]
@@ -132,7 +153,9 @@ async def test_every_page_carries_a_strict_policy_and_loads_nothing_from_elsewhe
         assert response.headers["cache-control"] == "no-store"
         for url in re.findall(r'(?:src|href|action)="([^"]*)"', response.text):
             assert url.startswith(("/", "#")) or url == "http://127.0.0.1:8084/", f"{path} refers to {url}"
-        assert "<script>" not in response.text and " style=" not in response.text, "nothing inline for the policy to allow"
+        assert "<script>" not in response.text and " style=" not in response.text, (
+            "nothing inline for the policy to allow"
+        )
 
 
 async def test_what_people_wrote_is_escaped_everywhere(client: httpx.AsyncClient) -> None:
@@ -143,45 +166,68 @@ async def test_what_people_wrote_is_escaped_everywhere(client: httpx.AsyncClient
         assert "&lt;script&gt;" in page, path
 
 
-async def test_forms_without_the_csrf_token_or_from_another_site_are_refused(client: httpx.AsyncClient, backends: Backends) -> None:
+async def test_forms_without_the_csrf_token_or_from_another_site_are_refused(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
     token = await csrf(client)
     fields = {"kind": "praise", "text": "Thanks"}
     assert (await client.post("/submit", data=fields)).status_code == 403
     assert (await client.post("/submit", data={**fields, "csrf_token": "guess"})).status_code == 403
     cross = await client.post("/submit", data={**fields, "csrf_token": token}, headers={"sec-fetch-site": "cross-site"})
     assert cross.status_code == 403
-    other_origin = await client.post("/submit", data={**fields, "csrf_token": token}, headers={"origin": "https://evil.example"})
+    other_origin = await client.post(
+        "/submit", data={**fields, "csrf_token": token}, headers={"origin": "https://evil.example"}
+    )
     assert other_origin.status_code == 403
     assert not [call for call in backends.calls if call.method == "POST"], "nothing reached intake"
-    accepted = await client.post("/submit", data={**fields, "csrf_token": token}, headers={"origin": "http://heard.test"})
+    accepted = await client.post(
+        "/submit", data={**fields, "csrf_token": token}, headers={"origin": "http://heard.test"}
+    )
     assert accepted.status_code == 303 and accepted.headers["location"] == f"/submitted/{CODE}"
 
 
-async def test_a_submission_is_sent_with_the_residents_address_and_language(client: httpx.AsyncClient, backends: Backends) -> None:
+async def test_a_submission_is_sent_with_the_residents_address_and_language(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
     client.cookies.set("heard_lang", "es")
     token = await csrf(client)
-    await client.post("/submit", data={"csrf_token": token, "kind": "complaint", "text": "Nadie vino", "neighbourhood": "Northgate"})
+    await client.post(
+        "/submit", data={"csrf_token": token, "kind": "complaint", "text": "Nadie vino", "neighbourhood": "Northgate"}
+    )
     sent = next(call for call in backends.calls if call.method == "POST")
-    assert json.loads(sent.content) == {"kind": "complaint", "text": "Nadie vino", "language": "es", "location": {"neighbourhood": "Northgate"}}
+    assert json.loads(sent.content) == {
+        "kind": "complaint",
+        "text": "Nadie vino",
+        "language": "es",
+        "location": {"neighbourhood": "Northgate"},
+    }
     assert sent.headers["x-forwarded-for"] == "127.0.0.1", "intake's per-client limits see the resident"
 
 
-async def test_refusals_keep_what_the_resident_typed_and_say_what_to_do(client: httpx.AsyncClient, backends: Backends) -> None:
+async def test_refusals_keep_what_the_resident_typed_and_say_what_to_do(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
     token = await csrf(client)
     backends.routes[("POST", "/v1/feedback")] = lambda r: error(429, "rate_limited")
     limited = await client.post("/submit", data={"csrf_token": token, "kind": "concern", "text": "Lights are out"})
     assert limited.status_code == 429
     assert "Wait 7 seconds" in limited.text and "Lights are out" in limited.text
-    backends.routes[("POST", "/v1/feedback")] = lambda r: httpx.Response(503, json={"error": {"code": "overloaded", "message": "x"}})
+    backends.routes[("POST", "/v1/feedback")] = lambda r: httpx.Response(
+        503, json={"error": {"code": "overloaded", "message": "x"}}
+    )
     busy = await client.post("/submit", data={"csrf_token": token, "kind": "concern", "text": "Lights are out"})
     assert busy.status_code == 503 and "nothing was sent" in busy.text and "Lights are out" in busy.text
     invalid = await client.post("/submit", data={"csrf_token": token, "kind": "", "text": ""})
     assert invalid.status_code == 400 and "There is a problem" in invalid.text and 'href="#kind"' in invalid.text
 
 
-async def test_a_map_click_without_javascript_marks_the_place_and_keeps_the_form(client: httpx.AsyncClient, backends: Backends) -> None:
+async def test_a_map_click_without_javascript_marks_the_place_and_keeps_the_form(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
     token = await csrf(client)
-    page = await client.post("/submit", data={"csrf_token": token, "kind": "praise", "text": "Kind officer", "map.x": "160", "map.y": "60"})
+    page = await client.post(
+        "/submit", data={"csrf_token": token, "kind": "praise", "text": "Kind officer", "map.x": "160", "map.y": "60"}
+    )
     assert page.status_code == 200 and "North Precinct" in page.text and "Kind officer" in page.text
     assert re.search(r'name="latitude" value="45\.\d+"', page.text)
     assert not [call for call in backends.calls if call.method == "POST"], "a map click sends nothing yet"
@@ -197,7 +243,9 @@ async def test_the_language_switch_is_remembered_and_stays_on_the_site(client: h
     assert escape.headers["location"] == "/"
 
 
-async def test_staff_pages_send_strangers_to_the_sign_in_and_ask_intake_nothing(client: httpx.AsyncClient, backends: Backends) -> None:
+async def test_staff_pages_send_strangers_to_the_sign_in_and_ask_intake_nothing(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
     for path in ("/staff", "/staff/items/f-1", "/staff/sessions", "/oversight", "/oversight/items/f-1/audit"):
         response = await client.get(path)
         assert response.status_code == 303 and response.headers["location"].startswith("/staff/sign-in?next=")
@@ -210,7 +258,8 @@ async def test_sign_in_sets_a_protected_cookie_and_uses_the_token_for_every_call
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://heard.test") as client:
         token = await csrf(client, "/staff/sign-in")
         response = await client.post(
-            "/staff/sign-in", data={"csrf_token": token, "name": "Officer Diaz", "token": "heard_x", "next": "/staff/items/f-1"}
+            "/staff/sign-in",
+            data={"csrf_token": token, "name": "Officer Diaz", "token": "heard_x", "next": "/staff/items/f-1"},
         )
         assert response.status_code == 303 and response.headers["location"] == "/staff/items/f-1"
         cookies = response.headers.get_list("set-cookie")
@@ -252,17 +301,28 @@ async def test_a_revoked_token_ends_the_session(client: httpx.AsyncClient, backe
     assert (await client.get("/staff/items/f-1")).status_code == 303, "the session is gone"
 
 
-async def test_the_answer_is_previewed_after_redaction_before_it_is_published(client: httpx.AsyncClient, backends: Backends) -> None:
+async def test_the_answer_is_previewed_after_redaction_before_it_is_published(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
     token = await signed_in(client)
     backends.routes[("POST", "/v1/staff/answer-preview")] = lambda r: httpx.Response(
         200, json={"public_text": "Call us at [phone].", "redacted": True}
     )
     published: list[dict[str, Any]] = []
-    backends.routes[("POST", "/v1/staff/feedback/f-1/answer")] = lambda r: (
-        published.append(json.loads(r.content)) or httpx.Response(200, json=ITEM)
+
+    def publish(request: httpx.Request) -> httpx.Response:
+        published.append(json.loads(request.content))
+        return httpx.Response(200, json=ITEM)
+
+    backends.routes[("POST", "/v1/staff/feedback/f-1/answer")] = publish
+    preview = await client.post(
+        "/staff/items/f-1/answer",
+        data={"csrf_token": token, "answer": "Call us at 555-123-4567.", "decision": "preview"},
     )
-    preview = await client.post("/staff/items/f-1/answer", data={"csrf_token": token, "answer": "Call us at 555-123-4567.", "decision": "preview"})
     assert preview.status_code == 200 and "Call us at [phone]." in preview.text and "were removed" in preview.text
     assert published == [], "nothing is published by a preview"
-    done = await client.post("/staff/items/f-1/answer", data={"csrf_token": token, "answer": "Call us at 555-123-4567.", "decision": "publish"})
+    done = await client.post(
+        "/staff/items/f-1/answer",
+        data={"csrf_token": token, "answer": "Call us at 555-123-4567.", "decision": "publish"},
+    )
     assert done.status_code == 303 and published == [{"answer": "Call us at 555-123-4567."}]

@@ -64,7 +64,9 @@ def test_the_check_finds_text_outside_the_translation_calls() -> None:
     assert untranslated_text("<p>Heard · {{ city }}</p><td>#</td>") == []
 
 
-@pytest.mark.parametrize("template", sorted(TEMPLATES.rglob("*.html")), ids=lambda path: str(path.relative_to(TEMPLATES)))
+@pytest.mark.parametrize(
+    "template", sorted(TEMPLATES.rglob("*.html")), ids=lambda path: str(path.relative_to(TEMPLATES))
+)
 def test_templates_show_no_text_outside_the_catalogue(template: Path) -> None:
     assert untranslated_text(template.read_text(encoding="utf-8")) == []
 
@@ -85,7 +87,7 @@ def test_spanish_is_loaded_and_keeps_the_placeholders() -> None:
     spanish = load_translations()["es"]
     assert spanish.gettext("Give feedback") == "Dar su opinión"
     for message in catalog.extract():
-        if message.id and "%(" in message.id:
-            assert set(re.findall(r"%\((\w+)\)s", spanish.gettext(message.id))) == set(
-                re.findall(r"%\((\w+)\)s", message.id)
-            ), message.id
+        source = str(message.id)
+        if "%(" in source:
+            placeholders = set(re.findall(r"%\((\w+)\)s", source))
+            assert set(re.findall(r"%\((\w+)\)s", spanish.gettext(source))) == placeholders, source

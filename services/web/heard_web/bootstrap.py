@@ -21,7 +21,7 @@ from heard_shared.logs import configure_logging, get_logger
 from heard_shared.mongo import MongoResource
 from heard_shared.runtime import _retry
 from heard_web.areas import CityMap
-from heard_web.backends import BackendError, BackendUnavailable, Backends
+from heard_web.backends import BackendError, Backends, BackendUnavailable
 from heard_web.config import WebSettings
 from heard_web.i18n import N_
 from heard_web.oversight import build_oversight_router
@@ -67,7 +67,9 @@ def create_app(settings: WebSettings, *, transport: httpx.AsyncBaseTransport | N
             await backends.close()
             await mongo.close()
 
-    app = FastAPI(title="Heard web", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="Heard web", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.site = site
     app.include_router(build_resident_router(site))
     app.include_router(build_staff_router(site, registry))
@@ -112,7 +114,10 @@ def _install_error_pages(app: FastAPI, site: Site) -> None:
             request,
             403,
             N_("This form could not be accepted"),
-            N_("The page was open too long, or the form came from another site. Go back, reload the page and try again. Heard needs cookies to be allowed for this."),
+            N_(
+                "The page was open too long, or the form came from another site. Go back, reload the page and "
+                "try again. Heard needs cookies to be allowed for this."
+            ),
         )
 
     @app.exception_handler(BackendError)
@@ -133,9 +138,13 @@ def _install_error_pages(app: FastAPI, site: Site) -> None:
                 await site.sessions.end(visit.staff.key)
             return await sign_in_required(request, SignInRequired(visit.path, reason="expired"))
         if error.status == 403:
-            return error_page(request, 403, N_("You do not have access to this page"), REFUSALS.get(error.code, REFUSALS["forbidden"]))
+            return error_page(
+                request, 403, N_("You do not have access to this page"), REFUSALS.get(error.code, REFUSALS["forbidden"])
+            )
         if error.status == 404:
-            return error_page(request, 404, N_("Not found"), N_("There is nothing at this address. It may have been mistyped."))
+            return error_page(
+                request, 404, N_("Not found"), N_("There is nothing at this address. It may have been mistyped.")
+            )
         if error.status == 429:
             return error_page(
                 request,
@@ -145,18 +154,24 @@ def _install_error_pages(app: FastAPI, site: Site) -> None:
                 seconds=error.retry_after or 30,
             )
         log.warning("backend refused", service=error.service, status=error.status, code=error.code)
-        return error_page(request, 400, N_("This was not accepted"), N_("This was not accepted: %(reason)s"), reason=error.message)
+        return error_page(
+            request, 400, N_("This was not accepted"), N_("This was not accepted: %(reason)s"), reason=error.message
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404:
-            return error_page(request, 404, N_("Page not found"), N_("There is nothing at this address. It may have been mistyped."))
+            return error_page(
+                request, 404, N_("Page not found"), N_("There is nothing at this address. It may have been mistyped.")
+            )
         return error_page(request, error.status_code, N_("This was not accepted"), str(error.detail))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unhandled error", path=request.url.path)
-        return error_page(request, 500, N_("Something went wrong on our side"), N_("Nothing was lost. Please try again in a moment."))
+        return error_page(
+            request, 500, N_("Something went wrong on our side"), N_("Nothing was lost. Please try again in a moment.")
+        )
 
 
 class RequestMetrics:

@@ -78,7 +78,12 @@ def main(argv: list[str]) -> int:
         update()
         return 0
     template = extract()
-    missing = [f"{locale}: {problem}" for locale in LOCALES if locale != DEFAULT_LOCALE for problem in problems(template, locale)]
+    missing = [
+        f"{locale}: {problem}"
+        for locale in LOCALES
+        if locale != DEFAULT_LOCALE
+        for problem in problems(template, locale)
+    ]
     for line in missing:
         print(line, file=sys.stderr)
     return 1 if missing else 0

@@ -6,9 +6,10 @@ marked for translation and rendered in the visitor's language; intake validates 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from heard_web.areas import CityMap
@@ -28,7 +29,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 class FieldError:
     field: str
     message: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def clean(value: Any) -> str:
@@ -55,7 +56,9 @@ class SubmitForm:
     body: dict[str, Any] | None  # intake's submit request, when there are no errors
 
 
-def read_submit_form(form: Mapping[str, Any], *, language: str, neighbourhoods: tuple[str, ...], city: CityMap) -> SubmitForm:
+def read_submit_form(
+    form: Mapping[str, Any], *, language: str, neighbourhoods: tuple[str, ...], city: CityMap
+) -> SubmitForm:
     names = (
         "kind",
         "text",
@@ -82,9 +85,7 @@ def read_submit_form(form: Mapping[str, Any], *, language: str, neighbourhoods: 
     if (values["latitude"] or values["longitude"]) and spot is None:
         errors.append(FieldError("map", N_("That place is not on the map. Click inside one of the areas.")))
     if values["officer_badge"] and not _BADGE.fullmatch(values["officer_badge"]):
-        errors.append(
-            FieldError("officer_badge", N_("A badge number has at most 40 letters, digits, spaces, # or -."))
-        )
+        errors.append(FieldError("officer_badge", N_("A badge number has at most 40 letters, digits, spaces, # or -.")))
     contact = _contact(values, errors)
     if errors:
         return SubmitForm(values, errors, None)
@@ -133,9 +134,7 @@ def _contact(values: Mapping[str, str], errors: list[FieldError]) -> dict[str, A
         )
         return None
     if not (email or phone):
-        errors.append(
-            FieldError("contact_email", N_("Give an e-mail address or a phone number, or untick the box."))
-        )
+        errors.append(FieldError("contact_email", N_("Give an e-mail address or a phone number, or untick the box.")))
         return None
     contact: dict[str, Any] = {"consent_to_contact": True}
     for key, value in (("name", name), ("email", email), ("phone", phone)):
@@ -144,7 +143,9 @@ def _contact(values: Mapping[str, str], errors: list[FieldError]) -> dict[str, A
     return contact
 
 
-def read_text(form: Mapping[str, Any], name: str, *, maximum: int, required: str | None) -> tuple[str, FieldError | None]:
+def read_text(
+    form: Mapping[str, Any], name: str, *, maximum: int, required: str | None
+) -> tuple[str, FieldError | None]:
     """One free-text field; `required` is the message when it is empty (None: it may be empty)."""
     value = clean(form.get(name))
     if not value and required:
@@ -203,9 +204,7 @@ def read_session_item(form: Mapping[str, Any], *, neighbourhoods: tuple[str, ...
     if values["neighbourhood"] and values["neighbourhood"] not in neighbourhoods:
         errors.append(FieldError("neighbourhood", N_("Choose a neighbourhood from the list.")))
     if values["officer_badge"] and not _BADGE.fullmatch(values["officer_badge"]):
-        errors.append(
-            FieldError("officer_badge", N_("A badge number has at most 40 letters, digits, spaces, # or -."))
-        )
+        errors.append(FieldError("officer_badge", N_("A badge number has at most 40 letters, digits, spaces, # or -.")))
     if values["ref"] and not re.fullmatch(r"[A-Za-z0-9_.:/#-]{1,100}", values["ref"]):
         errors.append(FieldError("ref", N_("A card number uses letters, digits and . _ : / # - only.")))
     if errors:

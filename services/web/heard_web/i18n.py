@@ -12,6 +12,7 @@ import io
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from babel import Locale
@@ -28,7 +29,7 @@ LANGUAGE_COOKIE = "heard_lang"
 TRANSLATIONS_DIR = Path(__file__).with_name("translations")
 
 
-def N_(message: str) -> str:  # noqa: N802 - the conventional name extraction tools look for
+def N_(message: str) -> str:
     """Marks a message for extraction; it is translated where a page renders it."""
     return message
 
@@ -99,7 +100,7 @@ class Formats:
                 seconds %= size
         parts.append((seconds, "duration-second"))
         shown = [part for part in parts if part[0]][:2] or [(0, "duration-second")]
-        length = "long" if shown[0][1] in ("duration-day", "duration-hour") else "short"
+        length: Literal["long", "short"] = "long" if shown[0][1] in ("duration-day", "duration-hour") else "short"
         return " ".join(format_unit(count, unit, length=length, locale=self.locale) for count, unit in shown)
 
 

@@ -64,11 +64,11 @@ AWAITING_ANSWER = OPEN - {"answered"}
 
 
 def label(table: Mapping[str, tuple[str, str]], key: str | None, gettext: Gettext) -> str:
-    return gettext(table[key][0]) if key in table else str(key or "")
+    return gettext(table[key][0]) if key is not None and key in table else str(key or "")
 
 
 def explanation(table: Mapping[str, tuple[str, str]], key: str | None, gettext: Gettext) -> str:
-    return gettext(table[key][1]) if key in table else ""
+    return gettext(table[key][1]) if key is not None and key in table else ""
 
 
 def level_name(level: Any, gettext: Gettext) -> str:
@@ -223,7 +223,9 @@ def board_item(item: Json, board_unit: str, now: datetime) -> BoardItem:
     arrivals = [
         parse_time(entry.get("at"))
         for entry in history
-        if entry.get("status") == "escalated" and entry.get("unit_id") == board_unit and entry.get("reason") != "reminder"
+        if entry.get("status") == "escalated"
+        and entry.get("unit_id") == board_unit
+        and entry.get("reason") != "reminder"
     ]
     reminders = [
         parse_time(entry.get("at"))

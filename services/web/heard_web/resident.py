@@ -206,7 +206,14 @@ def build_resident_router(site: Site) -> APIRouter:
         text, error = forms.read_text(form, field, maximum=maximum, required=required) if field else ("", None)
         values = {field: text} if field else {}
         if error is not None or form.get("decision") == "edit":
-            return await track_page(request, code, status=400 if error else 200, errors=[error] if error else [], values=values, focus=action)
+            return await track_page(
+                request,
+                code,
+                status=400 if error else 200,
+                errors=[error] if error else [],
+                values=values,
+                focus=action,
+            )
         if form.get("decision") != "confirm":
             return site.page(visit, "resident/confirm.html", code=code, action=action, field=field, text=text)
         body: dict[str, Any] | None = {

@@ -70,9 +70,7 @@ class StaticFile:
 
 
 class Site:
-    def __init__(
-        self, *, settings: WebSettings, backends: Backends, sessions: SessionStore, city: CityMap
-    ) -> None:
+    def __init__(self, *, settings: WebSettings, backends: Backends, sessions: SessionStore, city: CityMap) -> None:
         self.settings = settings
         self.backends = backends
         self.sessions = sessions

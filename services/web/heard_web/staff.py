@@ -62,7 +62,9 @@ def refusal(error: BackendError) -> FieldError:
 def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
     router = APIRouter(tags=["staff pages"])
     intake = site.backends.intake
-    sign_ins = Counter("heard_web_sign_ins_total", "Staff sign-in attempts, by outcome.", ["outcome"], registry=registry)
+    sign_ins = Counter(
+        "heard_web_sign_ins_total", "Staff sign-in attempts, by outcome.", ["outcome"], registry=registry
+    )
 
     def done_message(visit: Visit) -> str | None:
         return flash(visit.request.query_params.get("done"), {key: visit.gettext(v) for key, v in DONE.items()})
@@ -225,9 +227,17 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
                 form, "answer", maximum=forms.ANSWER_MAX, required=N_("Write the answer the resident will read.")
             )
             if error is not None or decision == "edit":
-                return await item_page(visit, feedback_id, status=400 if error else 200, errors=[error] if error else [], values={"answer": text})
+                return await item_page(
+                    visit,
+                    feedback_id,
+                    status=400 if error else 200,
+                    errors=[error] if error else [],
+                    values={"answer": text},
+                )
             if decision != "publish":
-                preview = await intake.call("POST", "/v1/staff/answer-preview", token=staff.token, json={"answer": text})
+                preview = await intake.call(
+                    "POST", "/v1/staff/answer-preview", token=staff.token, json={"answer": text}
+                )
                 return await item_page(visit, feedback_id, preview=preview, values={"answer": text})
             body = {"answer": text}
         elif action == "refer":
@@ -253,7 +263,13 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
             if refused.status in (401, 403, 404):
                 raise
             return await item_page(visit, feedback_id, status=409, problem=refusal(refused))
-        done = {"acknowledge": "acknowledged", "answer": "answered", "refer": "referred", "close": "closed", "notes": "noted"}
+        done = {
+            "acknowledge": "acknowledged",
+            "answer": "answered",
+            "refer": "referred",
+            "close": "closed",
+            "notes": "noted",
+        }
         return site.redirect(visit, f"/staff/items/{feedback_id}?done={done[action]}")
 
     # -- feedback sessions -----------------------------------------------------------------------------------
@@ -274,7 +290,12 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
         if read.body is None:
             listing = await intake.call("GET", "/v1/staff/sessions", token=visit.staff.token)
             return site.page(
-                visit, "staff/sessions.html", status=400, sessions=listing.get("items") or [], values=read.values, errors=read.errors
+                visit,
+                "staff/sessions.html",
+                status=400,
+                sessions=listing.get("items") or [],
+                values=read.values,
+                errors=read.errors,
             )
         created = await intake.call("POST", "/v1/staff/sessions", token=visit.staff.token, json=read.body)
         return site.redirect(visit, f"/staff/sessions/{created['session_id']}?done=created")
