@@ -201,3 +201,13 @@ def test_redirects_never_leave_the_site() -> None:
     assert local_path("/staff/items/1?x=2") == "/staff/items/1?x=2"
     for hostile in ("https://evil.example/", "//evil.example", "/\\evil.example", "javascript:alert(1)", "/a\nb", None):
         assert local_path(hostile) == "/"
+
+
+def test_the_walkthrough_policy_gives_people_minutes_and_the_chain_above_them_seconds() -> None:
+    from heard_routing.files import load_model
+    from heard_routing.policy import SlaPolicy
+
+    policy = load_model(CONFIG_DIR / "sla-policy.walkthrough.yaml", SlaPolicy)
+    assert policy.windows(severity="negative", level=0).acknowledge == timedelta(minutes=10)
+    assert policy.windows(severity="negative", level=1).answer == timedelta(minutes=10)
+    assert policy.windows(severity="critical", level=3).acknowledge == timedelta(seconds=3)

@@ -34,8 +34,9 @@ CONTENT_SECURITY_POLICY = "; ".join(
 SECURITY_HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-content-type-options": "nosniff",
-    # Tracking codes appear in page addresses; no other site ever learns one from a Referer header.
-    "referrer-policy": "no-referrer",
+    # Tracking codes appear in page addresses; no other site ever learns one from a Referer header. (Not
+    # "no-referrer": with it, browsers send `Origin: null` on the site's own forms.)
+    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
@@ -92,13 +93,18 @@ def same_token(expected: str | None, presented: str | None) -> bool:
 
 
 def cross_site(request: Request) -> bool:
-    """True when the browser says the request came from another site (older browsers send neither header)."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return True
+    """True when the browser says the form came from another site or subdomain.
+
+    `Sec-Fetch-Site` is what current browsers send; `Origin` is the fallback (a privacy-minded browser may send
+    "null", which proves nothing either way: the CSRF token still has to match).
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin and origin != "null":
         return urlsplit(origin).netloc != request.url.netloc
-    return origin == "null"
+    return False
 
 
 def local_path(target: str | None, default: str = "/") -> str:
