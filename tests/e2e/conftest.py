@@ -70,3 +70,25 @@ def issue_token(platform: Stack, name: str, role: str, unit: str | None = None) 
     token = result.stdout.strip()
     assert token.startswith("heard_") and "cannot be shown again" in result.stderr
     return token
+
+
+@pytest.fixture(scope="module")
+def web_platform(stack: Stack) -> Iterator[Stack]:
+    """The platform as `make up` starts it, for the web pages' tests: databases of their own (so inboxes hold only
+    the module's items) and `config/sla-policy.walkthrough.yaml` (ten minutes for the unit and its supervisor,
+    seconds above them), so a person's steps are not overtaken by escalations."""
+    stack.extra_env = {
+        "HEARD_ROUTING_SLA_POLICY_FILE": str(ROOT / "config" / "sla-policy.walkthrough.yaml"),
+        "HEARD_INTAKE_BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
+        "HEARD_INTAKE_CITY_SYSTEMS": json.dumps(CITY_SYSTEMS),
+        "HEARD_INTAKE_RATE_LIMIT_WRITE_BURST": "2000",
+        "HEARD_INTAKE_RATE_LIMIT_READ_BURST": "20000",
+        **{f"HEARD_{service.upper()}_MONGODB_DATABASE": f"heard_{service}_browser" for service in SERVICES},
+    }
+    try:
+        for service in SERVICES:
+            stack.start_service(service)
+        yield stack
+    finally:
+        for service in SERVICES:
+            stack.stop_process(service)

@@ -44,50 +44,53 @@ class Person:
 
 
 @pytest.fixture
-async def people(platform: Stack) -> AsyncIterator[list[Person]]:
+async def people(web_platform: Stack) -> AsyncIterator[list[Person]]:
     made: list[Person] = []
     yield made
     for person in made:
         await person.close()
 
 
-def person(people: list[Person], platform: Stack, port: int | None = None) -> Person:
-    base = f"http://127.0.0.1:{port}" if port else platform.service_url("web")
+def person(people: list[Person], web_platform: Stack, port: int | None = None) -> Person:
+    base = f"http://127.0.0.1:{port}" if port else web_platform.service_url("web")
     made = Person(base)
     people.append(made)
     return made
 
 
-async def routed_item(http: httpx.AsyncClient, platform: Stack, text: str) -> str:
-    created = await submit(http, platform, kind="complaint", text=text, location={"neighbourhood": "Northgate"})
+async def routed_item(http: httpx.AsyncClient, web_platform: Stack, text: str) -> str:
+    created = await submit(http, web_platform, kind="complaint", text=text, location={"neighbourhood": "Northgate"})
     feedback_id = str(created["feedback_id"])
 
     async def assigned() -> bool:
-        response = await http.get(f"{platform.service_url('intake')}/v1/staff/feedback/{feedback_id}", headers=staff())
-        return response.json().get("unit_id") == "north-patrol"
+        response = await http.get(
+            f"{web_platform.service_url('intake')}/v1/staff/feedback/{feedback_id}", headers=staff()
+        )
+        return bool(response.json().get("unit_id") == "north-patrol")
 
     await eventually(assigned, what="the item to be routed to north-patrol")
     return feedback_id
 
 
-async def status_of(http: httpx.AsyncClient, platform: Stack, feedback_id: str) -> str:
-    response = await http.get(f"{platform.service_url('intake')}/v1/staff/feedback/{feedback_id}", headers=staff())
+async def status_of(http: httpx.AsyncClient, web_platform: Stack, feedback_id: str) -> str:
+    response = await http.get(f"{web_platform.service_url('intake')}/v1/staff/feedback/{feedback_id}", headers=staff())
     return str(response.json()["status"])
 
 
 async def test_staff_pages_show_no_data_without_a_session_with_the_wrong_role_or_for_another_units_item(
-    platform: Stack, http: httpx.AsyncClient, people: list[Person]
+    web_platform: Stack, http: httpx.AsyncClient, people: list[Person]
 ) -> None:
     marker = unique("page-canary")
-    feedback_id = await routed_item(http, platform, f"Nobody came after my call {marker}")
+    feedback_id = await routed_item(http, web_platform, f"Nobody came after my call {marker}")
     north, south = unique("North Officer"), unique("South Officer")
-    north_token = issue_token(platform, north, "unit_member", "north-patrol")
-    south_token = issue_token(platform, south, "unit_member", "south-patrol")
+    north_token = issue_token(web_platform, north, "unit_member", "north-patrol")
+    south_token = issue_token(web_platform, south, "unit_member", "south-patrol")
     board = unique("Board member")
-    board_token = issue_token(platform, board, "oversight")
-    pages = ["/staff", f"/staff/items/{feedback_id}", "/staff/sessions", "/oversight", f"/oversight/items/{feedback_id}/audit"]
+    board_token = issue_token(web_platform, board, "oversight")
+    item, audit = f"/staff/items/{feedback_id}", f"/oversight/items/{feedback_id}/audit"
+    pages = ["/staff", item, "/staff/sessions", "/oversight", audit]
 
-    stranger = person(people, platform)
+    stranger = person(people, web_platform)
     for path in pages:
         response = await stranger.get(path)
         assert response.status_code == 303 and response.headers["location"].startswith("/staff/sign-in"), path
@@ -95,46 +98,46 @@ async def test_staff_pages_show_no_data_without_a_session_with_the_wrong_role_or
     acted = await stranger.post("/submit", f"/staff/items/{feedback_id}/acknowledge")
     assert acted.status_code == 303 and "/staff/sign-in" in acted.headers["location"]
 
-    other_unit = person(people, platform)
+    other_unit = person(people, web_platform)
     assert (await other_unit.sign_in(south, south_token)).status_code == 303
     inbox = await other_unit.get("/staff")
     assert inbox.status_code == 200 and marker not in inbox.text
-    for path in pages[1:] + ["/staff?unit=north-patrol"]:
+    for path in [*pages[1:], "/staff?unit=north-patrol"]:
         response = await other_unit.get(path)
         if path in ("/staff/sessions", "/staff?unit=north-patrol"):
             assert marker not in response.text, path
             continue
         assert response.status_code == 403, (path, response.status_code)
         assert marker not in response.text, path
-    item = await other_unit.get(f"/staff/items/{feedback_id}")
-    assert "not assigned to your unit" in item.text, "intake's refusal, shown in words"
+    refusal = await other_unit.get(item)
+    assert "not assigned to your unit" in refusal.text, "intake's refusal, shown in words"
     refused = await other_unit.post("/staff", f"/staff/items/{feedback_id}/acknowledge")
     assert refused.status_code == 403 and marker not in refused.text
-    assert await status_of(http, platform, feedback_id) == "routed", "nothing changed"
+    assert await status_of(http, web_platform, feedback_id) == "routed", "nothing changed"
 
-    member = person(people, platform)
+    member = person(people, web_platform)
     await member.sign_in(north, north_token)
     assert marker in (await member.get(f"/staff/items/{feedback_id}")).text, "the unit sees its own item"
     for path in ("/oversight", f"/oversight/items/{feedback_id}/audit"):
         response = await member.get(path)
         assert response.status_code == 403 and marker not in response.text, path
 
-    overseer = person(people, platform)
+    overseer = person(people, web_platform)
     assert (await overseer.sign_in(board, board_token)).headers["location"] == "/oversight"
     assert marker in (await overseer.get(f"/staff/items/{feedback_id}")).text, "the board reads everything"
     answered = await overseer.post(
         f"/staff/items/{feedback_id}", f"/staff/items/{feedback_id}/answer", {"answer": "Done.", "decision": "publish"}
     )
     assert answered.status_code == 403 and "read feedback and its history but not change it" in answered.text
-    assert await status_of(http, platform, feedback_id) == "routed", "the board changes nothing"
+    assert await status_of(http, web_platform, feedback_id) == "routed", "the board changes nothing"
 
 
 async def test_repeated_failed_sign_ins_lock_the_account_even_for_the_right_token(
-    platform: Stack, people: list[Person]
+    web_platform: Stack, people: list[Person]
 ) -> None:
     name = unique("Officer Vega")
-    token = issue_token(platform, name, "unit_member", "north-patrol")
-    visitor = person(people, platform)
+    token = issue_token(web_platform, name, "unit_member", "north-patrol")
+    visitor = person(people, web_platform)
     for attempt in range(4):
         response = await visitor.sign_in(name, f"heard_wrong_{attempt}")
         assert response.status_code == 401 and f"locked for a while: {4 - attempt}" in response.text
@@ -146,38 +149,38 @@ async def test_repeated_failed_sign_ins_lock_the_account_even_for_the_right_toke
 
 
 async def test_a_staff_session_survives_a_restart_serves_a_second_replica_and_ends_on_sign_out(
-    platform: Stack, people: list[Person]
+    web_platform: Stack, people: list[Person]
 ) -> None:
     name = unique("Sergeant Park")
-    token = issue_token(platform, name, "supervisor", "north-sergeants")
-    first = person(people, platform)
+    token = issue_token(web_platform, name, "supervisor", "north-sergeants")
+    first = person(people, web_platform)
     assert (await first.sign_in(name, token)).status_code == 303
     assert (await first.get("/staff")).status_code == 200
 
-    platform.stop_process("web")
-    platform.start_service("web")
+    web_platform.stop_process("web")
+    web_platform.start_service("web")
     assert (await first.get("/staff")).status_code == 200, "the session outlived the process"
 
-    second_port = platform.profile.service_port("web") + 9
-    platform.start_service("web", name="web-2", port=second_port)
+    second_port = web_platform.profile.service_port("web") + 9
+    web_platform.start_service("web", name="web-2", port=second_port)
     try:
-        second = person(people, platform, second_port)
+        second = person(people, web_platform, second_port)
         second.http.cookies = first.http.cookies
         assert (await second.get("/staff")).status_code == 200, "the other replica serves the same session"
         signed_out = await second.post("/staff", "/staff/sign-out")
         assert signed_out.headers["location"] == "/staff/sign-in?done=signed_out"
     finally:
-        platform.stop_process("web-2")
+        web_platform.stop_process("web-2")
     after = await first.get("/staff")
     assert after.status_code == 303 and "/staff/sign-in" in after.headers["location"], "signed out everywhere"
 
 
 async def test_a_facilitator_enters_a_session_by_hand_and_by_csv_and_publishes_it(
-    platform: Stack, people: list[Person]
+    web_platform: Stack, people: list[Person]
 ) -> None:
     name = unique("Facilitator Ana")
-    token = issue_token(platform, name, "admin")
-    facilitator = person(people, platform)
+    token = issue_token(web_platform, name, "admin")
+    facilitator = person(people, web_platform)
     await facilitator.sign_in(name, token)
     title = unique("Millbrook town hall")
     created = await facilitator.post(
@@ -187,7 +190,8 @@ async def test_a_facilitator_enters_a_session_by_hand_and_by_csv_and_publishes_i
     )
     assert created.status_code == 303, created.text
     page = created.headers["location"].split("?")[0]
-    one = await facilitator.post(page, f"{page}/items", {"kind": "suggestion", "text": "More foot patrols", "ref": "c1"})
+    card = {"kind": "suggestion", "text": "More foot patrols", "ref": "c1"}
+    one = await facilitator.post(page, f"{page}/items", card)
     assert one.status_code == 303 and "done=item_added" in one.headers["location"]
 
     csv_page = await facilitator.get(page)
@@ -212,7 +216,7 @@ async def test_a_facilitator_enters_a_session_by_hand_and_by_csv_and_publishes_i
 
     published = await facilitator.post(page, f"{page}/publish")
     assert published.status_code == 303
-    resident = person(people, platform)
+    resident = person(people, web_platform)
     listing = await resident.get("/sessions")
     assert title in listing.text
     summary = await resident.get(page.replace("/staff", ""))

@@ -1,4 +1,5 @@
-"""What a resident's tracking page may show: with whom the item is and why it moved, never staff's words."""
+"""What a resident's tracking page may show: with whom the item is and why it moved, the answer as published
+(redacted, as the staff member's preview showed it), never staff's internal words."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def test_the_public_view_names_units_levels_and_escalation_reasons_but_not_staff
         "submitted_at": AT,
         "unit_id": "north-sergeants",
         "level": 1,
+        "answer": {"text": "Write to desk@riverton.example", "answered_at": AT, "by": "Officer Diaz"},
         "notes": [{"text": "internal: call the sergeant", "at": AT, "by": "Officer Diaz"}],
         "history": [
             {"status": "submitted", "at": AT},
@@ -39,3 +41,4 @@ def test_the_public_view_names_units_levels_and_escalation_reasons_but_not_staff
     assert view["history"][3]["reason"] == "acknowledge_overdue" and view["history"][3]["level"] == 1
     assert view["history"][4] == {"status": "escalated", "action": "replied", "at": AT.isoformat(), "text": "Any news?"}
     assert "internal" not in repr(view)
+    assert view["answer"]["text"] == "Write to [email]", "the answer as the staff member's preview showed it"

@@ -833,7 +833,8 @@ def public_view(document: Document) -> Document:
         "category": document.get("category"),
         "submitted_at": _iso(document["submitted_at"]),
         "answer": {
-            "text": answer["text"],
+            # As published everywhere else (event, session summary): what the answer preview showed staff.
+            "text": domain.redact(answer["text"]),
             "answered_at": _iso(answer["answered_at"]),
             "contested": bool(answer.get("contested_at")),
         }
