@@ -8,6 +8,7 @@ translator to fill in). `check` exits 1 when a message is missing or untranslate
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
@@ -21,10 +22,22 @@ from heard_web.i18n import DEFAULT_LOCALE, LOCALES, TRANSLATIONS_DIR
 PACKAGE = Path(__file__).parent
 METHODS = [("**.py", "python"), ("templates/**.html", "jinja2")]
 TEMPLATE_FILE = TRANSLATIONS_DIR / "messages.pot"
+# A fixed header: the files change only when a message does.
+HEADER = {
+    "project": "Heard web",
+    "version": "1.0",
+    "copyright_holder": "Heard",
+    "msgid_bugs_address": "heard@example.org",
+    "last_translator": "Heard <heard@example.org>",
+    "language_team": "Heard <heard@example.org>",
+    "creation_date": datetime(2026, 1, 1, tzinfo=UTC),
+    "revision_date": datetime(2026, 1, 1, tzinfo=UTC),
+    "charset": "utf-8",
+}
 
 
 def extract() -> Catalog:
-    catalog = Catalog(project="Heard web", version="1.0", charset="utf-8", fuzzy=False)
+    catalog = Catalog(**HEADER, fuzzy=False)
     for filename, line, message, comments, context in extract_from_dir(PACKAGE, METHODS):
         catalog.add(message, locations=[(filename, line)], auto_comments=comments, context=context)
     return catalog
@@ -60,16 +73,19 @@ def problems(template: Catalog, locale: str) -> list[str]:
 def update() -> None:
     template = extract()
     with TEMPLATE_FILE.open("wb") as pot:
-        write_po(pot, template, width=120, omit_header=False, sort_output=True)
+        write_po(pot, template, width=120, no_location=True, sort_output=True)
     for locale in LOCALES:
         if locale == DEFAULT_LOCALE:
             continue
         path = po_file(locale)
         path.parent.mkdir(parents=True, exist_ok=True)
-        catalog = read(locale) if path.exists() else Catalog(locale=locale, project="Heard web", charset="utf-8")
+        catalog = read(locale) if path.exists() else Catalog(locale=locale, **HEADER)
         catalog.update(template, no_fuzzy_matching=True)
+        for name, value in HEADER.items():
+            setattr(catalog, name, value)
+        catalog.fuzzy = False
         with path.open("wb") as po:
-            write_po(po, catalog, width=120, ignore_obsolete=True, sort_output=True)
+            write_po(po, catalog, width=120, no_location=True, ignore_obsolete=True, sort_output=True)
 
 
 def main(argv: list[str]) -> int:

@@ -119,6 +119,8 @@ def _entry(entry: Json, units: Mapping[str, str], gettext: Gettext, *, staff: bo
         title = gettext(N_("Assigned to %(unit)s.")) % {"unit": unit}
     elif status == "acknowledged":
         title = gettext(N_("The responsible unit acknowledged it."))
+    elif status == "escalated" and entry.get("reason") == "reminder":
+        title = gettext(N_("Reminder to %(unit)s: still no answer.")) % {"unit": unit}
     elif status == "escalated":
         reason = ESCALATION_REASONS.get(str(entry.get("reason")), "")
         title = gettext(N_("Moved up to %(level)s (%(unit)s): %(reason)s.")) % {
@@ -126,8 +128,6 @@ def _entry(entry: Json, units: Mapping[str, str], gettext: Gettext, *, staff: bo
             "unit": unit,
             "reason": gettext(reason) if reason else "",
         }
-        if entry.get("reason") == "reminder":
-            title = gettext(N_("Reminder to %(unit)s: still no answer.")) % {"unit": unit}
     elif status == "answered":
         title = gettext(N_("An answer was published."))
     elif status == "referred":
