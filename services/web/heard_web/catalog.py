@@ -23,21 +23,28 @@ PACKAGE = Path(__file__).parent
 METHODS = [("**.py", "python"), ("templates/**.html", "jinja2")]
 TEMPLATE_FILE = TRANSLATIONS_DIR / "messages.pot"
 # A fixed header: the files change only when a message does.
-HEADER = {
-    "project": "Heard web",
-    "version": "1.0",
-    "copyright_holder": "Heard",
-    "msgid_bugs_address": "heard@example.org",
-    "last_translator": "Heard <heard@example.org>",
-    "language_team": "Heard <heard@example.org>",
-    "creation_date": datetime(2026, 1, 1, tzinfo=UTC),
-    "revision_date": datetime(2026, 1, 1, tzinfo=UTC),
-    "charset": "utf-8",
-}
+FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+TEAM = "Heard <heard@example.org>"
+
+
+def new_catalog(locale: str | None = None) -> Catalog:
+    return Catalog(
+        locale=locale,
+        project="Heard web",
+        version="1.0",
+        copyright_holder="Heard",
+        msgid_bugs_address="heard@example.org",
+        last_translator=TEAM,
+        language_team=TEAM,
+        creation_date=FIXED_DATE,
+        revision_date=FIXED_DATE,
+        charset="utf-8",
+        fuzzy=False,
+    )
 
 
 def extract() -> Catalog:
-    catalog = Catalog(**HEADER, fuzzy=False)
+    catalog = new_catalog()
     for filename, line, message, comments, context in extract_from_dir(PACKAGE, METHODS):
         catalog.add(message, locations=[(filename, line)], auto_comments=comments, context=context)
     return catalog
@@ -79,11 +86,9 @@ def update() -> None:
             continue
         path = po_file(locale)
         path.parent.mkdir(parents=True, exist_ok=True)
-        catalog = read(locale) if path.exists() else Catalog(locale=locale, **HEADER)
+        catalog = read(locale) if path.exists() else new_catalog(locale)
         catalog.update(template, no_fuzzy_matching=True)
-        for name, value in HEADER.items():
-            setattr(catalog, name, value)
-        catalog.fuzzy = False
+        catalog.revision_date, catalog.fuzzy = FIXED_DATE, False
         with path.open("wb") as po:
             write_po(po, catalog, width=120, no_location=True, ignore_obsolete=True, sort_output=True)
 
