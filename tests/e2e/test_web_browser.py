@@ -258,3 +258,34 @@ async def test_every_page_passes_axe_in_both_languages_on_a_phone(web_platform: 
                 await screenshot(page, f"all-{label}-{locale}")
                 await assert_accessible(page, f"{label} ({locale})")
             assert [url for url in requests if not url.startswith(web)] == []
+
+
+async def tab_to(page: Page, selector: str, *, limit: int = 60) -> None:
+    """Presses Tab until the element matching `selector` has the focus, as a keyboard user would."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("(selector) => document.activeElement.matches(selector)", selector):
+            return
+    raise AssertionError(f"{selector} cannot be reached with the Tab key")
+
+
+async def test_a_resident_submits_with_the_keyboard_alone(web_platform: Stack, browser: Browser) -> None:
+    web = web_platform.service_url("web")
+    async with browser_context(browser, locale="en") as context:
+        page = await context.new_page()
+        await page.goto(f"{web}/submit")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.className") == "skip-link", "the first stop skips to content"
+        await tab_to(page, "input[name=kind]")
+        await page.keyboard.press("ArrowDown")  # radios: arrows move the choice within the group
+        assert await page.evaluate("document.activeElement.value") == "concern"
+        await tab_to(page, "#text")
+        await page.keyboard.type("The crossing on Elm has no light at night.")
+        await tab_to(page, "#neighbourhood")
+        await page.keyboard.press("ArrowDown")
+        await tab_to(page, "button[type=submit]:not([name])")
+        await page.keyboard.press("Enter")
+        await page.wait_for_url(re.compile(r".*/submitted/.*"))
+        code = await page.inner_text("#tracking-code")
+        await screenshot(page, "keyboard-only-confirmation")
+    assert re.fullmatch(r"[0-9A-Z]{5}(-[0-9A-Z]{5}){3}", code.strip())
