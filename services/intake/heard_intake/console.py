@@ -13,6 +13,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from heard_intake import access, domain
 from heard_intake.auth import STAFF_ROLES, Principal, TokenStore, require_role
 from heard_intake.service import staff_view
+from heard_intake.sessions import Storable
 from heard_shared.events import utc_now
 from heard_shared.http import ApiError
 from heard_shared.mongo import Document
@@ -21,7 +22,7 @@ from heard_shared.outbox import WITHOUT_OUTBOX
 
 class AnswerPreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    answer: Annotated[str, Field(min_length=1, max_length=10000)]
+    answer: Annotated[Storable, Field(min_length=1, max_length=10000)]
 
 
 class AnswerPreview(BaseModel):

@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from heard_intake.auth import STAFF_ROLES, TokenStore
+from heard_intake.sessions import Storable
 from heard_shared.events import utc_now
 from heard_shared.http import ApiError
 from heard_shared.logs import get_logger
@@ -125,16 +126,10 @@ class SignInGuard:
         return SignInRefused(attempts_left=policy.max_failures - failures)
 
 
-def _storable(value: str) -> str:
-    if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
-        raise ValueError("contains characters that are not valid text")
-    return value
-
-
 class SignInRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+    name: Annotated[Storable, Field(min_length=1, max_length=200)]
     # Tokens are printable ASCII (the issued ones are url-safe base64 behind a prefix).
     token: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[\x21-\x7e]+$")]
 

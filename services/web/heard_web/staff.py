@@ -180,6 +180,7 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
         staff = visit.staff
         assert staff is not None
         item = await intake.call("GET", f"/v1/staff/feedback/{feedback_id}", token=staff.token)
+        # Asked only once intake has let this person see the item (notify's list is not scoped to people).
         try:
             deliveries: list[dict[str, Any]] | None = (
                 await site.backends.notify.call(
