@@ -28,6 +28,7 @@ import shutil
 import statistics
 import sys
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,16 +90,17 @@ def intake_submit(url: str) -> Send:
 def web_submit(base: str) -> Send:
     """A browser's submission: the form (CSRF token from the page it came from), then the confirmation page."""
 
-    tokens: dict[int, str] = {}  # per client (one browser, one cookie jar)
+    # Per client: one browser, one cookie jar. (Keyed by the object, not id(): a later phase's client may reuse an id.)
+    tokens: weakref.WeakKeyDictionary[httpx.AsyncClient, str] = weakref.WeakKeyDictionary()
 
     async def send(client: httpx.AsyncClient) -> str | None:
-        token = tokens.get(id(client))
+        token = tokens.get(client)
         if token is None:
             page = await client.get(f"{base}/submit")
             found = _CSRF.search(page.text)
             if not found:
                 return "no_form"
-            token = tokens[id(client)] = found.group(1)
+            token = tokens[client] = found.group(1)
         posted = await client.post(f"{base}/submit", data={**FORM, "csrf_token": token})
         if posted.status_code != 303:
             return f"post_{posted.status_code}"
