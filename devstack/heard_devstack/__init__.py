@@ -27,7 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("HEARD_CACHE_DIR", Path.home() / ".cache" / "heard"))
 KAFKA_POM = ROOT / "infra" / "kafka" / "pom.xml"
-SERVICES = ("intake", "routing", "notify", "analytics")
+SERVICES = ("intake", "routing", "notify", "analytics", "web")
+# Default ports (before a profile's offset); web serves the people's pages and calls the others, so it starts last.
+SERVICE_PORTS = {"intake": 8081, "routing": 8082, "notify": 8083, "analytics": 8084, "web": 8080}
 
 
 class StackError(RuntimeError):
@@ -58,7 +60,7 @@ class Profile:
         return 9090 + self.port_offset
 
     def service_port(self, service: str) -> int:
-        return 8081 + SERVICES.index(service) + self.port_offset
+        return SERVICE_PORTS[service] + self.port_offset
 
 
 PROFILES = {"dev": Profile("dev", 0), "test": Profile("test", 10000)}
@@ -389,6 +391,10 @@ class Stack:
         if service == "intake":
             # A laptop or test platform needs no contact-encryption secret; production refuses to start without.
             env[f"{prefix}ENVIRONMENT"] = os.environ.get(f"{prefix}ENVIRONMENT", "development")
+        if service == "web":
+            for backend in ("intake", "notify", "routing"):
+                env[f"{prefix}{backend.upper()}_URL"] = self.service_url(backend)
+            env[f"{prefix}TRANSPARENCY_URL"] = f"{self.service_url('analytics')}/"
         return {**env, **{k: v for k, v in self.extra_env.items() if k.startswith(prefix)}}
 
     def start_service(self, service: str, name: str | None = None, port: int | None = None) -> None:

@@ -70,3 +70,26 @@ def issue_token(platform: Stack, name: str, role: str, unit: str | None = None) 
     token = result.stdout.strip()
     assert token.startswith("heard_") and "cannot be shown again" in result.stderr
     return token
+
+
+@pytest.fixture(scope="module")
+def web_platform(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The platform as `make up` starts it, for the web pages' tests: databases of the module's own (so inboxes hold
+    only its items) and `config/sla-policy.walkthrough.yaml` (ten minutes for the unit and its supervisor,
+    seconds above them), so a person's steps are not overtaken by escalations."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    stack.extra_env = {
+        "HEARD_ROUTING_SLA_POLICY_FILE": str(ROOT / "config" / "sla-policy.walkthrough.yaml"),
+        "HEARD_INTAKE_BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
+        "HEARD_INTAKE_CITY_SYSTEMS": json.dumps(CITY_SYSTEMS),
+        "HEARD_INTAKE_RATE_LIMIT_WRITE_BURST": "2000",
+        "HEARD_INTAKE_RATE_LIMIT_READ_BURST": "20000",
+        **{f"HEARD_{service.upper()}_MONGODB_DATABASE": f"heard_{service}_{module}" for service in SERVICES},
+    }
+    try:
+        for service in SERVICES:
+            stack.start_service(service)
+        yield stack
+    finally:
+        for service in SERVICES:
+            stack.stop_process(service)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 import uuid
 from collections.abc import Iterable
@@ -124,6 +125,27 @@ async def test_personal_data_never_leaves_intake(platform: Stack, http: httpx.As
         contact=canary.contact(),
     )
     api_id, code = created["feedback_id"], created["tracking_code"]
+
+    # Door 1b: the resident web form, which hands the same details to intake (web itself keeps none of them).
+    web = platform.service_url("web")
+    async with httpx.AsyncClient(base_url=web, timeout=10) as browser:
+        form = await browser.get("/submit")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, "the form carries its CSRF token"
+        sent = await browser.post(
+            "/submit",
+            data={
+                "csrf_token": token.group(1),
+                "kind": "complaint",
+                "text": canary.text("Web form"),
+                "neighbourhood": "Northgate",
+                "contact_name": canary.name,
+                "contact_email": canary.contact_email,
+                "contact_phone": canary.contact_phone,
+                "consent": "yes",
+            },
+        )
+        assert sent.status_code == 303 and sent.headers["location"].startswith("/submitted/"), sent.text
 
     # Door 2: a city system's CloudEvent on feedback.inbound, with contact details.
     source = next(iter(CITY_SYSTEMS))

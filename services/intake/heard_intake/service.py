@@ -833,15 +833,22 @@ def public_view(document: Document) -> Document:
         "category": document.get("category"),
         "submitted_at": _iso(document["submitted_at"]),
         "answer": {
-            "text": answer["text"],
+            # As published everywhere else (event, session summary): what the answer preview showed staff.
+            "text": domain.redact(answer["text"]),
             "answered_at": _iso(answer["answered_at"]),
             "contested": bool(answer.get("contested_at")),
         }
         if answer
         else None,
         "erased": bool(document.get("erased_at")),
+        # Who has it now and at which level of the chain: the department's units are public, people are not.
+        "unit_id": document.get("unit_id"),
+        "level": document.get("level"),
         "history": [_public_history(entry) for entry in document.get("history", [])],
     }
+
+
+_PUBLIC_MOVES = frozenset({"routed", "escalated"})
 
 
 def _public_history(entry: Document) -> Document:
@@ -850,6 +857,9 @@ def _public_history(entry: Document) -> Document:
         item["action"] = entry["action"]
     if entry.get("by") == RESIDENT and "text" in entry:
         item["text"] = entry["text"]  # the resident's own words; staff reasons stay internal
+    if entry["status"] in _PUBLIC_MOVES and "action" not in entry:
+        # With whom it went and why it moved up (a reason code, never staff's words).
+        item |= {key: entry[key] for key in ("unit_id", "level", "reason") if key in entry}
     return item
 
 

@@ -4,7 +4,8 @@ A facilitator creates a session (date, place, who facilitated), then uploads wha
 JSON array or a CSV sheet. Each item is validated on its own and reported on by row, so one bad line
 never loses the rest. Accepted items become ordinary feedback (channel "session", linked by
 `session_id`): routed, put on SLA clocks and escalated like any other. The public
-`/v1/sessions/{id}/summary` is the "you said, we did" page, and it fills in as answers are published.
+`/v1/sessions/{id}/summary` is the "you said, we did" page, and it fills in as answers are published; once the
+facilitator publishes the session, it is listed at `/v1/sessions` for residents to find.
 
 Items carry no contact details: a meeting sheet is no place to collect residents' personal data in bulk.
 A resident who wants a personal reply uses the submit form and gets a tracking code.
@@ -90,6 +91,9 @@ class SessionOut(BaseModel):
     notes: str | None = None
     created_at: datetime
     created_by: str | None = None
+    published_at: datetime | None = Field(
+        default=None, description="When the facilitator published the summary; listed publicly from then on."
+    )
 
 
 class AcceptedItem(BaseModel):
@@ -237,6 +241,7 @@ class SessionService:
     async def ensure_indexes(self) -> None:
         await self.feedback.create_index("session_id", sparse=True)
         await self.sessions.create_index([("date", -1)])
+        await self.sessions.create_index("published_at", sparse=True)
 
     async def create(self, *, body: SessionCreate, actor: str) -> Document:
         document: Document = {
@@ -257,6 +262,18 @@ class SessionService:
 
     async def recent(self, *, limit: int) -> list[Document]:
         return [document async for document in self.sessions.find({}).sort("date", -1).limit(limit)]
+
+    async def publish(self, *, session_id: str, actor: str) -> Document:
+        """Lists the session's "you said, we did" summary publicly; publishing again changes nothing."""
+        await self.sessions.update_one(
+            {"_id": session_id, "published_at": {"$exists": False}},
+            {"$set": {"published_at": utc_now(), "published_by": actor}},
+        )
+        return await self.get(session_id)
+
+    async def published(self, *, limit: int) -> list[Document]:
+        query: Document = {"published_at": {"$exists": True}}
+        return [document async for document in self.sessions.find(query).sort("date", -1).limit(limit)]
 
     async def add_items(self, *, session_id: str, rows: list[RawRow]) -> UploadReport:
         session = await self.get(session_id)
@@ -348,6 +365,7 @@ def session_out(document: Document, *, public: bool = False) -> SessionOut:
         notes=document.get("notes"),
         created_at=document.get("created_at"),
         created_by=None if public else document.get("created_by"),
+        published_at=document.get("published_at"),
     )
 
 
@@ -437,6 +455,19 @@ def build_sessions_router(sessions: SessionService, tokens: TokenStore) -> APIRo
             return await sessions.add_items(session_id=session_id, rows=rows)
         except UploadError as error:
             raise ApiError(400, "invalid_upload", str(error)) from None
+
+    @router.post(
+        "/staff/sessions/{session_id}/publish",
+        response_model=SessionOut,
+        summary='Publish the session\'s "you said, we did" summary on the public list',
+    )
+    async def publish_session(session_id: str, principal: Annotated[Principal, Depends(staff)]) -> SessionOut:
+        await load(session_id)
+        return session_out(await sessions.publish(session_id=session_id, actor=principal.name))
+
+    @router.get("/sessions", summary="Published sessions, newest first (public)")
+    async def published_sessions(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, list[SessionOut]]:
+        return {"items": [session_out(document, public=True) for document in await sessions.published(limit=limit)]}
 
     @router.get(
         "/sessions/{session_id}/summary",
