@@ -22,6 +22,8 @@ class NotifySettings(ServiceSettings):
     )
     # Links in messages (unsubscribe, follow-up answers) point here.
     public_base_url: str = "http://127.0.0.1:8083"
+    # Where staff open an item; {feedback_id} is replaced.
+    staff_url_template: str = "http://127.0.0.1:8081/v1/staff/feedback/{feedback_id}"
 
     # The department's file of who is reached how, and the organisation it must agree with ("" skips the check).
     contacts_file: str = "config/contacts.yaml"

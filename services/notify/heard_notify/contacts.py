@@ -186,7 +186,9 @@ def load_directory(contacts_path: Path, organisation_path: Path | None) -> Direc
                 f"{organisation_path} must be reachable, or escalations to it would reach nobody"
             )
         if board and board != contacts.oversight_board:
-            problems.append(f"{contacts_path}: oversight_board is {contacts.oversight_board!r}, the organisation's is {board!r}")
+            problems.append(
+                f"{contacts_path}: oversight_board is {contacts.oversight_board!r}, the organisation's is {board!r}"
+            )
     if problems:
         raise ConfigFileError("Invalid contacts file:\n" + "\n".join(problems))
     return Directory(contacts)

@@ -71,7 +71,9 @@ class Plan:
     def critical(self) -> bool:
         return self.severity == "critical"
 
-    def resident(self, template: str, context: Mapping[str, Any], *, not_before: datetime | None = None) -> list[Planned]:
+    def resident(
+        self, template: str, context: Mapping[str, Any], *, not_before: datetime | None = None
+    ) -> list[Planned]:
         return [
             Planned(RESIDENT, channel, template, "resident", not_before=not_before, context=context)
             for channel in RESIDENT_CHANNELS
@@ -187,7 +189,16 @@ PLANNERS: dict[str, Planner] = {
 WEBHOOK_FIELDS: dict[str, tuple[str, ...]] = {
     ev.SUBMITTED.event_type: ("kind", "category", "language", "severity", "negative", "channel", "submitted_at"),
     ev.ROUTED.event_type: ("unit_id", "unit_name", "level", "severity", "acknowledge_by", "answer_by", "routed_at"),
-    ev.ESCALATED.event_type: ("reason", "from_level", "level", "level_name", "unit_id", "deadline", "fired_at", "repeat"),
+    ev.ESCALATED.event_type: (
+        "reason",
+        "from_level",
+        "level",
+        "level_name",
+        "unit_id",
+        "deadline",
+        "fired_at",
+        "repeat",
+    ),
     ev.ACKNOWLEDGED.event_type: ("unit_id", "acknowledged_at"),
     ev.ANSWERED.event_type: ("unit_id", "answered_at"),
     ev.CLOSED.event_type: ("resolution", "closed_at"),
@@ -241,7 +252,9 @@ def end_of_quiet_hours(moment: datetime, quiet: QuietHours, zone: ZoneInfo) -> d
     return datetime.combine(ends_on, end, tzinfo=zone)
 
 
-def apply_preferences(planned: Planned, contact: Contact | None, *, now: datetime, zone: ZoneInfo) -> tuple[Planned, str | None]:
+def apply_preferences(
+    planned: Planned, contact: Contact | None, *, now: datetime, zone: ZoneInfo
+) -> tuple[Planned, str | None]:
     """(the delivery as it should be scheduled, a suppression reason or None) for one staff contact."""
     if contact is None or planned.urgent:
         return planned, None
@@ -305,9 +318,9 @@ def moot_reason(template: str, context: Mapping[str, Any], item: ItemState) -> s
         )
         if answered_since_routing:
             return "deadline_met"
-    if template == "follow_up":
-        if item.reopened_at is not None and (item.closed_at is None or item.reopened_at > item.closed_at):
-            return "item_reopened"
+    reopened = item.reopened_at is not None and (item.closed_at is None or item.reopened_at > item.closed_at)
+    if template == "follow_up" and reopened:
+        return "item_reopened"
     return None
 
 
