@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime as email_date
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -52,8 +53,13 @@ class Email:
     unsubscribe_url: str | None = None
 
 
+# Long header values (References, List-Unsubscribe) stay whole on one line rather than being folded into
+# RFC 2047 encoded words, which some clients then fail to read as message ids or URLs (RFC 5322 allows 998).
+_POLICY = SMTP_POLICY.clone(max_line_length=998)
+
+
 def build_email(mail: Email, *, sender: str, sent_at: datetime) -> EmailMessage:
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     message["From"] = sender
     message["To"] = mail.to
     message["Subject"] = mail.subject
