@@ -227,6 +227,8 @@ def plan_deliveries(
     severity: str | None = None,
 ) -> list[Planned]:
     planner = PLANNERS.get(event.type)
+    # The event's own severity when it has one (routed, submitted); else what notify learnt earlier.
+    severity = getattr(event.data, "severity", None) or severity
     planned = planner(Plan(event, directory, policy, severity), event.data) if planner else []
     if event.type in WEBHOOK_FIELDS:
         planned += [
