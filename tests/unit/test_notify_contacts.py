@@ -17,7 +17,8 @@ def test_the_shipped_contacts_reach_every_unit_and_level() -> None:
     directory = load_directory(ROOT / "config" / "contacts.yaml", ORGANISATION)
     assert directory.oversight_board == "oversight-board"
     assert [c.channel for c in directory.contacts_of("oversight-board")] == ["email", "sms"]
-    assert directory.resolve("unit:north-patrol/duty-desk").email == "north.desk@riverton.example"
+    desk = directory.resolve("unit:north-patrol/duty-desk")
+    assert desk is not None and desk.email == "north.desk@riverton.example"
     assert directory.resolve("unit:north-patrol/nobody") is None
 
 
@@ -38,7 +39,9 @@ def test_a_bad_value_is_refused_with_its_line(tmp_path: Path) -> None:
     assert f"{path}:6: units.north.0.email" in str(refused.value)
 
 
-def test_a_contact_needs_exactly_one_channel_and_webhooks_a_secret(tmp_path: Path, monkeypatch) -> None:
+def test_a_contact_needs_exactly_one_channel_and_webhooks_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(
         tmp_path,
         "oversight_board: board\nunits:\n  board:\n    - {id: clerk, email: c@x.example, sms: '+16125550100'}\n",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,14 +18,14 @@ DIRECTORY = load_directory(ROOT / "config" / "contacts.yaml", ROOT / "config" / 
 POLICY = domain.Policy(follow_up_after=timedelta(days=7), reminder_lead_fraction=0.25)
 
 
-def plan(data, spec, *, severity=None, subscriptions=()):
+def plan(data: Any, spec: Any, *, severity: str | None = None, subscriptions: Any = ()) -> list[domain.Planned]:
     event = ev.new_event(spec, data, source="urn:test", subject="f1", time=NOW)
     return domain.plan_deliveries(
         event, directory=DIRECTORY, subscriptions=subscriptions, policy=POLICY, severity=severity
     )
 
 
-def routed(level=0, unit="north-patrol", severity="negative", hours=24):
+def routed(level: int = 0, unit: str = "north-patrol", severity: Any = "negative", hours: int = 24) -> Any:
     return ev.FeedbackRoutedV1(
         feedback_id="f1",
         unit_id=unit,
@@ -39,7 +40,7 @@ def routed(level=0, unit="north-patrol", severity="negative", hours=24):
     )
 
 
-def escalated(reason="answer_overdue", level=2, unit="patrol-command", repeat=0):
+def escalated(reason: Any = "answer_overdue", level: int = 2, unit: str = "patrol-command", repeat: int = 0) -> Any:
     return ev.FeedbackEscalatedV1(
         feedback_id="f1",
         reason=reason,
@@ -54,7 +55,7 @@ def escalated(reason="answer_overdue", level=2, unit="patrol-command", repeat=0)
     )
 
 
-def keyed(planned):
+def keyed(planned: list[domain.Planned]) -> set[tuple[str, str, str, str]]:
     return {(p.recipient, p.channel, p.template, p.variant) for p in planned}
 
 
@@ -152,7 +153,7 @@ def test_new_event_types_plug_in_through_the_planner_table() -> None:
     ("local_time", "expected_local_end"),
     [("23:30", "07:00 next day"), ("03:00", "07:00 same day"), ("12:00", None)],
 )
-def test_quiet_hours_delay_non_urgent_staff_messages(local_time, expected_local_end) -> None:
+def test_quiet_hours_delay_non_urgent_staff_messages(local_time: str, expected_local_end: str | None) -> None:
     contact = DIRECTORY.resolve("unit:traffic-unit/duty-desk")  # quiet 22:00-07:00
     zone = DIRECTORY.file.zone
     hour, minute = map(int, local_time.split(":"))
@@ -163,6 +164,7 @@ def test_quiet_hours_delay_non_urgent_staff_messages(local_time, expected_local_
     if expected_local_end is None:
         assert scheduled.not_before is None
     else:
+        assert scheduled.not_before is not None
         local = scheduled.not_before.astimezone(zone)
         day = 3 if "next" in expected_local_end else 2
         assert (local.day, local.hour, local.minute) == (day, 7, 0)

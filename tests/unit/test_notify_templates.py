@@ -4,13 +4,14 @@ translates every message the templates use (nothing missing, empty or fuzzy), wi
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from babel.messages.mofile import read_mo
 
 from heard_notify import i18n
 
-CONTEXT = {
+CONTEXT: dict[str, Any] = {
     "feedback_id": "f-123",
     "tracking_url": "https://heard.example/v1/feedback/ABCDE-FGHJK-MNPQR-STVWX",
     "unsubscribe_url": "https://notify.example/v1/unsubscribe/t",
@@ -102,9 +103,9 @@ def test_translations_keep_their_placeholders() -> None:
             continue
         ids = message.id if isinstance(message.id, tuple) else (message.id,)
         strings = message.string if isinstance(message.string, tuple) else (message.string,)
-        expected = set(placeholder.findall(ids[-1]))
+        expected = set(placeholder.findall(str(ids[-1])))
         for string in strings:
-            assert set(placeholder.findall(string)) == expected, message.id
+            assert set(placeholder.findall(str(string))) == expected, message.id
 
 
 def test_the_compiled_catalogue_matches_the_source() -> None:
@@ -113,7 +114,7 @@ def test_the_compiled_catalogue_matches_the_source() -> None:
         compiled = read_mo(handle)
     source = i18n.read_catalogue("es")
 
-    def ids(catalogue):
+    def ids(catalogue: Any) -> set[Any]:
         return {tuple(m.id) if isinstance(m.id, list | tuple) else m.id for m in catalogue if m.id}
 
     assert ids(compiled) == ids(source), "the compiled catalogue is stale: run make venv (it compiles the .po files)"
