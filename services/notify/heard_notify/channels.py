@@ -19,6 +19,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime as email_date
+from email.utils import parseaddr
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -107,6 +108,7 @@ class SmtpSender:
         self.username, self.password = username, password
         self.timeout = timeout
         self.sender = sender
+        self.envelope_from = parseaddr(sender)[1]
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(pool_size)
 
@@ -124,13 +126,14 @@ class SmtpSender:
         return client
 
     async def send(self, mail: Email, *, sent_at: datetime) -> Outcome:
-        message = build_email(mail, sender=self.sender, sent_at=sent_at)
+        # Flattened here with our policy: aiosmtplib's own would fold long headers into encoded words.
+        raw = build_email(mail, sender=self.sender, sent_at=sent_at).as_bytes(policy=_POLICY)
         async with self._slots:
             client = self._idle.pop() if self._idle else None
             try:
                 if client is None or not client.is_connected:
                     client = await self._connect()
-                _errors, response = await client.send_message(message)
+                _errors, response = await client.sendmail(self.envelope_from, [mail.to], raw)
             except aiosmtplib.SMTPRecipientsRefused as refused:
                 _discard(client)
                 client = None
