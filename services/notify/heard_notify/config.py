@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from heard_shared.settings import ServiceSettings
@@ -71,3 +71,17 @@ class NotifySettings(ServiceSettings):
     # A reminder goes out when this fraction of a deadline's window is left.
     reminder_lead_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25
     digest_check_seconds: Seconds = 60.0
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> NotifySettings:
+        # A claim must outlive the slowest attempt (intake's answer, then the send), or a second claim would send
+        # the same message while the first is still sending it.
+        slowest = self.intake_timeout_seconds + max(
+            self.smtp_timeout_seconds, self.webhook_timeout_seconds, self.sms_timeout_seconds
+        )
+        if self.dispatch_lease_seconds < slowest + 5:
+            raise ValueError(
+                f"dispatch_lease_seconds ({self.dispatch_lease_seconds:g}) must exceed the intake timeout plus the "
+                f"longest send timeout by at least 5 s ({slowest + 5:g})"
+            )
+        return self

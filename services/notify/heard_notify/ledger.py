@@ -49,12 +49,10 @@ class Claimed:
 
     @property
     def interrupted(self) -> bool:
-        """The previous attempt began sending and never recorded an outcome (its process died)."""
-        return (
-            int(self.document.get("sending_attempt", 0))
-            == self.attempt - 1
-            > int(self.document.get("outcome_attempt", 0))
-        )
+        """An earlier attempt began sending and no outcome was recorded since (its process died, or its lease
+        ran out and a later claim took over before it got as far as sending)."""
+        sending = int(self.document.get("sending_attempt", 0))
+        return self.attempt > sending > int(self.document.get("outcome_attempt", 0))
 
 
 class DeliveryLedger:
