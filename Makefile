@@ -78,6 +78,7 @@ bench: install
 	$(PY) bench/severity/evaluate.py --quiet
 	$(PY) bench/escalation/run.py
 	$(PY) bench/intake/run.py
+	$(PY) bench/notify/run.py
 
 clean: down
 	rm -rf .heard $(VENV)

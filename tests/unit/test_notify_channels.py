@@ -104,3 +104,25 @@ def test_link_tokens_and_address_hashes() -> None:
         "email", "ana@example.org"
     )
     assert keys.open(keys.seal("whsec_abc")) == "whsec_abc"
+
+
+def test_an_attempt_that_began_sending_without_an_outcome_is_recognised_later() -> None:
+    from heard_notify.ledger import Claimed
+
+    fresh = Claimed({"_id": "d", "sending_attempt": 0, "outcome_attempt": 0}, attempt=1)
+    retry = Claimed({"_id": "d", "sending_attempt": 1, "outcome_attempt": 1}, attempt=2)
+    crashed = Claimed({"_id": "d", "sending_attempt": 1, "outcome_attempt": 0}, attempt=2)
+    # Attempt 2 was claimed after the crash but lost its lease before sending; attempt 3 must still know.
+    crashed_then_lost = Claimed({"_id": "d", "sending_attempt": 1, "outcome_attempt": 0}, attempt=3)
+    assert not fresh.interrupted and not retry.interrupted
+    assert crashed.interrupted and crashed_then_lost.interrupted
+
+
+def test_the_lease_must_outlast_an_attempt() -> None:
+    from pydantic import ValidationError
+
+    from heard_notify.config import NotifySettings
+
+    with pytest.raises(ValidationError, match="dispatch_lease_seconds"):
+        NotifySettings(dispatch_lease_seconds=10, intake_timeout_seconds=10, smtp_timeout_seconds=15)
+    assert NotifySettings().dispatch_lease_seconds > 25
