@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def sms_provider(settings: NotifySettings) -> SmsProvider:
 
 def create_app(settings: NotifySettings) -> FastAPI:
     configure_logging(service="notify", level=settings.log_level, json=settings.log_json)
+    # httpx logs every request at INFO: one line per webhook and per address lookup is noise, not news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # Everything the department or the operator can get wrong stops start-up here, with a clear message.
     keys = notify_keys(settings.secret_key.get_secret_value(), settings.environment)
     directory = load_directory(
