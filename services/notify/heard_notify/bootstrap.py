@@ -129,6 +129,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     )
 
     async def prepare() -> None:
+        ledger.batched_updates = await platform.mongo.handles_batched_updates()
         await ledger.ensure_indexes()
         await items.ensure_indexes()
 

@@ -16,6 +16,7 @@ documents inside $push do not), and flags are 0/1 integers rather than booleans 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,8 +57,10 @@ class Claimed:
 
 
 class DeliveryLedger:
-    def __init__(self, deliveries: AsyncCollection[Document]) -> None:
+    def __init__(self, deliveries: AsyncCollection[Document], *, batched_updates: bool = True) -> None:
         self.deliveries = deliveries
+        # False on FerretDB 1.x, which deadlocks on multi-document updates under load: claims go one by one there.
+        self.batched_updates = batched_updates
 
     async def ensure_indexes(self) -> None:
         await self.deliveries.create_index([("status", ASCENDING), ("due_at", ASCENDING)])
@@ -132,15 +135,23 @@ class DeliveryLedger:
             document["_id"]
             async for document in self.deliveries.find(due, {"_id": 1}).sort("due_at", ASCENDING).limit(limit)
         ]
+        if not candidates:
+            return []
+        lease_fields: Document = {"lease_until": now + lease, "updated_at": now}
+        claim: Document = {"$set": lease_fields, "$inc": {"attempts": 1}}
+        if self.batched_updates:
+            # One write claims the batch: each document is re-checked and updated atomically on its own, so of two
+            # replicas racing for one delivery only one matches; the claim token then reads back exactly ours.
+            token = f"{owner}#{uuid.uuid4().hex}"
+            lease_fields["lease_owner"] = token
+            await self.deliveries.update_many({"_id": {"$in": candidates}, **due}, claim)
+            found = self.deliveries.find({"_id": {"$in": candidates}, "lease_owner": token})
+            return [Claimed(document, int(document["attempts"])) async for document in found]
+        lease_fields["lease_owner"] = owner
         claimed = []
         for candidate in candidates:
             document = await self.deliveries.find_one_and_update(
-                {"_id": candidate, **due},
-                {
-                    "$set": {"lease_until": now + lease, "lease_owner": owner, "updated_at": now},
-                    "$inc": {"attempts": 1},
-                },
-                return_document=ReturnDocument.AFTER,
+                {"_id": candidate, **due}, claim, return_document=ReturnDocument.AFTER
             )
             if document is not None:
                 claimed.append(Claimed(document, int(document["attempts"])))

@@ -178,7 +178,10 @@ class NotifyService:
 
     async def on_event(self, event: CloudEvent[Any]) -> None:
         await self.items.apply(event)
-        severity = (await self.items.get(event.subject or "")).get("severity") if event.subject else None
+        severity = getattr(event.data, "severity", None)
+        if severity is None and event.type == ev.ESCALATED.event_type and event.subject:
+            # Whether an escalated item is critical (urgent for every level) was said when it was routed.
+            severity = (await self.items.get(event.subject)).get("severity")
         planned = domain.plan_deliveries(
             event,
             directory=self.directory,
@@ -321,7 +324,8 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.running.discard(task)
-        self.wake.set()  # a slot is free
+        if self.concurrency - len(self.running) >= max(1, self.concurrency // 4):
+            self.wake.set()  # enough slots are free to claim a batch (one claim per slot would cost a query each)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", error=repr(task.exception()))
 
