@@ -51,7 +51,6 @@ CONTRACT: dict[str, dict[str, frozenset[str] | None]] = {
         "outcome": frozenset({"sent", "retried", "failed", "bounced", "suppressed", "maybe_sent"}),
     },
     "heard_notify_oldest_queued_age_seconds": {},
-    "heard_notify_queued_due_deliveries": {},
     "heard_notify_follow_up_answers_total": {"answer": frozenset({"yes", "no"})},
     "heard_notify_unsubscribes_total": {"channel": frozenset({"email", "sms"})},
 }

@@ -226,9 +226,6 @@ class DeliveryLedger:
         )
         return document["due_at"] if document else None
 
-    async def count_due(self, now: datetime) -> int:
-        return await self.deliveries.count_documents({"status": "queued", "due_at": {"$lte": now}})
-
 
 def public_delivery(document: Mapping[str, Any]) -> Document:
     """A delivery as the API shows it (the staff console's source): status, attempts, never an address."""

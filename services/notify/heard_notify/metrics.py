@@ -39,9 +39,6 @@ class NotifyMetrics:
             "How long the oldest delivery that is due has been waiting to be sent (0 when none is due).",
             registry=registry,
         )
-        self.queued_due = Gauge(
-            "heard_notify_queued_due_deliveries", "Deliveries due now and not yet sent.", registry=registry
-        )
         self.follow_up_answers = Counter(
             "heard_notify_follow_up_answers_total",
             "Residents' answers to 'did our answer address your concern?'.",
@@ -61,7 +58,6 @@ class NotifyMetrics:
                 now = utc_now()
                 oldest = await ledger.oldest_due_queued(now)
                 self.oldest_queued_age.set((now - oldest).total_seconds() if oldest else 0.0)
-                self.queued_due.set(await ledger.count_due(now))
             except PyMongoError as error:
                 log.warning("queue gauges waiting for MongoDB", error=repr(error))
             await asyncio.sleep(interval_seconds)
