@@ -129,31 +129,39 @@ class SmtpSender:
         # Flattened here with our policy: aiosmtplib's own would fold long headers into encoded words.
         raw = build_email(mail, sender=self.sender, sent_at=sent_at).as_bytes(policy=_POLICY)
         async with self._slots:
-            client = self._idle.pop() if self._idle else None
+            pooled = self._idle.pop() if self._idle else None
+            if pooled is not None and pooled.is_connected:
+                try:
+                    return await self._transaction(pooled, mail.to, raw)
+                except aiosmtplib.SMTPServerDisconnected:
+                    pass  # the relay closed an idle connection before our transaction began: a fresh one is safe
             try:
-                if client is None or not client.is_connected:
-                    client = await self._connect()
-                _errors, response = await client.sendmail(self.envelope_from, [mail.to], raw)
-            except aiosmtplib.SMTPRecipientsRefused as refused:
-                _discard(client)
-                client = None
-                codes = [r.code for r in refused.recipients]
-                if codes and all(500 <= c < 600 for c in codes):
-                    return Outcome("bounced", f"smtp_{codes[0]}", str(refused.recipients[0].message)[:300])
-                return Outcome("retry", f"smtp_{codes[0] if codes else 'refused'}", "recipient deferred")
-            except aiosmtplib.SMTPResponseException as error:
-                _discard(client)
-                client = None
-                if 500 <= error.code < 600:
-                    return Outcome("failed", f"smtp_{error.code}", error.message[:300])
-                return Outcome("retry", f"smtp_{error.code}", error.message[:300])
+                return await self._transaction(await self._connect(), mail.to, raw)
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
-                _discard(client)
-                client = None
                 return Outcome("retry", "smtp_unavailable", f"{type(error).__name__}: {error}"[:300])
-            finally:
-                if client is not None:
-                    self._idle.append(client)
+
+    async def _transaction(self, client: aiosmtplib.SMTP, to: str, raw: bytes) -> Outcome:
+        """One message on one connection; the connection goes back to the pool unless something went wrong."""
+        try:
+            _errors, response = await client.sendmail(self.envelope_from, [to], raw)
+        except aiosmtplib.SMTPServerDisconnected:
+            _discard(client)
+            raise
+        except aiosmtplib.SMTPRecipientsRefused as refused:
+            _discard(client)
+            codes = [r.code for r in refused.recipients]
+            if codes and all(500 <= c < 600 for c in codes):
+                return Outcome("bounced", f"smtp_{codes[0]}", str(refused.recipients[0].message)[:300])
+            return Outcome("retry", f"smtp_{codes[0] if codes else 'refused'}", "recipient deferred")
+        except aiosmtplib.SMTPResponseException as error:
+            _discard(client)
+            if 500 <= error.code < 600:
+                return Outcome("failed", f"smtp_{error.code}", error.message[:300])
+            return Outcome("retry", f"smtp_{error.code}", error.message[:300])
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
+            _discard(client)
+            return Outcome("retry", "smtp_unavailable", f"{type(error).__name__}: {error}"[:300])
+        self._idle.append(client)
         return Outcome("sent", "smtp_250", str(response)[:200])
 
     async def close(self) -> None:

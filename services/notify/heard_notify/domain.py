@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -341,8 +341,3 @@ def is_overdue(item: Mapping[str, Any], now: datetime) -> bool:
 
 def local_day(now: datetime, zone: ZoneInfo) -> date:
     return now.astimezone(zone).date()
-
-
-def next_digest_at(now: datetime, digest_time: time, zone: ZoneInfo) -> datetime:
-    today = datetime.combine(local_day(now, zone), digest_time, tzinfo=zone)
-    return today if today > now else today + timedelta(days=1)
