@@ -100,13 +100,14 @@ class ContactDisclosure:
             details={"delivery_id": request.delivery_id, "channel": request.channel, "purpose": request.purpose},
         )
         async with self.service.serial(fid):
-            # Recorded only while the contact is still there: an erasure racing this request wins.
+            # Recorded only while the contact is still there: an erasure racing this request wins. The entry is
+            # staged in the item's document by this same write (durable before the address leaves); intake's relay
+            # appends it to the hash chain within a second, so the request does not wait for the chain.
             recorded = await feedback.update_one(
                 {"_id": fid, "contact_encrypted": document["contact_encrypted"]}, with_audit({}, entry)
             )
             if not recorded.modified_count:
                 raise _refused("contact_erased", "The contact was removed meanwhile.")
-            await self.service.ledger.try_flush(feedback, fid)
         sealed_code = document.get("tracking_code_encrypted")
         tracking = self.service.contact_cipher.decrypt_text(sealed_code) if sealed_code else None
         return DisclosureResponse(

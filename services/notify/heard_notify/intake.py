@@ -6,6 +6,7 @@ withdrew consent or gave no contact for the channel; a refusal is final for that
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import httpx
@@ -29,17 +30,25 @@ class IntakeUnavailable(Exception):
 
 
 class IntakeContacts:
-    def __init__(self, *, base_url: str, token: str, timeout: float) -> None:
+    def __init__(self, *, base_url: str, token: str, timeout: float, max_concurrent: int = 4) -> None:
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=timeout, headers={"Authorization": f"Bearer {token}"}
         )
+        # A burst of resident messages must not become a burst of writes on intake, which serves residents too.
+        self._slots = asyncio.Semaphore(max_concurrent)
 
     async def disclose(self, *, feedback_id: str, delivery_id: str, channel: str, purpose: str) -> Disclosure | Refusal:
         try:
-            response = await self.client.post(
-                "/internal/v1/contact-disclosures",
-                json={"feedback_id": feedback_id, "delivery_id": delivery_id, "channel": channel, "purpose": purpose},
-            )
+            async with self._slots:
+                response = await self.client.post(
+                    "/internal/v1/contact-disclosures",
+                    json={
+                        "feedback_id": feedback_id,
+                        "delivery_id": delivery_id,
+                        "channel": channel,
+                        "purpose": purpose,
+                    },
+                )
         except httpx.HTTPError as error:
             raise IntakeUnavailable(f"{type(error).__name__}: {error}") from error
         if response.status_code == 200:
