@@ -293,6 +293,7 @@ class Dispatcher:
         self.poll_seconds = poll_seconds
         self.wake = wake
         self.running: set[asyncio.Task[None]] = set()
+        self.sending: set[str] = set()  # deliveries marked as sending by this process and not finished yet
 
     async def run(self) -> None:
         try:
@@ -344,6 +345,11 @@ class Dispatcher:
                 return
         try:
             outcome = await self._attempt(claimed, entry)
+        except asyncio.CancelledError:
+            # Shutting down: a delivery that had not begun sending goes back at once instead of waiting out its lease.
+            if claimed.id not in self.sending:
+                await self.ledger.release(claimed, now=utc_now(), due=utc_now())
+            raise
         except IntakeUnavailable as error:
             outcome = Outcome("retry", "intake_unavailable", str(error)[:300])
         except PyMongoError:
@@ -450,10 +456,10 @@ class Dispatcher:
                 language=language,
                 unsubscribe_url=unsubscribe,
             )
-            if not await self.ledger.mark_sending(claimed, now=now, details={**fields, "message_id": message_id}):
+            if not await self._mark_sending(claimed, now, {**fields, "message_id": message_id}):
                 return None
             return await self._timed("email", self.email.send(mail, sent_at=now), entry)
-        if not await self.ledger.mark_sending(claimed, now=now, details=fields):
+        if not await self._mark_sending(claimed, now, fields):
             return None
         return await self._timed("sms", self.sms.send(Sms(address, rendered.sms, claimed.id)), entry)
 
@@ -475,9 +481,15 @@ class Dispatcher:
 
     async def _send_webhook(self, claimed: Claimed, message: WebhookMessage, entry: dict[str, Any]) -> Outcome | None:
         now = utc_now()
-        if not await self.ledger.mark_sending(claimed, now=now):
+        if not await self._mark_sending(claimed, now, {}):
             return None
         return await self._timed("webhook", self.webhooks.send(message, at=now), entry)
+
+    async def _mark_sending(self, claimed: Claimed, now: datetime, details: Document) -> bool:
+        marked = await self.ledger.mark_sending(claimed, now=now, details=details)
+        if marked:
+            self.sending.add(claimed.id)
+        return marked
 
     async def _timed(self, channel: str, sending: Any, entry: dict[str, Any]) -> Outcome:
         started = asyncio.get_running_loop().time()
@@ -515,6 +527,7 @@ class Dispatcher:
             status = outcome.kind
         if status == "sent":
             fields["sent_at"] = now
+        self.sending.discard(claimed.id)
         if not await self.ledger.finish(claimed, status=status, now=now, entry=entry, next_due=next_due, fields=fields):
             log.warning("outcome not recorded: the claim was lost", delivery_id=claimed.id)
             return
