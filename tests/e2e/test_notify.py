@@ -49,14 +49,14 @@ async def delivery(
                 return item if item["status"] != "queued" else None
         return None
 
-    return await eventually(find, timeout=40, what=f"the {template} {channel} delivery of {feedback_id} to finish")
+    return await eventually(find, timeout=90, what=f"the {template} {channel} delivery of {feedback_id} to finish")
 
 
 async def mail_to(mailpit: Mailpit, to: str, subject: str) -> dict[str, Any]:
     async def find() -> dict[str, Any] | None:
         return next((m for m in await mailpit.to(to) if m["Subject"] == subject), None)
 
-    return await eventually(find, timeout=40, what=f"an e-mail {subject!r} to {to} in Mailpit")
+    return await eventually(find, timeout=90, what=f"an e-mail {subject!r} to {to} in Mailpit")
 
 
 async def test_an_answer_reaches_the_resident_in_spanish_and_unsubscribe_works(
@@ -337,7 +337,7 @@ async def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(
     platform: Stack, http: httpx.AsyncClient, mailpit: Mailpit
 ) -> None:
     before = await mailpit.total()
-    residents = [address(f"burst{i}") for i in range(40)]
+    residents = [address(f"burst{i}") for i in range(30)]
     ids = []
     for resident in residents:
         created = await submit(
@@ -348,7 +348,7 @@ async def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(
     async def some_sent() -> bool:
         return await mailpit.total() >= before + 10
 
-    await eventually(some_sent, timeout=60, interval=0.05, what="the burst to be under way")
+    await eventually(some_sent, timeout=120, interval=0.05, what="the burst to be under way")
     platform.kill_process("notify")
     killed_at = await mailpit.total() - before
     platform.start_service("notify")
@@ -356,9 +356,10 @@ async def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(
     async def all_done() -> list[dict[str, Any]] | None:
         items = [d for fid in ids for d in await deliveries(http, platform, feedback_id=fid)]
         emails = [d for d in items if d["channel"] == "email" and d["template"] == "received"]
-        return emails if len(emails) == 40 and all(d["status"] != "queued" for d in emails) else None
+        return emails if len(emails) == 30 and all(d["status"] != "queued" for d in emails) else None
 
-    emails = await eventually(all_done, timeout=120, what="every delivery of the burst to finish")
+    # Generous: every resident e-mail needs intake's answer, and the machine may be shared with other test runs.
+    emails = await eventually(all_done, timeout=300, interval=1, what="every delivery of the burst to finish")
     assert {d["status"] for d in emails} == {"sent"}, "nothing lost"
     counts = await mailpit.message_ids()
     expected = {d["message_id"].strip("<>") for d in emails}
@@ -373,4 +374,4 @@ async def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(
     twice = {mid for mid in expected if counts[mid] > 1}
     assert twice <= interrupted, f"sent twice without an interrupted attempt: {twice - interrupted}"
     assert all(counts[mid] <= 2 for mid in expected)
-    print(f"kill -9 after {killed_at} of 40 e-mails; interrupted mid-send: {len(interrupted)}; twice: {len(twice)}")
+    print(f"kill -9 after {killed_at} of 30 e-mails; interrupted mid-send: {len(interrupted)}; twice: {len(twice)}")
