@@ -201,6 +201,8 @@ def test_scheduled_messages_become_moot_when_the_item_moved_on() -> None:
     reopened = domain.ItemState(closed_at=NOW, reopened_at=NOW + timedelta(hours=1))
     assert domain.moot_reason("follow_up", {}, reopened) == "item_reopened"
     assert domain.moot_reason("follow_up", {}, domain.ItemState(closed_at=NOW)) is None
+    assert domain.moot_reason("top_reminder", {"repeat": 3}, domain.ItemState(top_reminder=5)) == "superseded"
+    assert domain.moot_reason("top_reminder", {"repeat": 5}, domain.ItemState(top_reminder=5)) is None
 
 
 def test_overdue_means_a_passed_deadline_still_awaited() -> None:

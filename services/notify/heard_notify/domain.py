@@ -304,6 +304,7 @@ class ItemState:
     closed_at: datetime | None = None
     reopened_at: datetime | None = None
     routed_at: datetime | None = None
+    top_reminder: int | None = None  # the newest top-level reminder's number
 
 
 def moot_reason(template: str, context: Mapping[str, Any], item: ItemState) -> str | None:
@@ -320,6 +321,9 @@ def moot_reason(template: str, context: Mapping[str, Any], item: ItemState) -> s
         )
         if answered_since_routing:
             return "deadline_met"
+    if template == "top_reminder" and item.top_reminder is not None and context.get("repeat", 0) < item.top_reminder:
+        # The board needs "still unanswered, reminder N", not every older reminder that waited in the queue.
+        return "superseded"
     reopened = item.reopened_at is not None and (item.closed_at is None or item.reopened_at > item.closed_at)
     if template == "follow_up" and reopened:
         return "item_reopened"

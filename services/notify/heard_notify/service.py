@@ -120,6 +120,12 @@ class ItemProjection:
             )
         elif isinstance(data, ev.FeedbackEscalatedV1) and data.reason != "reminder":
             await self._assign(fid, data.level, data.fired_at, {"unit_id": data.unit_id, "routed_at": data.fired_at})
+        elif isinstance(data, ev.FeedbackEscalatedV1):
+            # The newest top-level reminder supersedes older ones still waiting to be sent.
+            await self.items.update_one(
+                {"_id": fid, "$or": [{"top_reminder": {"$exists": False}}, {"top_reminder": {"$lt": data.repeat}}]},
+                {"$set": {"top_reminder": data.repeat}},
+            )
 
     async def _assign(self, fid: str, level: int, at: datetime, fields: Document) -> None:
         # Topics are not ordered against each other: an older decision must not undo a newer one.
@@ -151,6 +157,7 @@ def _state(item: Mapping[str, Any]) -> domain.ItemState:
         closed_at=item.get("closed_at"),
         reopened_at=item.get("reopened_at"),
         routed_at=item.get("routed_at"),
+        top_reminder=item.get("top_reminder"),
     )
 
 
@@ -365,7 +372,7 @@ class Dispatcher:
         document = claimed.document
         template, _channel = document["template"], document["channel"]
         context = json.loads(document["context"])
-        if document["feedback_id"] and template in ("reminder", "follow_up"):
+        if document["feedback_id"] and template in ("reminder", "follow_up", "top_reminder"):
             moot = domain.moot_reason(template, context, _state(await self.items.get(document["feedback_id"])))
             if moot:
                 return Outcome("suppressed", moot)
