@@ -14,6 +14,7 @@ $(STAMP): $(REQUIREMENTS) $(wildcard */pyproject.toml services/*/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
+	$(PY) -m heard_notify.i18n compile
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -86,6 +87,7 @@ bench: install
 	$(PY) bench/escalation/run.py
 	$(PY) bench/intake/run.py
 	$(PY) bench/web/run.py
+	$(PY) bench/notify/run.py
 
 clean: down
 	rm -rf .heard $(VENV)

@@ -62,6 +62,8 @@ def main() -> int:
                     print(f"  {service:<10} {stack.service_url(service)}   (/docs, /metrics, /readyz)")
             if not args.no_prometheus:
                 print(f"  prometheus {stack.prometheus_url}")
+            smtp = stack.profile.mailpit_smtp_port
+            print(f"  mailpit    {stack.mailpit_url}   (every e-mail the platform sends; SMTP on :{smtp})")
             print(f"  kafka      {stack.kafka_bootstrap}\n  mongodb    {stack.mongodb_uri}")
             print(f"  logs       {stack.logs}/   (make logs)")
         elif args.command == "down":

@@ -177,6 +177,9 @@ def render_overlay(overlay: str) -> list[dict[str, Any]]:
     """The base's workloads with the overlay's JSON patches, ConfigMap literals and image tags applied."""
     kustomization = load_yaml(K8S / "overlays" / overlay / "kustomization.yaml")
     documents = copy.deepcopy(list(base_documents()))
+    for resource in kustomization.get("resources", []):
+        if resource != "../../base":  # the overlay's own manifests (the dev cluster's Mailpit)
+            documents += load_all_yaml(K8S / "overlays" / overlay / resource)
     for patch in kustomization.get("patches", []):
         target = patch["target"]
         operations = yaml.safe_load(patch["patch"])
@@ -197,8 +200,9 @@ def render_overlay(overlay: str) -> list[dict[str, Any]]:
     for doc in documents:
         if doc["kind"] == "Deployment":
             container = only_container(doc)
-            override = images.get(container["image"], {})
-            container["image"] = f"{override.get('newName', container['image'])}:{override.get('newTag', 'latest')}"
+            override = images.get(container["image"])
+            if override is not None:
+                container["image"] = f"{override.get('newName', container['image'])}:{override.get('newTag', 'latest')}"
     documents.append({"kind": "ConfigMap", "metadata": {"name": "heard-platform"}, "data": literals})
     return documents
 

@@ -47,8 +47,18 @@ CONTRACT: dict[str, dict[str, frozenset[str] | None]] = {
     "heard_analytics_events_total": {"type": None},
     "heard_analytics_feedback_submitted_total": {"severity": None},
     "heard_consumer_lag_messages": {"service": None, "group": None, "topic": None},
+    "heard_notify_deliveries_total": {
+        "channel": frozenset({"email", "webhook", "sms"}),
+        "outcome": frozenset({"sent", "retried", "failed", "bounced", "suppressed", "maybe_sent"}),
+    },
+    "heard_notify_oldest_queued_age_seconds": {},
+    "heard_notify_follow_up_answers_total": {"answer": frozenset({"yes", "no"})},
+    "heard_notify_unsubscribes_total": {"channel": frozenset({"email", "sms"})},
 }
-HISTOGRAMS: dict[str, dict[str, frozenset[str] | None]] = {"heard_escalation_delay_seconds": {}}
+HISTOGRAMS: dict[str, dict[str, frozenset[str] | None]] = {
+    "heard_escalation_delay_seconds": {},
+    "heard_notify_attempt_duration_seconds": {"channel": frozenset({"email", "webhook", "sms"})},
+}
 for _name, _labels in HISTOGRAMS.items():
     CONTRACT[f"{_name}_bucket"] = {**_labels, "le": None}
     CONTRACT[f"{_name}_sum"] = dict(_labels)

@@ -29,6 +29,16 @@ def platform(stack: Stack) -> Iterator[Stack]:
         # Every request comes from 127.0.0.1: keep the limiter in the path, with room for a whole test run.
         "HEARD_INTAKE_RATE_LIMIT_WRITE_BURST": "2000",
         "HEARD_INTAKE_RATE_LIMIT_READ_BURST": "20000",
+        # Notify: webhook receivers in the tests listen on 127.0.0.1; retries and follow-ups in seconds.
+        "HEARD_NOTIFY_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
+        "HEARD_NOTIFY_RETRY_BASE_SECONDS": "0.5",
+        "HEARD_NOTIFY_RETRY_CAP_SECONDS": "2",
+        "HEARD_NOTIFY_FOLLOW_UP_AFTER_SECONDS": "4",
+        "HEARD_NOTIFY_DISPATCH_LEASE_SECONDS": "20",
+        "HEARD_NOTIFY_INTAKE_TIMEOUT_SECONDS": "5",
+        "HEARD_NOTIFY_SMTP_TIMEOUT_SECONDS": "5",
+        "HEARD_NOTIFY_WEBHOOK_TIMEOUT_SECONDS": "5",
+        "HEARD_NOTIFY_SMS_TIMEOUT_SECONDS": "5",
     }
     try:
         for service in SERVICES:
@@ -61,6 +71,14 @@ def intake_cli(platform: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **platform.service_env("intake")}
     return subprocess.run(
         [sys.executable, "-m", "heard_intake.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def notify_cli(platform: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """Notify's operator CLI against the platform's notify database."""
+    env = {**os.environ, **platform.service_env("notify")}
+    return subprocess.run(
+        [sys.executable, "-m", "heard_notify.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
 
 

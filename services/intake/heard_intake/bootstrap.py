@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from heard_intake import console, open311, ratelimit, sessions, signin
+from heard_intake import console, contact_disclosure, open311, ratelimit, sessions, signin
 from heard_intake.auth import TokenStore
 from heard_intake.city_systems import CitySystemRegistry, InboundFromCitySystems
 from heard_intake.config import IntakeSettings
@@ -59,6 +59,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(build_router(service, tokens, public_base_url=settings.public_base_url))
     _wire_staff_console(app, platform, tokens)
+    platform.startup_hooks += contact_disclosure.install(app, service, tokens, public_base_url=settings.public_base_url)
     _wire_city_interfaces(app, platform, settings, service, tokens)
     app.include_router(ops_router(platform.readiness_checks(), platform.metrics.registry))
     app.state.platform = platform

@@ -232,6 +232,7 @@ RESIDENT_ACTOR = "resident"
 PERSONAL_FIELDS: tuple[str, ...] = (
     "contact",
     "contact_encrypted",
+    "tracking_code_encrypted",
     "location.address",
     "location.latitude",
     "location.longitude",

@@ -49,6 +49,8 @@ AuditAction = Literal[
     "replied",
     "note_added",
     "erased",
+    "contact_disclosed",
+    "consent_withdrawn",
 ]
 GENESIS_HASH = "0" * 64
 STAGED_FIELD = "_audit_staged"

@@ -44,11 +44,14 @@ RESIDENT = "resident"
 ROUTING = "routing"
 RETENTION = "system:retention"
 # Never sent to staff or residents: secrets, ciphertext, bookkeeping.
-_PRIVATE_FIELDS = frozenset({"_id", "tracking_hash", "contact", "contact_encrypted", "history", "origin"})
+_PRIVATE_FIELDS = frozenset(
+    {"_id", "tracking_hash", "tracking_code_encrypted", "contact", "contact_encrypted", "history", "origin"}
+)
 _LIST_PROJECTION: Document = {
     **WITHOUT_OUTBOX,
     "contact": 0,
     "contact_encrypted": 0,
+    "tracking_code_encrypted": 0,
     ledger.STAGED_FIELD: 0,
 }
 
@@ -197,6 +200,9 @@ class IntakeService:
             document.setdefault(name, value)  # never overrides what intake itself decided
         if data.contact is not None:
             document["contact_encrypted"] = self.contact_cipher.encrypt(data.contact)
+            if tracking_code:
+                # Only the hash finds the item; this copy lets notify's messages carry the resident's tracking link.
+                document["tracking_code_encrypted"] = self.contact_cipher.encrypt_text(tracking_code)
         staged_entry = ledger.stage(
             "submitted",
             actor=_submitter(channel, origin),
@@ -657,7 +663,11 @@ class IntakeService:
                 result = await self.feedback.update_one(
                     {"_id": feedback_id, **expired},
                     with_audit(
-                        {"$unset": {"contact_encrypted": "", "contact": ""}, "$set": {"contact_purged_at": now}}, entry
+                        {
+                            "$unset": {"contact_encrypted": "", "contact": "", "tracking_code_encrypted": ""},
+                            "$set": {"contact_purged_at": now},
+                        },
+                        entry,
                     ),
                 )
                 if result.modified_count:
