@@ -26,6 +26,7 @@ Severity = Literal["positive", "neutral", "negative", "critical"]
 Language = Literal["en", "es"]
 Channel = Literal["web", "api", "open311", "kafka", "session"]
 TriageDecision = Literal["confirmed", "raised", "lowered", "reclassified"]
+StaffRole = Literal["unit_member", "supervisor", "commander", "professional_standards", "oversight", "admin"]
 Allegations = Annotated[
     list[AllegationCategory],
     Field(
@@ -202,7 +203,7 @@ class FeedbackTriagedV1(ContractModel):
     negative: bool
     previous_kind: FeedbackKind
     previous_severity: Severity
-    by_role: Literal["unit_member", "supervisor", "commander", "professional_standards", "oversight", "admin"] = Field(
+    by_role: StaffRole = Field(
         description="The role under which the person triaged (a critical item can only be lowered by "
         "professional_standards or oversight). The person is named in intake's audit ledger, not here."
     )
