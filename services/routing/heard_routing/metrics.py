@@ -14,6 +14,7 @@ AGE_BANDS: tuple[tuple[str, float], ...] = (
 
 class EscalationMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.negative_open = Gauge(
             "heard_negative_open",
             "Open (unanswered) negative feedback by escalation level and age band.",
