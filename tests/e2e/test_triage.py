@@ -3,7 +3,6 @@ declared misconduct goes straight to professional standards and the oversight bo
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -28,6 +27,14 @@ def mine(reader: TopicReader, feedback_id: str) -> list[dict[str, Any]]:
     return [event["data"] for event in reader.events(feedback_id)]
 
 
+async def answer(http: httpx.AsyncClient, intake: str, feedback_id: str) -> None:
+    """Stops the item's clock, so it does not keep the platform busy with reminders for the rest of the run."""
+    answered = await http.post(
+        f"{intake}/v1/staff/feedback/{feedback_id}/answer", headers=staff(), json={"answer": "We are on it."}
+    )
+    assert answered.status_code == 200, answered.text
+
+
 async def test_a_neutral_question_nobody_triages_escalates_until_a_person_triages_it(
     platform: Stack, http: httpx.AsyncClient
 ) -> None:
@@ -47,7 +54,7 @@ async def test_a_neutral_question_nobody_triages_escalates_until_a_person_triage
             found = [e for e in reader.events(feedback_id) if e["type"] == "org.heard.feedback.escalated.v1"]
             return found or None
 
-        [first, *_] = await eventually(escalated, timeout=30, what="the untriaged question to escalate")
+        [first, *_] = await eventually(escalated, timeout=60, what="the untriaged question to escalate (10 s)")
     [submitted] = [e["data"] for e in reader.events(feedback_id) if e["type"] == "org.heard.feedback.submitted.v1"]
     assert submitted["negative"] is False, f"the assessor read the question as {submitted['severity']}"
     [routed] = [e["data"] for e in reader.events(feedback_id) if e["type"] == "org.heard.feedback.routed.v1"]
@@ -74,9 +81,7 @@ async def test_a_neutral_question_nobody_triages_escalates_until_a_person_triage
         return dict(case) if case["clock"] == "stopped" else None
 
     case = await eventually(stopped, what="routing to stop the triage clock")
-    levels_reached = case["level"]
-    await asyncio.sleep(4)  # longer than the 3 s triage window: a running clock would have fired again
-    assert (await http.get(f"{routing}/v1/cases/{feedback_id}")).json()["level"] == levels_reached
+    assert "due_ms" not in case and "deadline_ms" not in case, "a stopped clock has no deadline left to fire"
     assert await metric(http, routing, "heard_escalations_total", reason="triage_overdue") >= 1
     assert await metric(http, routing, "heard_escalation_overdue_unescalated") == 0
     closed = await http.post(f"{intake}/v1/staff/feedback/{feedback_id}/close", headers=staff())
@@ -133,6 +138,8 @@ async def test_a_declared_allegation_starts_at_professional_standards_and_the_bo
     # Every consumer read the routed event with its new fields: nothing was dead-lettered.
     for service in ("intake", "notify", "analytics"):
         assert await metric(http, platform.service_url(service), "heard_deadletter_messages_total") == 0, service
+    for item_id in (feedback_id, inbound_id):
+        await answer(http, intake, item_id)
 
 
 async def test_lowering_a_critical_item_needs_the_role_and_is_recorded_in_the_ledger(
@@ -213,3 +220,4 @@ async def test_lowering_a_critical_item_needs_the_role_and_is_recorded_in_the_le
         )
         >= 1
     )
+    await answer(http, intake, feedback_id)

@@ -181,7 +181,7 @@ def test_an_untriaged_item_escalates_like_any_other_and_repeats_at_the_top() -> 
     step = domain.escalate(clock, now=NOW, policy=POLICY)
     assert (step.reason, step.level, step.next_due_at) == ("triage_overdue", 1, NOW + POLICY.triage)
     top = domain.escalate(dataclasses.replace(clock, level=TOP_LEVEL), now=NOW, policy=POLICY)
-    assert (top.reason, top.level, top.repeat) == ("reminder", TOP_LEVEL, 1)
+    assert (top.reason, top.level, top.repeat, top.next_due_at) == ("reminder", TOP_LEVEL, 1, NOW + POLICY.triage)
 
 
 def test_critical_items_start_at_professional_standards_unless_the_policy_says_otherwise() -> None:

@@ -891,9 +891,10 @@ class IntakeService:
                 {"level": {"$lt": data.level}},
                 {"level": data.level, "assigned_at": {"$lt": data.routed_at}},
                 {"level": data.level, "assigned_at": {"$exists": False}},
-                # A triage can move an item down (a lowered critical item leaves professional standards): it
-                # applies unless something newer (an escalation after it) is already recorded.
-                *([{"assigned_at": {"$lt": data.routed_at}}] if data.rule == "triage" else []),
+                # A triage or a referral can move an item down (a lowered critical item leaves professional
+                # standards; a referral starts at the new unit): it applies unless something newer (an
+                # escalation after it) is already recorded.
+                *([{"assigned_at": {"$lt": data.routed_at}}] if _moves_down(data.rule) else []),
             ]
         }
         history = {"status": "routed", "at": data.routed_at, "unit_id": data.unit_id, "event_id": event.id}
@@ -1018,6 +1019,11 @@ def public_view(document: Document) -> Document:
         "erased": bool(document.get("erased_at")),
         "history": [_public_history(entry) for entry in document.get("history", []) if _shown_to_resident(entry)],
     }
+
+
+def _moves_down(rule: str) -> bool:
+    """Routing decisions that may put an item at a lower level than an escalation had reached."""
+    return rule == "triage" or rule.startswith("referral:")
 
 
 def _shown_to_resident(entry: Document) -> bool:

@@ -175,13 +175,16 @@ class Escalation:
 
 
 def escalate(clock: Clock, *, now: datetime, policy: SlaPolicy) -> Escalation:
-    """One step up the chain; at the top, a reminder that repeats forever on a fixed period.
+    """One step up the chain; at the top, a reminder that repeats forever on a fixed period (the triage window
+    for an item nobody has triaged, `top_reminder_period` otherwise).
 
     The next window starts from `now` (the firing time), so after downtime a missed deadline
     fires once, late, and the next level still gets its full window.
     """
     if clock.level >= TOP_LEVEL:
-        return Escalation("reminder", clock.level, clock.level, clock.repeat + 1, now + policy.top_reminder_period)
+        # An item still waiting for triage is reminded once per triage window; an unanswered one more often.
+        period = policy.triage if clock.stage == "triage" else policy.top_reminder_period
+        return Escalation("reminder", clock.level, clock.level, clock.repeat + 1, now + period)
     level = clock.level + 1
     if clock.stage == "triage":
         return Escalation("triage_overdue", clock.level, level, 0, now + policy.triage)
