@@ -26,6 +26,9 @@ Severity = Literal["positive", "neutral", "negative", "critical"]
 Language = Literal["en", "es"]
 Channel = Literal["web", "api", "open311", "kafka", "session"]
 TriageDecision = Literal["confirmed", "raised", "lowered", "reclassified"]
+# How a triage decision is named: positive and neutral are one step (neither asks for an answer), below
+# negative, below critical. Moving between positive and neutral raises or lowers nothing.
+SEVERITY_RANK: dict[str, int] = {"positive": 0, "neutral": 0, "negative": 1, "critical": 2}
 StaffRole = Literal["unit_member", "supervisor", "commander", "professional_standards", "oversight", "admin"]
 Allegations = Annotated[
     list[AllegationCategory],

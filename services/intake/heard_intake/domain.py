@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from heard_intake.severity import SeverityAssessment
-from heard_shared.events import FeedbackKind, Severity, TriageDecision
+from heard_intake.severity import NEGATIVE_KINDS, SeverityAssessment
+from heard_shared.events import SEVERITY_RANK, FeedbackKind, Severity, TriageDecision
 
 ItemT = TypeVar("ItemT", bound=Mapping[str, Any])
 
@@ -144,9 +144,6 @@ class GuardViolation(Exception):
 # not_required: assessed negative with confidence (a person may still triage it); done: a person triaged it.
 TriageState = Literal["awaiting", "flagged", "not_required", "done"]
 NEEDS_TRIAGE: frozenset[str] = frozenset({"awaiting", "flagged"})
-NEGATIVE_KINDS: frozenset[str] = frozenset({"complaint", "concern"})
-# Positive and neutral are one step: neither asks for an answer. Moving between them changes no rank.
-SEVERITY_RANK: dict[str, int] = {"positive": 0, "neutral": 0, "negative": 1, "critical": 2}
 MIN_LOWERING_REASON = 10
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 from heard_routing.policy import PS_LEVEL, TOP_LEVEL, Areas, Organisation, RoutingRules, SlaPolicy
-from heard_shared.events import FeedbackSubmittedV1
+from heard_shared.events import SEVERITY_RANK, FeedbackSubmittedV1
 
 # What the running clock waits for: a person's triage (items not assessed negative), an acknowledgement,
 # or an answer (negative items).
@@ -83,9 +83,9 @@ class Deadlines:
 
     @property
     def due_at(self) -> datetime | None:
-        return {"triage": self.triage_by, "acknowledge": self.acknowledge_by, "answer": self.answer_by, None: None}[
-            self.stage
-        ]
+        if self.stage is None:
+            return None
+        return {"triage": self.triage_by, "acknowledge": self.acknowledge_by, "answer": self.answer_by}[self.stage]
 
 
 def first_deadlines(
@@ -121,9 +121,6 @@ class Retriaged:
     unit_id: str
     deadlines: Deadlines
     newly_critical: bool
-
-
-SEVERITY_RANK = {"positive": 0, "neutral": 0, "negative": 1, "critical": 2}
 
 
 def after_triage(case: CaseAtTriage, *, severity: str, negative: bool, now: datetime, policy: SlaPolicy) -> Retriaged:
