@@ -65,8 +65,12 @@ async def test_a_neutral_question_nobody_triages_escalates_until_a_person_triage
         "north-sergeants",
     )
 
-    item = (await http.get(f"{intake}/v1/staff/feedback/{feedback_id}", headers=staff())).json()
-    assert (item["needs_triage"], item["triage_state"], item["status"]) == (True, "awaiting", "escalated")
+    async def recorded() -> dict[str, Any] | None:
+        item = (await http.get(f"{intake}/v1/staff/feedback/{feedback_id}", headers=staff())).json()
+        return dict(item) if item["status"] == "escalated" else None
+
+    item = await eventually(recorded, what="intake to record the escalation")
+    assert (item["needs_triage"], item["triage_state"]) == (True, "awaiting") and item["level"] >= 1
     needed = (await http.get(f"{intake}/v1/staff/feedback", headers=staff(), params={"triage": "needed"})).json()
     assert feedback_id in {i["feedback_id"] for i in needed["items"]}
     refused = await http.post(f"{intake}/v1/staff/feedback/{feedback_id}/close", headers=staff())
