@@ -151,7 +151,9 @@ def test_staff_see_the_triage_flags_and_residents_do_not_see_triage() -> None:
     view = staff_view(record, now=NOW)
     assert (view["needs_triage"], view["flagged_for_triage"], view["allegations"]) == (True, True, [])
     assert len(view["history"]) == 2
-    assert [entry["status"] for entry in public_view(record)["history"]] == ["submitted"]
+    resident = public_view(record | {"allegations": ["discourtesy"]})
+    assert [entry["status"] for entry in resident["history"]] == ["submitted"]
+    assert resident["allegations"] == ["discourtesy"] and "severity" not in resident
     legacy = staff_view({k: v for k, v in record.items() if k != "triage_state"} | {"negative": False}, now=NOW)
     assert legacy["triage_state"] == "awaiting", "records from before triage still show they need it"
 

@@ -1008,6 +1008,7 @@ def public_view(document: Document) -> Document:
         "status": document["status"],
         "kind": document["kind"],
         "category": document.get("category"),
+        "allegations": document.get("allegations") or [],  # what the resident declared, as they declared it
         "submitted_at": _iso(document["submitted_at"]),
         "answer": {
             "text": answer["text"],
