@@ -80,11 +80,10 @@ class Open311Service(BaseModel):
         return [ALLEGATIONS_ATTRIBUTE] if self.allegations else []
 
 
-ALLEGATIONS_ATTRIBUTE_CODE = "allegations"
 # GeoReport v2 service definition attribute: a multivaluelist whose keys are Heard's allegation codes.
 ALLEGATIONS_ATTRIBUTE: dict[str, Any] = {
     "variable": True,
-    "code": ALLEGATIONS_ATTRIBUTE_CODE,
+    "code": "allegations",
     "datatype": "multivaluelist",
     "required": False,
     "datatype_description": "Any of the keys, each as attribute[allegations][]=KEY. Declaring any makes the "
