@@ -75,8 +75,8 @@ def sample(service: RoutingService, name: str, **labels: str) -> float:
     return value
 
 
-async def make_due(service: RoutingService, feedback_id: str) -> None:
-    past = utc_now() - timedelta(seconds=1)
+async def make_due(service: RoutingService, feedback_id: str, *, ago: timedelta = timedelta(seconds=1)) -> None:
+    past = utc_now() - ago
     await service.cases.update_one(
         {"_id": feedback_id}, {"$set": {"due_at": past, "due_ms": epoch_ms(past), "deadline_ms": epoch_ms(past)}}
     )
@@ -95,7 +95,10 @@ async def test_an_untriaged_question_has_a_clock_escalates_and_stops_once_triage
     assert sample(service, "heard_awaiting_triage", level="0") == 1
     assert sample(service, "heard_oldest_untriaged_age_seconds") >= 0
 
-    await make_due(service, feedback_id)
+    # "Overdue and not escalated" covers triage deadlines too: one passed longer ago than the grace counts.
+    await make_due(service, feedback_id, ago=service.policy.scheduler.overdue_grace + timedelta(seconds=1))
+    await service.refresh_gauges()
+    assert sample(service, "heard_escalation_overdue_unescalated") == 1
     assert await service.tick() == 1
     [escalation] = published(publisher, topics.ESCALATED, feedback_id)
     assert (escalation["reason"], escalation["level"], escalation["unit_id"]) == (
