@@ -11,6 +11,7 @@ from heard_intake.auth import TokenStore
 from heard_intake.city_systems import CitySystemRegistry, InboundFromCitySystems
 from heard_intake.config import IntakeSettings
 from heard_intake.ledger import AuditLedger
+from heard_intake.metrics import TriageMetrics
 from heard_intake.privacy import contact_cipher
 from heard_intake.service import IntakeService
 from heard_intake.views import build_router
@@ -34,6 +35,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
         contact_cipher=contact_cipher(settings),
         audit=AuditLedger(db["audit"]),
         contact_retention=timedelta(days=settings.contact_retention_days),
+        metrics=TriageMetrics(platform.metrics.registry),
     )
     tokens = TokenStore(db["tokens"])
 

@@ -23,19 +23,29 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 from starlette.datastructures import UploadFile
 
 from heard_intake import domain
 from heard_intake.auth import STAFF_ROLES, Principal, TokenStore, require_role
 from heard_intake.service import IntakeService
-from heard_shared.events import FeedbackInboundV1, FeedbackKind, Language, Location, utc_now
+from heard_shared.events import Allegations, FeedbackInboundV1, FeedbackKind, Language, Location, utc_now
 from heard_shared.http import ApiError
 from heard_shared.mongo import Document
 
 SESSION_SOURCE_PREFIX = "urn:heard:session:"
-CSV_COLUMNS = ("kind", "text", "category", "language", "neighbourhood", "officer_badge", "rating", "ref")
+CSV_COLUMNS = (
+    "kind",
+    "text",
+    "category",
+    "language",
+    "neighbourhood",
+    "officer_badge",
+    "rating",
+    "ref",
+    "allegations",
+)
 UPLOAD_CONCURRENCY = 8  # items are stored in parallel, but not so many that one upload starves other requests
 
 
@@ -51,6 +61,13 @@ def _storable(value: str) -> str:
 
 
 Storable = Annotated[str, AfterValidator(_storable)]
+
+
+def _cell_list(value: Any) -> Any:
+    """A CSV cell holds several codes separated by semicolons, commas or spaces ("force; retaliation")."""
+    if isinstance(value, str):
+        return [part for part in value.replace(";", " ").replace(",", " ").split() if part]
+    return value
 
 
 class SessionCreate(BaseModel):
@@ -78,6 +95,7 @@ class SessionItem(BaseModel):
     officer_badge: Annotated[Storable, Field(max_length=40)] | None = None
     rating: Annotated[int, Field(ge=1, le=5)] | None = None
     ref: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/#-]+$")] | None = None
+    allegations: Annotated[Allegations, BeforeValidator(_cell_list)] | None = None
 
 
 class SessionOut(BaseModel):
@@ -309,6 +327,7 @@ class SessionService:
             location=Location(neighbourhood=neighbourhood) if neighbourhood else None,
             officer_badge=item.officer_badge,
             rating=item.rating,
+            allegations=item.allegations,
             external_reference=f"session {session['_id']}" + (f" #{item.ref}" if item.ref else ""),
         )
 
