@@ -204,6 +204,18 @@ WEBHOOK_FIELDS: dict[str, tuple[str, ...]] = {
     ev.CLOSED.event_type: ("resolution", "closed_at"),
     ev.REOPENED.event_type: ("reason", "reopened_at"),
     ev.REFERRED.event_type: ("from_unit_id", "suggested_unit_id", "referred_at"),
+    # The lowering's written reason never travels on Kafka, so nothing here can quote a person.
+    ev.TRIAGED.event_type: (
+        "decision",
+        "kind",
+        "severity",
+        "negative",
+        "previous_kind",
+        "previous_severity",
+        "by_role",
+        "unit_id",
+        "triaged_at",
+    ),
 }
 
 
