@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError, WriteError
@@ -54,50 +54,115 @@ async def count(collection: AsyncCollection[Document], query: Document) -> int:
     return int(reply["n"])
 
 
-class GroupInsert:
-    """Group commit for inserts: documents that arrive while one `insert_many` is on the wire go in the next.
+class _Group:
+    """Group commit: operations that arrive while one round trip is on the wire go together in the next.
 
-    Each caller still waits until its own document is stored and gets its own error (a duplicate key is
-    raised to the caller whose document it was, and the others are stored regardless: unordered). A lone
-    insert goes out at once, so light traffic pays no delay; under load one round trip stores many
-    documents, which is where a submission's time goes on a busy server.
+    Each caller still waits until its own operation is done and gets its own outcome. A lone operation goes
+    out at once, so light traffic pays no delay; under load one round trip serves many callers, which is
+    where a consumer's or a request's time goes on a busy server.
     """
 
     def __init__(self, collection: AsyncCollection[Document], *, max_batch: int = 256) -> None:
         self.collection = collection
         self.max_batch = max_batch
-        self._queue: list[tuple[Document, asyncio.Future[None]]] = []
+        self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def insert(self, document: Document) -> None:
-        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((document, stored))
+    async def _submit(self, operation: Any) -> Any:
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((operation, done))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(), name=f"group-insert-{self.collection.name}")
-        await stored
+            self._writer = asyncio.create_task(self._drain(), name=f"{type(self).__name__}-{self.collection.name}")
+        return await done
 
-    async def _write(self) -> None:
+    async def _drain(self) -> None:
         while self._queue:
             batch = self._queue[: self.max_batch]
             del self._queue[: len(batch)]
             try:
-                await self.collection.insert_many([document for document, _ in batch], ordered=False)
-            except BulkWriteError as error:
-                failed = {failure["index"]: failure for failure in error.details.get("writeErrors", [])}
-                concern = error.details.get("writeConcernErrors") or []
-                for index, (_, stored) in enumerate(batch):
-                    if index in failed:
-                        _settle(stored, _write_error(failed[index]))
-                    elif concern:
-                        _settle(stored, WriteConcernError(concern[0].get("errmsg", ""), concern[0].get("code")))
-                    else:
-                        _settle(stored, None)
+                outcomes = await self._run([operation for operation, _ in batch])
             except Exception as error:  # noqa: BLE001 - every waiting caller gets the failure as its own
-                for _, stored in batch:
-                    _settle(stored, error)
+                for _, done in batch:
+                    _settle(done, error, None)
             else:
-                for _, stored in batch:
-                    _settle(stored, None)
+                for (_, done), (own_error, result) in zip(batch, outcomes, strict=True):
+                    _settle(done, own_error, result)
+
+    async def _run(self, operations: list[Any]) -> list[tuple[BaseException | None, Any]]:
+        """One round trip for `operations`: per operation, (its error or None, its result)."""
+        raise NotImplementedError
+
+
+def _bulk_outcomes(count: int, error: BulkWriteError) -> list[tuple[BaseException | None, Any]]:
+    """Per operation of an unordered bulk write that failed in part: its own error, or None where it applied."""
+    failed = {failure["index"]: failure for failure in error.details.get("writeErrors", [])}
+    concern = error.details.get("writeConcernErrors") or []
+    outcomes: list[tuple[BaseException | None, Any]] = []
+    for index in range(count):
+        if index in failed:
+            outcomes.append((_write_error(failed[index]), None))
+        elif concern:
+            outcomes.append((WriteConcernError(concern[0].get("errmsg", ""), concern[0].get("code")), None))
+        else:
+            outcomes.append((None, None))
+    return outcomes
+
+
+class GroupInsert(_Group):
+    """Group commit for inserts (unordered `insert_many`): a duplicate key is raised to the caller whose document
+    it was, and the others are stored regardless."""
+
+    async def insert(self, document: Document) -> None:
+        await self._submit(document)
+
+    async def _run(self, operations: list[Any]) -> list[tuple[BaseException | None, Any]]:
+        try:
+            await self.collection.insert_many(operations, ordered=False)
+        except BulkWriteError as error:
+            return _bulk_outcomes(len(operations), error)
+        return [(None, None)] * len(operations)
+
+
+class GroupUpdate(_Group):
+    """Group commit for single-document updates (unordered `bulk_write` of `UpdateOne`s).
+
+    Each update is atomic on its own document, as `update_one` is; unordered is safe because callers that must
+    not overlap on one document (one consumer lane per item) wait for their previous update before the next.
+    A bulk write reports no per-update match count, so this is for updates whose caller needs only to know
+    that the update was applied or refused: a conditional update that matches nothing is not an error.
+    """
+
+    async def update_one(self, filter: Document, update: Document, *, upsert: bool = False) -> None:
+        await self._submit(UpdateOne(filter, update, upsert=upsert))
+
+    async def _run(self, operations: list[Any]) -> list[tuple[BaseException | None, Any]]:
+        try:
+            await self.collection.bulk_write(operations, ordered=False)
+        except BulkWriteError as error:
+            return _bulk_outcomes(len(operations), error)
+        return [(None, None)] * len(operations)
+
+
+class GroupFindById(_Group):
+    """Group reads by `_id` (one `$in` query), with one projection for every read of this group."""
+
+    def __init__(
+        self, collection: AsyncCollection[Document], *, projection: Document | None = None, max_batch: int = 256
+    ) -> None:
+        super().__init__(collection, max_batch=max_batch)
+        self.projection = projection
+
+    async def find_one(self, document_id: Any) -> Document | None:
+        found: Document | None = await self._submit(document_id)
+        return found
+
+    async def _run(self, operations: list[Any]) -> list[tuple[BaseException | None, Any]]:
+        wanted = list(dict.fromkeys(operations))
+        found = {
+            document["_id"]: document
+            async for document in self.collection.find({"_id": {"$in": wanted}}, self.projection)
+        }
+        return [(None, found.get(document_id)) for document_id in operations]
 
 
 def _write_error(failure: Document) -> PyMongoError:
@@ -107,10 +172,10 @@ def _write_error(failure: Document) -> PyMongoError:
     return WriteError(message, code, failure)
 
 
-def _settle(stored: asyncio.Future[None], error: BaseException | None) -> None:
-    if stored.done():  # the caller was cancelled (its client went away); the document is stored all the same
+def _settle(done: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:
+    if done.done():  # the caller was cancelled (its client went away); the operation happened all the same
         return
     if error is None:
-        stored.set_result(None)
+        done.set_result(result)
     else:
-        stored.set_exception(error)
+        done.set_exception(error)

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Container
+from collections import Counter
+from collections.abc import Callable, Container, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,8 @@ class OutboxRelay:
         # already emptied instead of publishing the same events again. (Across replicas a duplicate remains
         # possible; consumers deduplicate by event id.)
         self._flushing = KeyedLock()
+        # Documents whose writer publishes what it just staged itself (see `writing`): the relay leaves them alone.
+        self._writing: Counter[Any] = Counter()
 
     @property
     def fast_path_open(self) -> bool:
@@ -136,6 +139,21 @@ class OutboxRelay:
             self._fast_path_failed(error)
             return False
         return True
+
+    @contextlib.contextmanager
+    def writing(self, document_id: Any) -> Iterator[None]:
+        """Marks a document whose writer stages events and publishes them from memory right after.
+
+        Meanwhile the relay skips it, so it does not publish the same events a second time; whatever the writer
+        leaves pending (its publish failed, or it stopped) is the relay's again once the block ends.
+        """
+        self._writing[document_id] += 1
+        try:
+            yield
+        finally:
+            self._writing[document_id] -= 1
+            if not self._writing[document_id]:
+                del self._writing[document_id]
 
     async def flush(
         self, collection: AsyncCollection[Document], document_id: Any, *, publish_within: float | None = None
@@ -206,7 +224,7 @@ class OutboxRelay:
         # SQLite-backed MongoDB-wire servers holds back every writer meanwhile.
         pending = [document["_id"] async for document in collection.find({PENDING_FIELD: 1}, {"_id": 1}).limit(limit)]
         for document_id in pending:
-            if document_id in skip:
+            if document_id in skip or document_id in self._writing:
                 continue
             async with lock(document_id) if lock else contextlib.nullcontext():
                 relayed += await self.flush(collection, document_id, publish_within=self.relay_publish_seconds)

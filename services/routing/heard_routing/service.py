@@ -27,8 +27,15 @@ from heard_shared import mongo
 from heard_shared.events import CloudEvent, deterministic_event_id, utc_now
 from heard_shared.kafka import TRANSIENT_ERRORS
 from heard_shared.logs import get_logger
-from heard_shared.mongo import Document
-from heard_shared.outbox import OutboxRelay, OutgoingEvent, with_outbox
+from heard_shared.mongo import Document, GroupFindById, GroupUpdate
+from heard_shared.outbox import (
+    PENDING_FIELD,
+    SEQUENCE_FIELD,
+    OutboxRelay,
+    OutgoingEvent,
+    published_on_insert,
+    with_outbox,
+)
 
 log = get_logger(__name__)
 
@@ -99,6 +106,12 @@ class RoutingService:
         self.metrics = metrics
         self.source = source
         self.instance_id = instance_id
+        # A backlog of submissions is handled many at a time (one consumer lane per item): their reads and writes
+        # share round trips, which is most of a submission's cost on a busy store.
+        self.submission_reads = GroupFindById(
+            cases, projection={"routed_at": 1, "early": 1, PENDING_FIELD: 1, SEQUENCE_FIELD: 1}
+        )
+        self.case_writes = GroupUpdate(cases)
 
     async def ensure_indexes(self) -> None:
         # The scheduling keys exist only while a clock runs (they are unset when it stops), so each
@@ -111,7 +124,7 @@ class RoutingService:
 
     async def on_submitted(self, event: CloudEvent[Any]) -> None:
         data: ev.FeedbackSubmittedV1 = event.data
-        existing = await self.cases.find_one({"_id": data.feedback_id}, {"routed_at": 1, "early": 1})
+        existing = await self.submission_reads.find_one(data.feedback_id)
         if existing and "routed_at" in existing:
             return
         early: Document = (existing or {}).get("early", {})
@@ -175,11 +188,19 @@ class RoutingService:
             critical_on_arrival=data.severity == "critical",
             event_id=deterministic_event_id(data.feedback_id, "routed", 0),
         )
-        await self.cases.update_one(
-            {"_id": data.feedback_id}, with_outbox({"$set": case}, OutgoingEvent(ev.ROUTED, routed)), upsert=True
-        )
-        self.metrics.routed.labels(_rule_kind(assignment.rule)).inc()
-        await self.outbox.try_flush(self.cases, data.feedback_id)
+        outgoing = OutgoingEvent(ev.ROUTED, routed)
+        with self.outbox.writing(data.feedback_id):
+            await self.case_writes.update_one(
+                {"_id": data.feedback_id}, with_outbox({"$set": case}, outgoing), upsert=True
+            )
+            self.metrics.routed.labels(_rule_kind(assignment.rule)).inc()
+            if (existing or {}).get(PENDING_FIELD):
+                # Events staged before are still waiting: publish everything in order from the document.
+                await self.outbox.try_flush(self.cases, data.feedback_id)
+            elif await self.outbox.publish_now(outgoing):
+                # The outbox held only this event, so it is empty again unless something was staged since.
+                staged = (existing or {}).get(SEQUENCE_FIELD, 0) + 1
+                await self.case_writes.update_one(*published_on_insert(data.feedback_id, staged=staged))
 
     async def on_acknowledged(self, event: CloudEvent[Any]) -> None:
         data: ev.FeedbackAcknowledgedV1 = event.data
