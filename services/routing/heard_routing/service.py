@@ -651,7 +651,7 @@ class RoutingService:
     async def refresh_triage_gauges(self, now: datetime) -> None:
         """Items no person has triaged yet (not assessed negative), by level, and the oldest one's age."""
         for level in range(5):
-            count = await self.cases.count_documents({"triage_since_ms": {"$gt": 0}, "level": level})
+            count = await mongo.count(self.cases, {"triage_since_ms": {"$gt": 0}, "level": level})
             self.metrics.awaiting_triage.labels(str(level)).set(count)
         oldest = await self.cases.find_one(
             {"triage_since_ms": {"$gt": 0}}, {"submitted_at": 1}, sort=[("triage_since_ms", 1)]
