@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pymongo import AsyncMongoClient, UpdateOne
+from pymongo import AsyncMongoClient, UpdateMany, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError, WriteError
@@ -124,22 +124,49 @@ class GroupInsert(_Group):
 
 
 class GroupUpdate(_Group):
-    """Group commit for single-document updates (unordered `bulk_write` of `UpdateOne`s).
+    """Group commit for single-document updates by `_id` (one unordered `bulk_write`).
 
     Each update is atomic on its own document, as `update_one` is; unordered is safe because callers that must
     not overlap on one document (one consumer lane per item) wait for their previous update before the next.
+    Updates that differ only in their `_id` (an outbox emptied after publishing, say) go as one `update_many`
+    over those ids, which applies the same conditional update to each document on its own.
     A bulk write reports no per-update match count, so this is for updates whose caller needs only to know
     that the update was applied or refused: a conditional update that matches nothing is not an error.
     """
 
     async def update_one(self, filter: Document, update: Document, *, upsert: bool = False) -> None:
-        await self._submit(UpdateOne(filter, update, upsert=upsert))
+        await self._submit((filter, update, upsert))
 
     async def _run(self, operations: list[Any]) -> list[tuple[BaseException | None, Any]]:
+        # Same condition besides `_id`, same update, no upsert, distinct documents → one statement; its members
+        # share its outcome. Two updates of one document stay two statements (an `$inc` must apply twice).
+        statements: dict[Any, list[int]] = {}
+        documents: dict[Any, set[str]] = {}
+        for index, (filter, update, upsert) in enumerate(operations):
+            key: Any = index
+            if not upsert and isinstance(filter.get("_id"), str):
+                alike = repr(({k: v for k, v in filter.items() if k != "_id"}, update))
+                if filter["_id"] not in documents.setdefault(alike, set()):
+                    key = alike
+                    documents[alike].add(filter["_id"])
+            statements.setdefault(key, []).append(index)
+        requests: list[UpdateOne | UpdateMany] = []
+        for members in statements.values():
+            filter, update, upsert = operations[members[0]]
+            if len(members) == 1:
+                requests.append(UpdateOne(filter, update, upsert=upsert))
+            else:
+                ids = [operations[index][0]["_id"] for index in members]
+                requests.append(UpdateMany({**filter, "_id": {"$in": ids}}, update))
         try:
-            await self.collection.bulk_write(operations, ordered=False)
+            await self.collection.bulk_write(requests, ordered=False)
         except BulkWriteError as error:
-            return _bulk_outcomes(len(operations), error)
+            outcomes = _bulk_outcomes(len(requests), error)
+            per_operation: list[tuple[BaseException | None, Any]] = [(None, None)] * len(operations)
+            for outcome, members in zip(outcomes, statements.values(), strict=True):
+                for index in members:
+                    per_operation[index] = outcome
+            return per_operation
         return [(None, None)] * len(operations)
 
 

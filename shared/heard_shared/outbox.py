@@ -127,12 +127,16 @@ class OutboxRelay:
     async def ensure_indexes(self, collection: AsyncCollection[Document]) -> None:
         await collection.create_index(PENDING_FIELD)
 
-    async def publish_now(self, *events: OutgoingEvent) -> bool:
-        """Publishes events just staged in a new document, from memory; False leaves them to the relay."""
+    async def publish_now(self, *events: OutgoingEvent, within: float | None = None) -> bool:
+        """Publishes events just staged in a new document, from memory; False leaves them to the relay.
+
+        `within` replaces `fast_path_seconds` for a caller that nobody waits on (a consumer) and that would rather
+        wait for a busy broker than leave its events to the relay, which publishes one document at a time.
+        """
         if not self.fast_path_open:
             return False
         try:
-            async with asyncio.timeout(self.fast_path_seconds):
+            async with asyncio.timeout(self.fast_path_seconds if within is None else within):
                 for event in events:
                     await self.publisher.publish(event.event, event.spec.topic)
         except TRANSIENT_ERRORS as error:

@@ -1,4 +1,4 @@
-"""Group commit of inserts on the MongoDB-wire server the tests run: each caller gets its own outcome."""
+"""Group commit of inserts, updates and reads on the tests' MongoDB-wire server: each caller gets its own outcome."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from heard_devstack import Stack
-from heard_shared.mongo import GroupInsert, MongoResource
+from heard_shared.mongo import GroupFindById, GroupInsert, GroupUpdate, MongoResource
 from tests.helpers import unique
 
 pytestmark = pytest.mark.integration
@@ -45,3 +45,30 @@ async def test_concurrent_inserts_share_round_trips_and_keep_their_own_errors(mo
     await inserts.insert({"_id": "alone", "code": "alone"})
     with pytest.raises(DuplicateKeyError):
         await inserts.insert({"_id": "alone", "code": "alone-again"})
+
+
+async def test_grouped_updates_and_reads_share_round_trips_and_keep_their_own_outcomes(mongo: MongoResource) -> None:
+    collection = mongo.db["items"]
+    await collection.create_index("code", unique=True)
+    await collection.insert_many([{"_id": f"item-{n}", "code": f"code-{n}", "seq": 1, "hits": 0} for n in range(40)])
+    updates = GroupUpdate(collection, max_batch=16)
+
+    # The same conditional update for many documents (one statement per group), where one no longer matches.
+    await collection.update_one({"_id": "item-3"}, {"$set": {"seq": 2}})
+    cleared = [updates.update_one({"_id": f"item-{n}", "seq": 1}, {"$set": {"cleared": True}}) for n in range(20)]
+    # An update of one document twice in one group applies twice; an upsert and a duplicate key get their own.
+    twice = [updates.update_one({"_id": "item-30"}, {"$inc": {"hits": 1}}) for _ in range(2)]
+    upsert = updates.update_one({"_id": "new"}, {"$set": {"code": "new"}}, upsert=True)
+    taken = updates.update_one({"_id": "item-31"}, {"$set": {"code": "code-32"}})
+    outcomes = await asyncio.gather(*cleared, *twice, upsert, taken, return_exceptions=True)
+
+    assert outcomes[:-1] == [None] * (len(outcomes) - 1)
+    assert isinstance(outcomes[-1], DuplicateKeyError)
+    done = {d["_id"] async for d in collection.find({"cleared": True}, {"_id": 1})}
+    assert done == {f"item-{n}" for n in range(20)} - {"item-3"}
+    assert (await collection.find_one({"_id": "item-30"}) or {})["hits"] == 2
+    assert await collection.find_one({"_id": "new"}) is not None
+
+    reads = GroupFindById(collection, projection={"code": 1})
+    found = await asyncio.gather(*(reads.find_one(i) for i in ["item-1", "missing", "item-2", "item-1"]))
+    assert found == [{"_id": "item-1", "code": "code-1"}, None, {"_id": "item-2", "code": "code-2"}, found[0]]

@@ -27,12 +27,13 @@ from heard_shared import mongo
 from heard_shared.events import CloudEvent, deterministic_event_id, utc_now
 from heard_shared.kafka import TRANSIENT_ERRORS
 from heard_shared.logs import get_logger
-from heard_shared.mongo import Document, GroupFindById, GroupUpdate
+from heard_shared.mongo import Document, GroupFindById, GroupInsert, GroupUpdate
 from heard_shared.outbox import (
     PENDING_FIELD,
     SEQUENCE_FIELD,
     OutboxRelay,
     OutgoingEvent,
+    outbox_fields,
     published_on_insert,
     with_outbox,
 )
@@ -43,6 +44,12 @@ log = get_logger(__name__)
 # Fields present only while a clock runs; stopping the clock unsets them. `open_since_ms` marks unanswered
 # negative items, `triage_since_ms` items waiting for a person's triage: each gauge is one index range.
 STOPPED_CLOCK = {"due_ms": "", "deadline_ms": "", "open_since_ms": "", "triage_since_ms": ""}
+
+
+# How long a handler waits for Kafka to take the event it just staged. A whole consumer batch publishes at once, so
+# on a busy broker the last acknowledgements take seconds; nobody else waits, and the relay's alternative (one
+# document at a time) is far slower. Past this the broker counts as down and the relay takes over.
+CONSUMER_PUBLISH_SECONDS = 10.0
 
 
 def _running_clock(deadline: datetime, submitted_at: datetime, *, stage: str = "acknowledge") -> Document:
@@ -112,6 +119,7 @@ class RoutingService:
             cases, projection={"routed_at": 1, "early": 1, PENDING_FIELD: 1, SEQUENCE_FIELD: 1}
         )
         self.case_writes = GroupUpdate(cases)
+        self.case_inserts = GroupInsert(cases)
 
     async def ensure_indexes(self) -> None:
         # The scheduling keys exist only while a clock runs (they are unset when it stops), so each
@@ -190,14 +198,23 @@ class RoutingService:
         )
         outgoing = OutgoingEvent(ev.ROUTED, routed)
         with self.outbox.writing(data.feedback_id):
-            await self.case_writes.update_one(
-                {"_id": data.feedback_id}, with_outbox({"$set": case}, outgoing), upsert=True
-            )
+            if existing is None:
+                # The common case, a new item: an insert costs the store less than an upsert.
+                try:
+                    await self.case_inserts.insert({"_id": data.feedback_id, **case, **outbox_fields(outgoing)})
+                except DuplicateKeyError as error:
+                    # A staff action that overtook the submission was stored since (by another replica during a
+                    # rebalance): raising runs this again on the stored document, which is then read.
+                    raise RuntimeError(f"case {data.feedback_id} appeared while routing; retrying") from error
+            else:
+                await self.case_writes.update_one(
+                    {"_id": data.feedback_id}, with_outbox({"$set": case}, outgoing), upsert=True
+                )
             self.metrics.routed.labels(_rule_kind(assignment.rule)).inc()
             if (existing or {}).get(PENDING_FIELD):
                 # Events staged before are still waiting: publish everything in order from the document.
                 await self.outbox.try_flush(self.cases, data.feedback_id)
-            elif await self.outbox.publish_now(outgoing):
+            elif await self.outbox.publish_now(outgoing, within=CONSUMER_PUBLISH_SECONDS):
                 # The outbox held only this event, so it is empty again unless something was staged since.
                 staged = (existing or {}).get(SEQUENCE_FIELD, 0) + 1
                 await self.case_writes.update_one(*published_on_insert(data.feedback_id, staged=staged))
