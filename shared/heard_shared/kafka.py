@@ -153,11 +153,21 @@ class EventConsumer:
         self.max_batch = max_batch
         self.concurrency = concurrency
         self.routes: dict[str, tuple[tuple[EventSpec[Any], ...], EventHandler]] = {}
+        self._self_deduplicating: set[str] = set()
         self._subscriber: Any = None
 
-    def subscribe(self, topic: str, specs: tuple[EventSpec[Any], ...], handler: EventHandler) -> None:
-        """Declares what to do with a topic; `register` turns all declarations into one Kafka consumer."""
+    def subscribe(
+        self, topic: str, specs: tuple[EventSpec[Any], ...], handler: EventHandler, *, self_deduplicating: bool = False
+    ) -> None:
+        """Declares what to do with a topic; `register` turns all declarations into one Kafka consumer.
+
+        `self_deduplicating`: the handler itself recognises an event it has already applied, from the state it
+        wrote in the same atomic write as its effects, so the inbox is neither asked nor written for this topic
+        (its write per event is most of what remembering costs on a busy store).
+        """
         self.routes[topic] = (specs, handler)
+        if self_deduplicating:
+            self._self_deduplicating.add(topic)
 
     def register(self) -> None:
         """One consumer for all of a service's topics: one group member, one rebalance at start."""
@@ -226,7 +236,12 @@ class EventConsumer:
         """Handles a fetched batch; returns, per partition not finished, the offset to read again from."""
         decoded = [self._decode(record) for record in records]
         try:
-            already = await self.inbox.seen_many(self.group_id, [e for e in decoded if isinstance(e, CloudEvent)])
+            remembered = [
+                event
+                for record, event in zip(records, decoded, strict=True)
+                if isinstance(event, CloudEvent) and record.topic not in self._self_deduplicating
+            ]
+            already = await self.inbox.seen_many(self.group_id, remembered)
         except Exception as error:  # noqa: BLE001 - nothing handled yet: read the whole batch again
             log.warning("inbox lookup failed, will retry", error=repr(error))
             return _first_offsets(records)
@@ -296,7 +311,8 @@ class EventConsumer:
             if outcome == "processed":
                 # A copy of the same event later in this batch (same key, so same lane, so after) is skipped.
                 already.add(key)
-                processed.append(decoded)
+                if topic not in self._self_deduplicating:
+                    processed.append(decoded)
         self.metrics.events_consumed.labels(self.metrics.service, topic, outcome).inc()
         self.metrics.handler_seconds.labels(self.metrics.service, topic).observe(time.perf_counter() - started)
 

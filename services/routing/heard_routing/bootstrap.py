@@ -38,7 +38,8 @@ def create_app(settings: RoutingSettings) -> FastAPI:
     # Every lane of a fetched batch at once: the handlers' reads and writes are grouped into shared round trips
     # (see RoutingService), so a backlog costs a few round trips per batch instead of a few per 64 items.
     platform.consumer.concurrency = platform.consumer.max_batch
-    platform.consumer.subscribe(topics.SUBMITTED, (ev.SUBMITTED,), service.on_submitted)
+    # A submission is routed once: its case's `routed_at`, written with the routed event, says it was.
+    platform.consumer.subscribe(topics.SUBMITTED, (ev.SUBMITTED,), service.on_submitted, self_deduplicating=True)
     platform.consumer.subscribe(topics.ACKNOWLEDGED, (ev.ACKNOWLEDGED,), service.on_acknowledged)
     platform.consumer.subscribe(topics.ANSWERED, (ev.ANSWERED,), service.on_answered)
     platform.consumer.subscribe(topics.CLOSED, (ev.CLOSED,), service.on_closed)
