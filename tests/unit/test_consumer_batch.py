@@ -218,3 +218,24 @@ async def test_commit_goes_past_finished_partitions_up_to_the_gap_of_failed_ones
 
     assert kafka.commits == [{p0: 12, p1: 5}], "p2 was lost in a rebalance: its new owner commits it"
     assert kafka.seeks == [(p1, 5)]
+
+
+async def test_a_self_deduplicating_topic_neither_asks_nor_writes_the_inbox_but_skips_copies_in_a_batch() -> None:
+    handler = Handler()
+    inbox = FakeInbox()
+    built = EventConsumer(
+        cast(Any, None),
+        group_id=GROUP,
+        inbox=cast(Any, inbox),
+        metrics=ServiceMetrics("test"),
+        dead_letters=FakeDeadLetters(),
+    )
+    built.subscribe(TOPIC, (ev.ANSWERED,), handler, self_deduplicating=True)
+    first = answered("a", "a1")
+    records = [record(0, first), record(1, answered("b", "b1")), record(2, first)]
+
+    resume = await built.process_batch(records)
+
+    assert resume == {}
+    assert handler.calls == ["a1", "b1"], "a copy later in the batch is skipped in memory"
+    assert inbox.remembered == set() and inbox.writes in ([], [[]])
