@@ -132,9 +132,19 @@ class RoutingService:
 
     async def on_submitted(self, event: CloudEvent[Any]) -> None:
         data: ev.FeedbackSubmittedV1 = event.data
-        existing = await self.submission_reads.find_one(data.feedback_id)
-        if existing and "routed_at" in existing:
+        # Most submissions are new items: route as if nothing were stored, which is right exactly when the case's
+        # insert succeeds. Otherwise (a redelivery, or a staff action that overtook the submission) route again
+        # with what is stored. This saves a read per item on a busy store.
+        if await self._route(data, existing=None):
             return
+        existing = await self.submission_reads.find_one(data.feedback_id)
+        if existing is None:
+            raise RuntimeError(f"case {data.feedback_id} vanished while routing; retrying")
+        if "routed_at" not in existing:
+            await self._route(data, existing=existing)
+
+    async def _route(self, data: ev.FeedbackSubmittedV1, *, existing: Document | None) -> bool:
+        """Stores the new case (inserted when `existing` is None) and publishes `routed`; False if it was stored."""
         early: Document = (existing or {}).get("early", {})
         triage: Document | None = early.get("triage")
         if triage:
@@ -199,13 +209,11 @@ class RoutingService:
         outgoing = OutgoingEvent(ev.ROUTED, routed)
         with self.outbox.writing(data.feedback_id):
             if existing is None:
-                # The common case, a new item: an insert costs the store less than an upsert.
+                # An insert also costs the store less than an upsert.
                 try:
                     await self.case_inserts.insert({"_id": data.feedback_id, **case, **outbox_fields(outgoing)})
-                except DuplicateKeyError as error:
-                    # A staff action that overtook the submission was stored since (by another replica during a
-                    # rebalance): raising runs this again on the stored document, which is then read.
-                    raise RuntimeError(f"case {data.feedback_id} appeared while routing; retrying") from error
+                except DuplicateKeyError:
+                    return False
             else:
                 await self.case_writes.update_one(
                     {"_id": data.feedback_id}, with_outbox({"$set": case}, outgoing), upsert=True
@@ -218,6 +226,7 @@ class RoutingService:
                 # The outbox held only this event, so it is empty again unless something was staged since.
                 staged = (existing or {}).get(SEQUENCE_FIELD, 0) + 1
                 await self.case_writes.update_one(*published_on_insert(data.feedback_id, staged=staged))
+        return True
 
     async def on_acknowledged(self, event: CloudEvent[Any]) -> None:
         data: ev.FeedbackAcknowledgedV1 = event.data
