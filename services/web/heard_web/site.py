@@ -94,6 +94,8 @@ class Site:
         environment = Environment(
             loader=PackageLoader("heard_web", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
+            # Templates ship inside the package and never change under a running server: no stat() per page.
+            auto_reload=False,
             extensions=["jinja2.ext.i18n"],
             # Backends leave out fields that are not set; a missing one renders as nothing.
             undefined=ChainableUndefined,
