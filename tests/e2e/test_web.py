@@ -72,6 +72,15 @@ async def routed_item(http: httpx.AsyncClient, web_platform: Stack, text: str) -
     return feedback_id
 
 
+# A lowering with its reason: what a person without the right would try.
+TRIAGE_TO_PRAISE = {"triage_kind": "praise", "triage_severity": "positive", "triage_reason": "Not a complaint at all"}
+
+
+async def severity_of(http: httpx.AsyncClient, web_platform: Stack, feedback_id: str) -> str:
+    response = await http.get(f"{web_platform.service_url('intake')}/v1/staff/feedback/{feedback_id}", headers=staff())
+    return str(response.json()["severity"])
+
+
 async def status_of(http: httpx.AsyncClient, web_platform: Stack, feedback_id: str) -> str:
     response = await http.get(f"{web_platform.service_url('intake')}/v1/staff/feedback/{feedback_id}", headers=staff())
     return str(response.json()["status"])
@@ -95,8 +104,9 @@ async def test_staff_pages_show_no_data_without_a_session_with_the_wrong_role_or
         response = await stranger.get(path)
         assert response.status_code == 303 and response.headers["location"].startswith("/staff/sign-in"), path
         assert marker not in response.text
-    acted = await stranger.post("/submit", f"/staff/items/{feedback_id}/acknowledge")
-    assert acted.status_code == 303 and "/staff/sign-in" in acted.headers["location"]
+    for action in ("acknowledge", "triage"):
+        acted = await stranger.post("/submit", f"/staff/items/{feedback_id}/{action}", TRIAGE_TO_PRAISE)
+        assert acted.status_code == 303 and "/staff/sign-in" in acted.headers["location"], action
 
     other_unit = person(people, web_platform)
     assert (await other_unit.sign_in(south, south_token)).status_code == 303
@@ -111,9 +121,11 @@ async def test_staff_pages_show_no_data_without_a_session_with_the_wrong_role_or
         assert marker not in response.text, path
     refusal = await other_unit.get(item)
     assert "not assigned to your unit" in refusal.text, "intake's refusal, shown in words"
-    refused = await other_unit.post("/staff", f"/staff/items/{feedback_id}/acknowledge")
-    assert refused.status_code == 403 and marker not in refused.text
+    for action in ("acknowledge", "triage"):
+        refused = await other_unit.post("/staff", f"/staff/items/{feedback_id}/{action}", TRIAGE_TO_PRAISE)
+        assert refused.status_code == 403 and marker not in refused.text, action
     assert await status_of(http, web_platform, feedback_id) == "routed", "nothing changed"
+    assert await severity_of(http, web_platform, feedback_id) != "positive", "nobody else's triage was recorded"
 
     member = person(people, web_platform)
     await member.sign_in(north, north_token)

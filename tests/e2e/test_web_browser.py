@@ -8,6 +8,9 @@ finds it at the top of the inbox and answers it after previewing the redacted te
 answer and contests it, and the item reappears one level higher, in the supervisor's inbox; the oversight member
 sees what escalated to the board (a complaint naming an officer, which climbs in seconds) and a verified audit
 trail. A second test scans every page in both languages, and checks the browser asked nothing of other sites.
+A last one walks triage: a resident ticks allegation boxes, a unit member triages an item waiting for it, a
+supervisor is refused the lowering of a critical item in words, professional standards lowers it with a reason,
+and the board sees that lowering.
 """
 
 from __future__ import annotations
@@ -235,6 +238,7 @@ async def test_every_page_passes_axe_in_both_languages_on_a_phone(web_platform: 
     }
     staff_pages = {
         "inbox": "/staff?unit=",
+        "inbox-awaiting-triage": "/staff?unit=&triage=needed",
         "item": f"/staff/items/{feedback_id}",
         "staff-sessions": "/staff/sessions",
         "staff-session": f"/staff/sessions/{session_id}",
@@ -289,3 +293,127 @@ async def test_a_resident_submits_with_the_keyboard_alone(web_platform: Stack, b
         code = await page.inner_text("#tracking-code")
         await screenshot(page, "keyboard-only-confirmation")
     assert re.fullmatch(r"[0-9A-Z]{5}(-[0-9A-Z]{5}){3}", code.strip())
+
+
+# Words of triage and severity, which a resident's pages never show (en and es).
+INTERNALS = ("triage", "severity", "critical", "clasific", "gravedad", "crític")
+LOWERING_REASON = "The resident wrote back: the officer was curt, nothing more."
+
+
+async def test_allegation_boxes_triage_and_the_boards_list_of_lowerings(web_platform: Stack, browser: Browser) -> None:
+    web, intake = web_platform.service_url("web"), web_platform.service_url("intake")
+    officer_name, lee = unique("Officer Diaz"), unique("Sergeant Lee")
+    standards_name, board_name = unique("Investigator Park"), unique("Board member Okafor")
+    officer_token = issue_token(web_platform, officer_name, "unit_member", "north-patrol")
+    supervisor_token = issue_token(web_platform, lee, "supervisor", "north-sergeants")
+    standards_token = issue_token(web_platform, standards_name, "professional_standards")
+    board_token = issue_token(web_platform, board_name, "oversight")
+    question_marker, complaint_marker = unique("saturday"), unique("bus-stop")
+    async with httpx.AsyncClient(timeout=10) as http:
+        await submit(
+            http,
+            web_platform,
+            kind="question",
+            text=f"What time does the front desk open on Saturdays? {question_marker}",
+            location={"neighbourhood": "Northgate"},
+        )
+
+    # 1. A resident declares what the officer did by ticking boxes in plain words (Spanish, phone, no JavaScript).
+    resident = await visitor(browser, web, locale="es-ES", phone=True, javascript=False)
+    page = await resident.open()
+    await page.goto(f"{web}/language/es?next=/submit")
+    boxes = await page.inner_text("fieldset:has(input[name=allegations])")
+    assert "Uso de la fuerza" in boxes and "Descortesía" in boxes and "asuntos internos" in boxes
+    await page.check("input[name=kind][value=complaint]")
+    await page.check("input[name=allegations][value=force]")
+    await page.check("input[name=allegations][value=discourtesy]")
+    await page.fill("#text", f"El agente me empujó en la parada del autobús y me insultó. {complaint_marker}")
+    await page.select_option("#neighbourhood", "Northgate")
+    await resident.check(page, "t01-resident-allegation-boxes-es")
+    await page.click("button:has-text('Enviar comentario')")
+    code = (await page.inner_text("#tracking-code")).strip()
+    confirmation = (await page.inner_text("main")).lower()
+    assert not [word for word in INTERNALS if word in confirmation], confirmation
+    await resident.check(page, "t02-resident-confirmation-es")
+    await page.goto(f"{web}/track/{code}")
+    tracking = await page.inner_text("main")
+    assert "Uso de la fuerza" in tracking and "Descortesía" in tracking, "what the resident declared, in words"
+    assert not [word for word in INTERNALS if word in tracking.lower()], tracking
+    await resident.check(page, "t03-resident-tracking-allegations-es")
+    async with httpx.AsyncClient(timeout=10) as http:
+        complaint_id = (await http.get(f"{intake}/v1/feedback/{code}")).json()["feedback_id"]
+
+    # 2. A unit member filters the inbox to what waits for triage, sees the triage deadline, and triages it.
+    officer = await visitor(browser, web, locale="en-US", phone=False, javascript=True)
+    desk = await officer.open()
+    await sign_in(desk, web, officer_name, officer_token)
+    await desk.goto(f"{web}/staff?triage=needed")
+    await reload_until(desk, "table.inbox tbody", question_marker, "the question in the list waiting for triage")
+    row = desk.locator("table.inbox tbody tr", has_text=question_marker)
+    assert "Waiting for triage" in await row.inner_text() and "Triage:" in await row.inner_text()
+    await officer.check(desk, "t04-unit-inbox-waiting-for-triage")
+    await row.locator("a").click()
+    assert "Waiting for triage" in await desk.inner_text(".facts")
+    await officer.check(desk, "t05-unit-item-triage-form")
+    await desk.select_option("#triage_kind", "complaint")
+    await desk.select_option("#triage_severity", "negative")
+    await desk.click("#triage-section button[type=submit]")
+    assert "Triage recorded" in await desk.inner_text(".notice--success")
+    assert "to Negative" in await desk.inner_text(".timeline"), "severity raised"
+    await officer.check(desk, "t06-unit-triaged")
+    await desk.goto(f"{web}/staff?triage=needed")
+    assert question_marker not in await desk.inner_text("main"), "triaged: no longer waiting"
+
+    # 3. A supervisor may not lower a critical item: intake refuses, and the page says so in words.
+    sergeant = await visitor(browser, web, locale="en-US", phone=False, javascript=True)
+    supervisor_desk = await sergeant.open()
+    await sign_in(supervisor_desk, web, lee, supervisor_token)
+    await supervisor_desk.goto(f"{web}/staff/items/{complaint_id}")
+    assert "Use of force" in await supervisor_desk.inner_text(".facts")
+    await supervisor_desk.select_option("#triage_severity", "negative")
+    await supervisor_desk.fill("#triage_reason", LOWERING_REASON)
+    await supervisor_desk.click("#triage-section button[type=submit]")
+    refused = await supervisor_desk.inner_text(".notice--problem")
+    assert "Only professional standards or the civilian oversight board may lower a critical item" in refused
+    assert await supervisor_desk.input_value("#triage_reason") == LOWERING_REASON, "what they wrote is kept"
+    await sergeant.check(supervisor_desk, "t07-supervisor-lowering-refused")
+
+    # 4. Professional standards lowers it; the page asks for the reason first.
+    investigator = await visitor(browser, web, locale="en-US", phone=False, javascript=True)
+    standards_desk = await investigator.open()
+    await sign_in(standards_desk, web, standards_name, standards_token)
+    await standards_desk.goto(f"{web}/staff/items/{complaint_id}")
+
+    async def delivered() -> bool:
+        await standards_desk.reload()
+        return bool(await standards_desk.query_selector("section:has(#deliveries-title) tbody tr"))
+
+    await eventually(delivered, timeout=60, interval=1.0, what="notify's deliveries on the item page")
+    deliveries = await standards_desk.inner_text("section:has(#deliveries-title)")
+    assert "e-mail" in deliveries and "@" not in deliveries, "status, channel and attempts, never an address"
+    await standards_desk.select_option("#triage_severity", "negative")
+    await standards_desk.click("#triage-section button[type=submit]")
+    assert "Say why you lower the severity" in await standards_desk.inner_text(".error-summary")
+    await investigator.check(standards_desk, "t08-standards-lowering-needs-a-reason")
+    await standards_desk.fill("#triage_reason", LOWERING_REASON)
+    await standards_desk.click("#triage-section button[type=submit]")
+    assert "Triage recorded" in await standards_desk.inner_text(".notice--success")
+    assert "severity lowered from Critical to Negative" in await standards_desk.inner_text(".timeline")
+    await investigator.check(standards_desk, "t09-standards-lowered")
+
+    # 5. The board sees the lowering with its reason, beside escalations and contested answers.
+    overseer = await visitor(browser, web, locale="en-US", phone=False, javascript=True)
+    board_desk = await overseer.open()
+    await sign_in(board_desk, web, board_name, board_token)
+    lowerings = await board_desk.inner_text("section:has(#lowered-title)")
+    assert LOWERING_REASON in lowerings and standards_name in lowerings
+    assert "Does not match" not in lowerings
+    await overseer.check(board_desk, "t10-oversight-severity-lowerings")
+
+    await page.goto(f"{web}/track/{code}")
+    assert not [word for word in INTERNALS if word in (await page.inner_text("main")).lower()], "still nothing"
+    for person in (resident, officer, sergeant, investigator, overseer):
+        person.assert_only_this_site()
+        for context in (person.context, person.twin):
+            if context is not None:
+                await context.close()

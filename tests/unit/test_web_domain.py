@@ -111,14 +111,44 @@ def test_the_deadline_waited_on_comes_first_and_counts_down() -> None:
     acknowledged = presenters.next_deadline({**item, "status": "acknowledged"}, NOW)
     assert acknowledged is not None and acknowledged.what == "answer" and not acknowledged.overdue
     assert presenters.next_deadline({**item, "status": "answered"}, NOW) is None
+    awaiting = {
+        **item,
+        "status": "routed",
+        "triage_state": "awaiting",
+        "triage_by": (NOW + timedelta(hours=1)).isoformat(),
+    }
+    triage = presenters.next_deadline(awaiting, NOW)
+    assert triage is not None and triage.what == "triage" and triage.remaining == timedelta(hours=1)
+    done = presenters.next_deadline({**awaiting, "triage_state": "done"}, NOW)
+    assert done is not None and done.what == "acknowledge", "once triaged, the unit's deadlines apply"
+
+
+def test_the_staff_timeline_says_how_an_item_was_triaged_with_the_reason() -> None:
+    lowered = {
+        "status": "routed",
+        "action": "triaged",
+        "at": NOW.isoformat(),
+        "by": "Sgt Lee",
+        "decision": "lowered",
+        "from_kind": "complaint",
+        "from_severity": "critical",
+        "to_kind": "complaint",
+        "to_severity": "negative",
+        "reason": "The officer was not involved",
+    }
+    [entry] = presenters.staff_timeline([lowered], {}, lambda message: message)
+    assert entry.title == "Triaged: severity lowered from Critical to Negative."
+    assert entry.text == "The officer was not involved" and entry.actor == "Sgt Lee"
 
 
 def test_buttons_follow_the_lifecycle() -> None:
-    assert presenters.staff_actions({"status": "routed", "unit_id": "u"}) == presenters.Actions(True, True, True, True)
-    assert presenters.staff_actions({"status": "answered", "unit_id": "u"}) == presenters.Actions(
-        False, True, False, True
+    assert presenters.staff_actions({"status": "routed", "unit_id": "u"}) == presenters.Actions(
+        True, True, True, True, True
     )
-    assert presenters.staff_actions({"status": "closed"}) == presenters.Actions(False, False, False, False)
+    assert presenters.staff_actions({"status": "answered", "unit_id": "u"}) == presenters.Actions(
+        False, True, False, True, True
+    )
+    assert presenters.staff_actions({"status": "closed"}) == presenters.Actions(False, False, False, False, False)
     answered = {"status": "answered", "answer": {"text": "x", "contested": False}}
     assert presenters.resident_actions(answered) == presenters.ResidentActions(True, True, True, True)
     contested = {"status": "reopened", "answer": {"text": "x", "contested": True}, "erased": True}

@@ -327,3 +327,144 @@ async def test_the_answer_is_previewed_after_redaction_before_it_is_published(
         data={"csrf_token": token, "answer": "Call us at 555-123-4567.", "decision": "publish"},
     )
     assert done.status_code == 303 and published == [{"answer": "Call us at 555-123-4567."}]
+
+
+async def test_allegations_are_checkboxes_in_plain_words_and_reach_intake_in_the_contracts_order(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
+    client.cookies.set("heard_lang", "es")
+    form = await client.get("/submit")
+    assert 'type="checkbox" id="allegations" name="allegations" value="force"' in form.text
+    assert "Uso de la fuerza" in form.text and "Represalias" in form.text
+    token = await csrf(client)
+    fields = {"csrf_token": token, "kind": "complaint", "text": "Me empujó"}
+    await client.post("/submit", data={**fields, "allegations": ["retaliation", "force", "force"]})
+    sent = json.loads(next(call for call in backends.calls if call.method == "POST").content)
+    assert sent["allegations"] == ["force", "retaliation"]
+    tampered = await client.post("/submit", data={**fields, "allegations": ["force", "mischief"]})
+    assert tampered.status_code == 400 and 'href="#allegations"' in tampered.text
+    assert re.search(r'value="force"[^>]* checked', tampered.text), "what was ticked stays ticked"
+    assert len([call for call in backends.calls if call.method == "POST"]) == 1
+
+
+async def test_the_tracking_page_shows_what_the_resident_declared_and_nothing_of_triage(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
+    view = backends.routes[("GET", f"/v1/feedback/{CODE}")](httpx.Request("GET", "/")).json()
+    backends.routes[("GET", f"/v1/feedback/{CODE}")] = lambda r: httpx.Response(
+        200, json={**view, "allegations": ["discourtesy"]}
+    )
+    page = await client.get(f"/track/{CODE}")
+    assert page.status_code == 200 and "Discourtesy" in page.text
+    assert "triage" not in page.text.lower() and "severity" not in page.text.lower()
+
+
+async def test_triage_sends_kind_and_severity_and_a_lowering_needs_a_reason_before_intake_is_asked(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
+    token = await signed_in(client)
+    page = await client.get("/staff/items/f-1")
+    assert 'action="/staff/items/f-1/triage"' in page.text
+    sent: list[dict[str, Any]] = []
+
+    def triage(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json=ITEM)
+
+    backends.routes[("POST", "/v1/staff/feedback/f-1/triage")] = triage
+    fields = {"csrf_token": token, "triage_kind": "concern", "triage_severity": "neutral"}
+    missing = await client.post("/staff/items/f-1/triage", data={**fields, "triage_reason": "no"})
+    assert missing.status_code == 400 and 'href="#triage_reason"' in missing.text and sent == []
+    done = await client.post("/staff/items/f-1/triage", data={**fields, "triage_reason": "A question, not a complaint"})
+    assert done.status_code == 303 and done.headers["location"] == "/staff/items/f-1?done=triaged"
+    assert sent == [{"kind": "concern", "severity": "neutral", "reason": "A question, not a complaint"}]
+
+
+async def test_intakes_refusal_to_lower_a_critical_item_is_a_message_on_the_item_page(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
+    token = await signed_in(client)
+    backends.routes[("GET", "/v1/staff/feedback/f-1")] = lambda r: httpx.Response(
+        200, json={**ITEM, "severity": "critical", "allegations": ["force"]}
+    )
+    backends.routes[("POST", "/v1/staff/feedback/f-1/triage")] = lambda r: error(403, "lowering_critical_needs_role")
+    refused = await client.post(
+        "/staff/items/f-1/triage",
+        data={
+            "csrf_token": token,
+            "triage_kind": "complaint",
+            "triage_severity": "negative",
+            "triage_reason": "It was a misunderstanding",
+        },
+    )
+    assert refused.status_code == 409
+    assert "Only professional standards or the civilian oversight board may lower a critical item" in refused.text
+    assert "It was a misunderstanding" in refused.text and "Use of force" in refused.text
+
+
+async def test_the_item_page_shows_delivery_status_and_attempts_but_no_address(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
+    await signed_in(client)
+    delivery = {
+        "feedback_id": "f-1",
+        "recipient": "unit:north-patrol/sgt-lee",
+        "audience": "staff",
+        "channel": "email",
+        "template": "routed",
+        "status": "sent",
+        "attempts": 2,
+        "created_at": "2026-05-01T12:01:00+00:00",
+    }
+    backends.routes[("GET", "/v1/deliveries")] = lambda r: httpx.Response(200, json={"items": [delivery]})
+    page = await client.get("/staff/items/f-1")
+    assert "e-mail" in page.text and "<td>2</td>" in page.text and "sgt-lee" not in page.text
+    asked = next(call for call in backends.calls if call.url.path == "/v1/deliveries")
+    assert asked.url.params["feedback_id"] == "f-1"
+
+
+async def test_the_inbox_filters_items_awaiting_triage_and_counts_down_to_the_triage_deadline(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
+    await signed_in(client)
+    waiting = {
+        **ITEM,
+        "severity": "neutral",
+        "triage_state": "awaiting",
+        "needs_triage": True,
+        "triage_by": (utc_now() + timedelta(hours=2)).isoformat(),
+    }
+    backends.routes[("GET", "/v1/staff/feedback")] = lambda r: httpx.Response(200, json={"items": [waiting]})
+    page = await client.get("/staff", params={"triage": "needed"})
+    assert "Waiting for triage" in page.text and "Triage:" in page.text and "due in 1 hour" in page.text
+    asked = [call for call in backends.calls if call.url.path == "/v1/staff/feedback"][-1]
+    assert asked.url.params["triage"] == "needed"
+
+
+async def test_the_oversight_view_lists_every_severity_lowering_with_its_reason(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
+    backends.routes[("POST", "/v1/auth/sign-in")] = lambda r: httpx.Response(
+        200, json={"name": "Board Member", "roles": ["oversight"], "unit_id": None}
+    )
+    backends.routes[("GET", "/v1/oversight/contested")] = lambda r: httpx.Response(200, json={"items": []})
+    lowering = {
+        "feedback_id": "f-1",
+        "at": "2026-05-01T14:00:00+00:00",
+        "by": "Sgt Lee",
+        "role": "professional_standards",
+        "decision": "lowered",
+        "from": {"kind": "complaint", "severity": "critical"},
+        "to": {"kind": "complaint", "severity": "negative"},
+        "unit_id": "north-patrol",
+        "reason": HOSTILE,
+        "reason_matches_ledger": False,
+    }
+    backends.routes[("GET", "/v1/oversight/severity-changes")] = lambda r: httpx.Response(
+        200, json={"direction": "lowered", "items": [lowering]}
+    )
+    await signed_in(client)
+    page = await client.get("/oversight")
+    assert page.status_code == 200 and "Severity lowered by staff" in page.text and "Sgt Lee" in page.text
+    assert "&lt;script&gt;" in page.text and "<script>alert" not in page.text
+    assert "Does not match the audit trail" in page.text

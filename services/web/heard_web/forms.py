@@ -12,13 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from heard_shared.allegations import ALLEGATION_CODES, in_catalog_order
 from heard_web.areas import CityMap
 from heard_web.i18n import N_
-from heard_web.presenters import KINDS
+from heard_web.presenters import KINDS, SEVERITIES
 
 TEXT_MAX = 5000
 ANSWER_MAX = 10000
 REASON_MAX = 500
+TRIAGE_REASON_MAX = 2000
+LOWERING_REASON_MIN = 10  # intake's rule (domain.MIN_LOWERING_REASON), checked here first to keep the form
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^[+0-9 ().-]{5,40}$")
 _BADGE = re.compile(r"^[A-Za-z0-9 #-]{1,40}$")
@@ -54,6 +57,19 @@ class SubmitForm:
     values: dict[str, str]
     errors: list[FieldError]
     body: dict[str, Any] | None  # intake's submit request, when there are no errors
+    allegations: tuple[str, ...] = ()  # the boxes the resident ticked, to tick them again on an error
+
+
+def read_allegations(form: Mapping[str, Any]) -> tuple[list[str], FieldError | None]:
+    """The ticked allegation boxes (`allegations`, one value per box), each once, in the contract's order."""
+    getlist = getattr(form, "getlist", None)
+    raw = getlist("allegations") if getlist else form.get("allegations") or []
+    ticked = [clean(value) for value in ([raw] if isinstance(raw, str) else raw)]
+    if any(code not in ALLEGATION_CODES for code in ticked):
+        return in_catalog_order([c for c in ticked if c in ALLEGATION_CODES]), FieldError(
+            "allegations", N_("Tick only the boxes in the list.")
+        )
+    return in_catalog_order(ticked), None
 
 
 def read_submit_form(
@@ -75,6 +91,9 @@ def read_submit_form(
     errors: list[FieldError] = []
     if values["kind"] not in KINDS:
         errors.append(FieldError("kind", N_("Choose what kind of feedback this is.")))
+    allegations, allegation_error = read_allegations(form)
+    if allegation_error is not None:
+        errors.append(allegation_error)
     if not values["text"]:
         errors.append(FieldError("text", N_("Tell us what happened or what you think.")))
     elif problem := _length_error("text", values["text"], TEXT_MAX):
@@ -88,8 +107,10 @@ def read_submit_form(
         errors.append(FieldError("officer_badge", N_("A badge number has at most 40 letters, digits, spaces, # or -.")))
     contact = _contact(values, errors)
     if errors:
-        return SubmitForm(values, errors, None)
+        return SubmitForm(values, errors, None, tuple(allegations))
     body: dict[str, Any] = {"kind": values["kind"], "text": values["text"], "language": language}
+    if allegations:
+        body["allegations"] = allegations
     location: dict[str, Any] = {}
     if values["neighbourhood"]:
         location["neighbourhood"] = values["neighbourhood"]
@@ -101,7 +122,7 @@ def read_submit_form(
         body["officer_badge"] = values["officer_badge"]
     if contact:
         body["contact"] = contact
-    return SubmitForm(values, [], body)
+    return SubmitForm(values, [], body, tuple(allegations))
 
 
 def _spot(values: Mapping[str, str], city: CityMap) -> tuple[float, float] | None:
@@ -210,3 +231,29 @@ def read_session_item(form: Mapping[str, Any], *, neighbourhoods: tuple[str, ...
     if errors:
         return SessionForm(values, errors, None)
     return SessionForm(values, [], {name: values[name] for name in names if values[name]})
+
+
+@dataclass(frozen=True)
+class TriageForm:
+    values: dict[str, str]
+    errors: list[FieldError]
+    body: dict[str, Any] | None  # intake's triage request, when there are no errors
+
+
+def read_triage_form(form: Mapping[str, Any]) -> TriageForm:
+    """Kind and severity as the person confirms or changes them, with their reason (needed to lower)."""
+    values = {name: clean(form.get(name)) for name in ("triage_kind", "triage_severity", "triage_reason")}
+    kind, severity, reason = values["triage_kind"], values["triage_severity"], values["triage_reason"]
+    errors: list[FieldError] = []
+    if kind not in KINDS:
+        errors.append(FieldError("triage_kind", N_("Choose what kind of feedback this is.")))
+    if severity not in SEVERITIES:
+        errors.append(FieldError("triage_severity", N_("Choose the severity.")))
+    if problem := _length_error("triage_reason", reason, TRIAGE_REASON_MAX):
+        errors.append(problem)
+    if errors:
+        return TriageForm(values, errors, None)
+    body: dict[str, Any] = {"kind": kind, "severity": severity}
+    if reason:
+        body["reason"] = reason
+    return TriageForm(values, [], body)

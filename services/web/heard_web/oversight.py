@@ -1,5 +1,6 @@
 """The oversight view: everything at the civilian oversight board with its reminders and age, the answers
-residents contested, and each item's audit trail with a visible verdict ("verified" or "broken at entry N").
+residents contested, every severity lowering staff made with its reason, and each item's audit trail with a
+visible verdict ("verified" or "broken at entry N").
 
 Read-only, like the board's role: intake refuses these reads to anyone without an oversight role, and the pages
 then show no data at all.
@@ -7,6 +8,7 @@ then show no data at all.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from fastapi import APIRouter, Request
@@ -34,16 +36,27 @@ def build_oversight_router(site: Site) -> APIRouter:
         contested = (await intake.call("GET", "/v1/oversight/contested", token=token, params={"limit": 200})).get(
             "items"
         ) or []
-        at_board = (
-            await intake.call("GET", "/v1/staff/feedback", token=token, params={"unit_id": board, "limit": 500})
-        ).get("items") or []
+        at_board, lowerings = await asyncio.gather(
+            intake.call("GET", "/v1/staff/feedback", token=token, params={"unit_id": board, "limit": 500}),
+            intake.call(
+                "GET", "/v1/oversight/severity-changes", token=token, params={"direction": "lowered", "limit": 200}
+            ),
+        )
         now = utc_now()
         rows = sorted(
-            (presenters.board_item(item, board, now) for item in at_board),
+            (presenters.board_item(item, board, now) for item in at_board.get("items") or []),
             key=lambda row: (row.answered, -row.age.total_seconds()),
         )
         units = await site.backends.unit_names()
-        return site.page(visit, "oversight/overview.html", board=rows, contested=contested, units=units, now=now)
+        return site.page(
+            visit,
+            "oversight/overview.html",
+            board=rows,
+            contested=contested,
+            lowerings=lowerings.get("items") or [],
+            units=units,
+            now=now,
+        )
 
     @router.get("/oversight/items/{feedback_id}/audit")
     async def audit(request: Request, feedback_id: str) -> Response:

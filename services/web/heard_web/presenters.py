@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from heard_shared.allegations import ALLEGATIONS
+from heard_shared.events import SEVERITY_RANK
 from heard_web.i18n import N_, parse_time
 
 Gettext = Callable[[str], str]
@@ -51,6 +53,31 @@ SEVERITIES = {
     "neutral": N_("Neutral"),
     "positive": N_("Positive"),
 }
+TRIAGE_DECISIONS = {
+    "confirmed": N_("Triaged: kind and severity confirmed."),
+    "reclassified": N_("Triaged: filed as %(kind)s, %(severity)s."),
+    "raised": N_("Triaged: severity raised from %(from)s to %(severity)s."),
+    "lowered": N_("Triaged: severity lowered from %(from)s to %(severity)s."),
+}
+TRIAGE_STATES = {
+    "awaiting": N_("Waiting for triage: nobody has confirmed its kind and severity yet."),
+    "flagged": N_(
+        "Flagged: the automatic assessment was unsure, so it is treated as negative until someone triages it."
+    ),
+    "not_required": N_("No triage needed; you may still change the kind or the severity."),
+    "done": N_("Triaged."),
+}
+DELIVERY_STATUSES = {
+    "queued": N_("waiting to be sent"),
+    "sending": N_("being sent"),
+    "sent": N_("sent"),
+    "maybe_sent": N_("perhaps sent (the provider did not confirm)"),
+    "failed": N_("failed"),
+    "bounced": N_("bounced"),
+    "suppressed": N_("not sent (suppressed)"),
+}
+DELIVERY_CHANNELS = {"email": N_("e-mail"), "sms": N_("text message"), "webhook": N_("webhook")}
+DELIVERY_AUDIENCES = {"resident": N_("the resident"), "staff": N_("staff"), "system": N_("a city system")}
 ESCALATION_REASONS = {
     "acknowledge_overdue": N_("nobody acknowledged it in time"),
     "answer_overdue": N_("it was not answered in time"),
@@ -58,6 +85,32 @@ ESCALATION_REASONS = {
     "referral_limit": N_("it was handed on too many times"),
 }
 FINAL = frozenset({"closed", "withdrawn"})
+
+
+@dataclass(frozen=True)
+class AllegationChoice:
+    code: str
+    label: str
+    description: str
+
+
+def allegation_choices(locale: str) -> dict[str, AllegationChoice]:
+    """The misconduct a resident may declare, in plain words in their language, in the contract's order.
+
+    The words are the contract's own (heard_shared.allegations, the same intake's API and Open311 publish), so a
+    resident reads the same thing on every channel.
+    """
+    spanish = locale == "es"
+    return {
+        allegation.code: AllegationChoice(
+            allegation.code,
+            allegation.label_es if spanish else allegation.label_en,
+            allegation.description_es if spanish else allegation.description_en,
+        )
+        for allegation in ALLEGATIONS
+    }
+
+
 OPEN = frozenset({"submitted", "routed", "acknowledged", "escalated", "answered", "reopened", "referred"})
 AWAITING_ACKNOWLEDGEMENT = frozenset({"submitted", "routed", "escalated", "referred", "reopened"})
 AWAITING_ANSWER = OPEN - {"answered"}
@@ -110,6 +163,15 @@ def _entry(entry: Json, units: Mapping[str, str], gettext: Gettext, *, staff: bo
             if staff
             else gettext(N_("You contested the answer, so it reopened one level higher."))
         )
+    elif action == "triaged":
+        decision = str(entry.get("decision"))
+        template = TRIAGE_DECISIONS.get(decision, TRIAGE_DECISIONS["reclassified"])
+        title = gettext(template) % {
+            "kind": label(KINDS, entry.get("to_kind"), gettext),
+            "severity": _severity(entry.get("to_severity"), gettext),
+            "from": _severity(entry.get("from_severity"), gettext),
+        }
+        text = str(entry["reason"]) if entry.get("reason") else None
     elif action == "erased":
         title = gettext(N_("Personal details were erased at the resident's request."))
         text = None
@@ -143,9 +205,18 @@ def _entry(entry: Json, units: Mapping[str, str], gettext: Gettext, *, staff: bo
     return TimelineEntry(at=at, title=title, text=text, actor=actor)
 
 
+def _severity(severity: Any, gettext: Gettext) -> str:
+    return gettext(SEVERITIES[severity]) if severity in SEVERITIES else str(severity or "")
+
+
+def lowers_severity(current: str | None, chosen: str) -> bool:
+    """Whether a triage to `chosen` is a lowering (it then needs a written reason; intake checks it again)."""
+    return SEVERITY_RANK.get(chosen, 0) < SEVERITY_RANK.get(current or "", 0)
+
+
 @dataclass(frozen=True)
 class Deadline:
-    what: str  # "acknowledge" or "answer"
+    what: str  # "triage", "acknowledge" or "answer"
     due_at: datetime
     remaining: timedelta  # negative once passed
 
@@ -155,8 +226,12 @@ class Deadline:
 
 
 def next_deadline(item: Json, now: datetime) -> Deadline | None:
-    """The deadline the item waits on now: acknowledging first, then answering."""
+    """The deadline the item waits on now: triage first (an item nobody has classified yet), then acknowledging,
+    then answering."""
     status = item.get("status")
+    triage_by = parse_time(item.get("triage_by"))
+    if status in OPEN and item.get("triage_state") == "awaiting" and triage_by is not None:
+        return Deadline("triage", triage_by, triage_by - now)
     for what, statuses, key in (
         ("acknowledge", AWAITING_ACKNOWLEDGEMENT, "acknowledge_by"),
         ("answer", AWAITING_ANSWER, "answer_by"),
@@ -175,11 +250,13 @@ class Actions:
     answer: bool
     refer: bool
     close: bool
+    triage: bool
 
 
 def staff_actions(item: Json) -> Actions:
     status = str(item.get("status"))
     return Actions(
+        triage=status not in FINAL,
         acknowledge=status in AWAITING_ACKNOWLEDGEMENT,
         answer=status in OPEN,
         refer=status in OPEN - {"answered", "referred"} and bool(item.get("unit_id")),
@@ -257,6 +334,7 @@ AUDIT_ACTIONS = {
     "withdrawn": N_("withdrawn"),
     "erased": N_("personal data erased"),
     "note_added": N_("internal note added"),
+    "triaged": N_("triaged"),
 }
 
 

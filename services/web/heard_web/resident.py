@@ -68,7 +68,9 @@ def build_resident_router(site: Site) -> APIRouter:
 
     # -- submitting ----------------------------------------------------------------------------------------
 
-    def submit_page(visit: Visit, values: dict[str, str], *, status: int = 200, **context: Any) -> Response:
+    def submit_page(
+        visit: Visit, values: dict[str, str], *, declared: tuple[str, ...] = (), status: int = 200, **context: Any
+    ) -> Response:
         area = None
         try:
             spot = (float(values.get("latitude", "")), float(values.get("longitude", "")))
@@ -80,6 +82,7 @@ def build_resident_router(site: Site) -> APIRouter:
             "resident/submit.html",
             status=status,
             values=values,
+            declared=declared,
             spot=spot if area else None,
             area=area,
             **context,
@@ -94,6 +97,7 @@ def build_resident_router(site: Site) -> APIRouter:
         visit = site.visit(request)
         form = await site.form(request)
         values = {key: forms.clean(value) for key, value in form.items() if isinstance(value, str)}
+        declared = tuple(forms.read_allegations(form)[0])
         if "map.x" in form:  # a click on the map (an image button): place the pin, keep everything typed
             try:
                 location = site.city.location_at(float(values["map.x"]), float(values["map.y"]))
@@ -101,23 +105,25 @@ def build_resident_router(site: Site) -> APIRouter:
                 location = None
             if location is None:
                 error = FieldError("map", N_("That place is not on the map. Click inside one of the areas."))
-                return submit_page(visit, values, status=400, errors=[error])
+                return submit_page(visit, values, declared=declared, status=400, errors=[error])
             values["latitude"], values["longitude"] = str(location[0]), str(location[1])
-            return submit_page(visit, values, placed=True)
+            return submit_page(visit, values, declared=declared, placed=True)
         if "clear_map" in form:
             values["latitude"] = values["longitude"] = ""
-            return submit_page(visit, values)
+            return submit_page(visit, values, declared=declared)
         read = forms.read_submit_form(
             form, language=visit.locale, neighbourhoods=site.settings.neighbourhoods, city=site.city
         )
         if read.body is None:
-            return submit_page(visit, read.values, status=400, errors=read.errors)
+            return submit_page(visit, read.values, declared=read.allegations, status=400, errors=read.errors)
         try:
             created = await site.backends.intake.call(
                 "POST", "/v1/feedback", json=read.body, client_ip=client_ip(request)
             )
         except BackendError as error:
-            return submit_page(visit, read.values, status=_status(error), problem=_problem(error))
+            return submit_page(
+                visit, read.values, declared=read.allegations, status=_status(error), problem=_problem(error)
+            )
         return site.redirect(visit, f"/submitted/{created['tracking_code']}")
 
     @router.get("/submitted/{code}")

@@ -94,6 +94,8 @@ class Site:
         environment = Environment(
             loader=PackageLoader("heard_web", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
+            # Templates ship inside the package and never change under a running server: no stat() per page.
+            auto_reload=False,
             extensions=["jinja2.ext.i18n"],
             # Backends leave out fields that are not set; a missing one renders as nothing.
             undefined=ChainableUndefined,
@@ -110,6 +112,11 @@ class Site:
             kinds=presenters.KINDS,
             statuses=presenters.STATUSES,
             severities=presenters.SEVERITIES,
+            allegations=presenters.allegation_choices(locale),
+            triage_states=presenters.TRIAGE_STATES,
+            delivery_statuses=presenters.DELIVERY_STATUSES,
+            delivery_channels=presenters.DELIVERY_CHANNELS,
+            delivery_audiences=presenters.DELIVERY_AUDIENCES,
             neighbourhoods=self.settings.neighbourhoods,
             map_width=MAP_WIDTH,
             map_height=MAP_HEIGHT,

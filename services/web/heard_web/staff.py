@@ -25,13 +25,16 @@ from heard_web.site import CSRF_COOKIE, SESSION_COOKIE, Site, Visit, client_ip, 
 
 _ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 INBOX_LIMIT = 500
-ITEM_ACTIONS = ("acknowledge", "answer", "refer", "close", "notes")
+ITEM_ACTIONS = ("acknowledge", "answer", "refer", "close", "notes", "triage")
+# Refusals a person can act on from the item page itself; any other 401/403/404 shows no data at all.
+SHOWN_ON_ITEM_PAGE = frozenset({"lowering_critical_needs_role"})
 DONE = {
     "acknowledged": N_("Acknowledged. The resident sees that the unit is working on it."),
     "answered": N_("The answer was published to the resident."),
     "referred": N_("Referred. Routing assigns the new unit; the deadlines keep running."),
     "closed": N_("Closed."),
     "noted": N_("Internal note added."),
+    "triaged": N_("Triage recorded. Routing sets the deadlines and the chain for the new severity."),
     "signed_out": N_("You are signed out."),
     "created": N_("Session created. Now enter what was said."),
     "published": N_("The summary is published on the public sessions page."),
@@ -49,6 +52,15 @@ REFUSALS = {
     "no_unit": N_("Your account has no unit, so no feedback is assigned to you."),
     "forbidden": N_("Your role cannot see this page."),
     "conflict": N_("Someone changed this item at the same moment. Please try again."),
+    "lowering_critical_needs_role": N_(
+        "Only professional standards or the civilian oversight board may lower a critical item. If you think it is "
+        "less serious, add an internal note saying why: they will see it."
+    ),
+    "reason_required": N_("Say why you lower the severity, in at least 10 characters: the oversight board reads it."),
+    "severity_below_kind": N_(
+        "A complaint or a concern is at least negative. Change the kind too if it is not a complaint or a concern."
+    ),
+    "triage_required": N_("Nobody has confirmed this item's kind and severity yet: triage it before closing it."),
 }
 
 
@@ -139,18 +151,25 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
         kind: str = "",
         severity: str = "",
         overdue: str = "",
+        triage: str = "",
     ) -> Response:
         visit = await site.staff_visit(request)
         staff = visit.staff
         assert staff is not None
         status = status if status in presenters.STATUSES or status == "all" else "open"
+        triage = "needed" if triage == "needed" else ""
         # A unit member's list is always their unit's (intake enforces it); others start with their own unit.
         unit_filter = (unit if unit is not None else staff.unit_id or "") if staff.sees_all_units else ""
         listing = await intake.call(
             "GET",
             "/v1/staff/feedback",
             token=staff.token,
-            params={"status": None if status == "all" else status, "unit_id": unit_filter, "limit": INBOX_LIMIT},
+            params={
+                "status": None if status == "all" else status,
+                "unit_id": unit_filter,
+                "triage": triage,
+                "limit": INBOX_LIMIT,
+            },
         )
         now = utc_now()
         items = listing.get("items") or []
@@ -170,7 +189,14 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
             total=len(items),
             capped=len(items) >= INBOX_LIMIT,
             units=units,
-            filters={"status": status, "unit": unit_filter, "kind": kind, "severity": severity, "overdue": overdue},
+            filters={
+                "status": status,
+                "unit": unit_filter,
+                "kind": kind,
+                "severity": severity,
+                "overdue": overdue,
+                "triage": triage,
+            },
             flash=done_message(visit),
         )
 
@@ -199,6 +225,8 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
             deadline=presenters.next_deadline(item, utc_now()),
             timeline=presenters.staff_timeline(item.get("history") or [], units, visit.gettext),
             actions=presenters.staff_actions(item),
+            kind_options=[(kind, visit.gettext(names[0])) for kind, names in presenters.KINDS.items()],
+            severity_options=[(severity, visit.gettext(name)) for severity, name in presenters.SEVERITIES.items()],
             deliveries=deliveries,
             flash=done_message(visit),
             values=context.pop("values", {}),
@@ -223,6 +251,7 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
         decision = form.get("decision")
         path = f"/v1/staff/feedback/{feedback_id}/{action}"
         body: dict[str, Any] | None = None
+        kept: dict[str, str] = {}  # what the person typed, shown again if intake refuses
         if action == "answer":
             text, error = forms.read_text(
                 form, "answer", maximum=forms.ANSWER_MAX, required=N_("Write the answer the resident will read.")
@@ -254,6 +283,16 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
             if error is not None:
                 return await item_page(visit, feedback_id, status=400, errors=[error], values={"note": text})
             body = {"text": text}
+        elif action == "triage":
+            read = forms.read_triage_form(form)
+            if read.body is None:
+                return await item_page(visit, feedback_id, status=400, errors=read.errors, values=read.values)
+            current = await intake.call("GET", f"/v1/staff/feedback/{feedback_id}", token=staff.token)
+            lowering = presenters.lowers_severity(current.get("severity"), read.values["triage_severity"])
+            if lowering and len(read.values["triage_reason"]) < forms.LOWERING_REASON_MIN:
+                error = FieldError("triage_reason", REFUSALS["reason_required"])
+                return await item_page(visit, feedback_id, status=400, errors=[error], values=read.values)
+            body, kept = read.body, read.values
         elif action == "close" and decision != "confirm":
             return site.page(visit, "staff/confirm_close.html", feedback_id=feedback_id)
         try:
@@ -261,15 +300,16 @@ def build_staff_router(site: Site, registry: CollectorRegistry) -> APIRouter:
         except BackendUnavailable:
             raise
         except BackendError as refused:
-            if refused.status in (401, 403, 404):
+            if refused.status in (401, 403, 404) and refused.code not in SHOWN_ON_ITEM_PAGE:
                 raise
-            return await item_page(visit, feedback_id, status=409, problem=refusal(refused))
+            return await item_page(visit, feedback_id, status=409, problem=refusal(refused), values=kept)
         done = {
             "acknowledge": "acknowledged",
             "answer": "answered",
             "refer": "referred",
             "close": "closed",
             "notes": "noted",
+            "triage": "triaged",
         }
         return site.redirect(visit, f"/staff/items/{feedback_id}?done={done[action]}")
 

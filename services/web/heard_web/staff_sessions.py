@@ -30,6 +30,7 @@ from heard_shared.mongo import Document
 _SLIDE_EVERY = timedelta(minutes=1)
 SEE_ALL_ROLES = frozenset({"supervisor", "commander", "professional_standards", "admin", "oversight"})
 OVERSIGHT_ROLES = frozenset({"oversight", "professional_standards", "admin"})
+LOWER_CRITICAL_ROLES = frozenset({"professional_standards", "oversight"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class StaffSession:
     @property
     def is_oversight(self) -> bool:
         return bool(self.roles & OVERSIGHT_ROLES)
+
+    @property
+    def may_lower_critical(self) -> bool:
+        """Only a hint on the page: intake refuses anyone else's lowering of a critical item."""
+        return bool(self.roles & LOWER_CRITICAL_ROLES)
 
     @property
     def only_oversight(self) -> bool:
