@@ -76,9 +76,9 @@ def dispatcher(stack: Stack, mongo: MongoResource, owner: str, wake: asyncio.Eve
     )
 
 
-async def test_three_replicas_send_each_delivery_exactly_once(stack: Stack, scale_stack: Stack) -> None:
+async def test_three_replicas_send_each_delivery_exactly_once(stack: Stack) -> None:
     database = unique("notify_replicas").replace("-", "_")
-    mongos = [MongoResource(scale_stack.mongodb_uri, database, app_name=f"replica-{i}") for i in range(3)]
+    mongos = [MongoResource(stack.mongodb_uri, database, app_name=f"replica-{i}") for i in range(3)]
     ledger = DeliveryLedger(mongos[0].db["deliveries"])
     await ledger.ensure_indexes()
     now = utc_now()
@@ -135,7 +135,7 @@ async def test_three_replicas_send_each_delivery_exactly_once(stack: Stack, scal
         counts = await Mailpit(http, stack.mailpit_url).message_ids()
     mine = {f"{d['_id']}@replicas.heard.example" for d in documents}
     assert {mid: counts[mid] for mid in mine if counts[mid] != 1} == {}, "each message exactly once in Mailpit"
-    client = MongoResource(scale_stack.mongodb_uri, database, app_name="check")
+    client = MongoResource(stack.mongodb_uri, database, app_name="check")
     try:
         async for document in client.db["deliveries"].find({}):
             assert len(document["attempt_log"]) == 1 and document["attempts"] == 1, document["_id"]
