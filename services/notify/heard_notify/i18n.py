@@ -35,7 +35,7 @@ DOMAIN = "messages"
 EXTRACT_METHODS = [("**.j2", "jinja2")]
 EXTRACT_OPTIONS = {"**.j2": {"extensions": "jinja2.ext.i18n", "newstyle_gettext": "true"}}
 RESIDENT_TEMPLATES = ("received", "acknowledged", "escalated", "answered", "closed", "follow_up")
-STAFF_TEMPLATES = ("assigned", "reminder", "escalated_to_you", "top_reminder", "critical", "digest")
+STAFF_TEMPLATES = ("assigned", "reminder", "escalated_to_you", "top_reminder", "critical", "critical_lowered", "digest")
 
 
 class CatalogueMissing(RuntimeError):
