@@ -68,6 +68,7 @@ def _environment(language: str, html: bool, zone_name: str) -> Environment:
         undefined=StrictUndefined,
         extensions=["jinja2.ext.i18n"],
         keep_trailing_newline=False,
+        auto_reload=False,  # the templates ship with the package: no stat() of every file on every message
     )
     catalogue = translations(language)
     if catalogue is None:
