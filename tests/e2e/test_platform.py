@@ -80,8 +80,8 @@ async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack
     # Staff are reached per contact of the unit (config/contacts.yaml); the resident through intake, per channel.
     assert ("unit:traffic-unit/duty-desk", "assigned") in recipients
     assert ("resident", "answered") in recipients
-    keys = {(d["event_id"], d["recipient"], d["channel"], d["template"]) for d in deliveries}
-    assert len(deliveries) == len(keys), "one delivery per (event, recipient, channel, template)"
+    keys = {(d["event_id"], d["recipient"], d["channel"], d["template"], d["variant"]) for d in deliveries}
+    assert len(deliveries) == len(keys), "one delivery per (event, recipient, channel, template, variant)"
 
     assert await metric(http, platform.service_url("analytics"), "heard_analytics_events_total") >= 4
 
