@@ -27,6 +27,25 @@ def mine(reader: TopicReader, feedback_id: str) -> list[dict[str, Any]]:
     return [event["data"] for event in reader.events(feedback_id)]
 
 
+async def board_message(http: httpx.AsyncClient, platform: Stack, feedback_id: str, template: str) -> dict[str, Any]:
+    """Notify's delivery of `template` about the item to the oversight board's e-mail contact, once it is sent."""
+
+    async def sent() -> dict[str, Any] | None:
+        response = await http.get(
+            f"{platform.service_url('notify')}/v1/deliveries", params={"feedback_id": feedback_id, "limit": 1000}
+        )
+        return next(
+            (
+                d
+                for d in response.json()["items"]
+                if (d["template"], d["recipient"], d["status"]) == (template, "unit:oversight-board/clerk", "sent")
+            ),
+            None,
+        )
+
+    return await eventually(sent, timeout=90, what=f"notify to send the board {template!r} about {feedback_id}")
+
+
 async def answer(http: httpx.AsyncClient, intake: str, feedback_id: str) -> None:
     """Stops the item's clock, so it does not keep the platform busy with reminders for the rest of the run."""
     answered = await http.post(
@@ -141,6 +160,9 @@ async def test_a_declared_allegation_starts_at_professional_standards_and_the_bo
     # Every consumer read the routed event with its new fields: nothing was dead-lettered.
     for service in ("intake", "notify", "analytics"):
         assert await metric(http, platform.service_url(service), "heard_deadletter_messages_total") == 0, service
+    # The board hears of each critical item when it arrives, not only when it escalates that far.
+    for item_id in (feedback_id, inbound_id):
+        assert (await board_message(http, platform, item_id, "critical"))["urgent"] is True
     for item_id in (feedback_id, inbound_id):
         await answer(http, intake, item_id)
 
@@ -190,6 +212,9 @@ async def test_lowering_a_critical_item_needs_the_role_and_is_recorded_in_the_le
     )
     assert LOWERING_REASON not in json.dumps(decision), "the written reason never travels on Kafka"
     assert (back["unit_id"], back["level"], back["severity"]) == ("north-patrol", 0, "negative")
+    # The board, told of the item as critical on arrival, is told at once that it no longer is.
+    told = await board_message(http, platform, feedback_id, "critical_lowered")
+    assert told["urgent"] is True and told["event_id"] == decision["id"]
     case = (await http.get(f"{routing}/v1/cases/{feedback_id}")).json()
     assert (case["severity"], case["unit_id"], case["stage"]) == ("negative", "north-patrol", "acknowledge")
 

@@ -4,7 +4,7 @@ Mailpit: every delivery goes out exactly once (counted by Message-ID in Mailpit)
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,7 +22,7 @@ from heard_notify.subscriptions import SubscriptionRegistry
 from heard_notify.suppression import SuppressionList
 from heard_shared.events import utc_now
 from heard_shared.metrics import ServiceMetrics
-from heard_shared.mongo import MongoResource
+from heard_shared.mongo import Document, MongoResource
 from tests.helpers import eventually, unique
 from tests.mailpit import Mailpit
 
@@ -76,9 +76,9 @@ def dispatcher(stack: Stack, mongo: MongoResource, owner: str, wake: asyncio.Eve
     )
 
 
-async def test_three_replicas_send_each_delivery_exactly_once(stack: Stack, scale_stack: Stack) -> None:
+async def test_three_replicas_send_each_delivery_exactly_once(stack: Stack) -> None:
     database = unique("notify_replicas").replace("-", "_")
-    mongos = [MongoResource(scale_stack.mongodb_uri, database, app_name=f"replica-{i}") for i in range(3)]
+    mongos = [MongoResource(stack.mongodb_uri, database, app_name=f"replica-{i}") for i in range(3)]
     ledger = DeliveryLedger(mongos[0].db["deliveries"])
     await ledger.ensure_indexes()
     now = utc_now()
@@ -135,7 +135,7 @@ async def test_three_replicas_send_each_delivery_exactly_once(stack: Stack, scal
         counts = await Mailpit(http, stack.mailpit_url).message_ids()
     mine = {f"{d['_id']}@replicas.heard.example" for d in documents}
     assert {mid: counts[mid] for mid in mine if counts[mid] != 1} == {}, "each message exactly once in Mailpit"
-    client = MongoResource(scale_stack.mongodb_uri, database, app_name="check")
+    client = MongoResource(stack.mongodb_uri, database, app_name="check")
     try:
         async for document in client.db["deliveries"].find({}):
             assert len(document["attempt_log"]) == 1 and document["attempts"] == 1, document["_id"]
@@ -143,3 +143,57 @@ async def test_three_replicas_send_each_delivery_exactly_once(stack: Stack, scal
         await client.close()
     sent = [replica.metrics.deliveries.labels("email", "sent")._value.get() for replica in replicas]
     assert sum(sent) == DELIVERIES and sum(1 for n in sent if n) >= 2, f"work shared across replicas: {sent}"
+
+
+async def test_a_newer_top_level_reminder_suppresses_the_older_ones_still_queued(stack: Stack) -> None:
+    mongo = MongoResource(stack.mongodb_uri, unique("notify_supersede").replace("-", "_"), app_name="supersede")
+    ledger = DeliveryLedger(mongo.db["deliveries"])
+    now = utc_now()
+    item = unique("item")
+
+    def reminder(event: str, template: str = "top_reminder", lease_until: datetime | None = None) -> Document:
+        document = DeliveryLedger.new(
+            delivery=delivery_id("urn:test", event, "unit:oversight-board/clerk", "email", template, ""),
+            feedback_id=item,
+            event_id=event,
+            event_type="org.heard.feedback.escalated.v1",
+            recipient="unit:oversight-board/clerk",
+            audience="staff",
+            channel="email",
+            template=template,
+            variant="",
+            urgent=True,
+            context={"repeat": 1},
+            due_at=now,
+            now=now,
+            give_up_at=now + timedelta(minutes=5),
+        )
+        if lease_until is not None:
+            document["lease_until"] = lease_until  # claimed by a dispatcher: left to it
+        return document
+
+    try:
+        documents = [
+            reminder("r1"),
+            reminder("r2"),
+            reminder("r3", lease_until=now + timedelta(minutes=1)),
+            reminder("e1", template="escalated_to_you"),
+            reminder("r4"),
+        ]
+        await ledger.record(documents)
+        suppressed = await ledger.suppress_queued(
+            feedback_id=item, template="top_reminder", except_event_id="r4", reason="superseded"
+        )
+        assert suppressed == {"email": 2}
+        status = {
+            d["event_id"]: (d["status"], d["reason"]) async for d in ledger.deliveries.find({"feedback_id": item})
+        }
+        assert status == {
+            "r1": ("suppressed", "superseded"),
+            "r2": ("suppressed", "superseded"),
+            "r3": ("queued", None),
+            "e1": ("queued", None),
+            "r4": ("queued", None),
+        }
+    finally:
+        await mongo.close()

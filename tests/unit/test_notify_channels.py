@@ -32,21 +32,30 @@ def test_an_email_has_text_html_threading_and_one_click_unsubscribe() -> None:
     root = thread_root_for("f-1", "resident", "heard.example")
     mail = Email(
         to="ana@example.org",
-        subject="Su comentario tiene una respuesta",
-        text="Hola",
+        subject="¿Su comentario tiene una respuesta? Sí",
+        text="Hola, mañana",
         html="<p>Hola</p>",
         message_id="<d-1@heard.example>",
         thread_root=root,
         language="es",
         unsubscribe_url="https://notify.example/v1/unsubscribe/" + "x" * 90,
     )
-    raw = build_email(mail, sender="Heard <heard@riverton.example>", sent_at=AT).as_bytes()
+    sender = "Riverton Police Department — Heard <heard@riverton.example>"
+    raw = build_email(mail, sender=sender, sent_at=AT).as_bytes()
     parsed = message_from_bytes(raw, policy=default)
+    assert (parsed["Subject"], parsed["From"]) == (mail.subject, sender), "non-ASCII headers as encoded words"
+    assert parsed.get_body(("plain",)).get_content().rstrip() == "Hola, mañana"  # type: ignore[union-attr]
     assert parsed["Message-ID"] == "<d-1@heard.example>"
     assert parsed["In-Reply-To"] == parsed["References"] == root
     assert parsed["List-Unsubscribe"] == f"<{mail.unsubscribe_url}>", "long values stay whole, not encoded words"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert {part.get_content_type() for part in parsed.walk()} >= {"text/plain", "text/html"}
+    with pytest.raises(ValueError, match="line break"):
+        build_email(
+            Email(**{**mail.__dict__, "to": "ana@example.org\r\nBcc: x@example.org"}),
+            sender=sender,
+            sent_at=AT,
+        )
     assert (
         thread_root_for("f-1", "resident", "heard.example")
         == root

@@ -93,10 +93,49 @@ def test_a_new_item_reaches_its_unit_with_reminders_before_each_deadline() -> No
 
 
 def test_a_critical_item_reaches_the_oversight_board_on_arrival_bypassing_preferences() -> None:
-    planned = plan(routed(severity="critical", unit="professional-standards", level=0), ev.ROUTED)
+    # Critical items start at professional standards (level 3); routing marks the arrival.
+    arrival = routed(severity="critical", unit="professional-standards", level=3)
+    arrival = arrival.model_copy(update={"critical_on_arrival": True, "oversight_board_id": "oversight-board"})
+    planned = plan(arrival, ev.ROUTED)
     board = [p for p in planned if p.recipient.startswith("unit:oversight-board/")]
     assert {(p.channel, p.template) for p in board} == {("email", "critical"), ("sms", "critical")}
     assert all(p.urgent for p in planned), "critical messages bypass digests and quiet hours"
+    # Any later routing of the same critical item (a referral, a contest) is not a new arrival for the board.
+    again = plan(routed(severity="critical", unit="professional-standards", level=3), ev.ROUTED)
+    assert not [p for p in again if p.template == "critical"]
+
+
+def triaged(previous: Any, severity: Any, decision: Any, role: Any = "professional_standards") -> Any:
+    return ev.FeedbackTriagedV1(
+        feedback_id="f1",
+        decision=decision,
+        kind="complaint",
+        severity=severity,
+        negative=severity in ("negative", "critical"),
+        previous_kind="complaint",
+        previous_severity=previous,
+        by_role=role,
+        unit_id="professional-standards",
+        triaged_at=NOW,
+    )
+
+
+def test_the_board_hears_at_once_when_a_critical_item_is_lowered() -> None:
+    planned = plan(triaged("critical", "negative", "lowered"), ev.TRIAGED)
+    assert keyed(planned) == {
+        ("unit:oversight-board/clerk", "email", "critical_lowered", ""),
+        ("unit:oversight-board/chair-phone", "sms", "critical_lowered", ""),
+    }
+    assert all(p.urgent for p in planned), "never held for a digest or quiet hours"
+    assert planned[0].context["severity"] == "negative" and planned[0].context["by_role"] == "professional_standards"
+    # Other triage decisions need no message of their own: a raise to critical arrives as a critical routing,
+    # a lowering of a non-critical item is in the board's list of severity changes.
+    for quiet in (
+        triaged("negative", "critical", "raised"),
+        triaged("negative", "neutral", "lowered", role="supervisor"),
+        triaged("critical", "critical", "confirmed"),
+    ):
+        assert not [p for p in plan(quiet, ev.TRIAGED) if p.audience == "staff"]
 
 
 def test_each_level_hears_on_arrival_and_the_resident_is_told_in_plain_words() -> None:

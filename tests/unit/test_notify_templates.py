@@ -31,6 +31,7 @@ CONTEXT: dict[str, Any] = {
     "deadline": "2026-11-03T15:00:00+00:00",
     "stage": "answer",
     "repeat": 2,
+    "by_role": "professional_standards",
     "resolution": "answered",
     "closed_at": "2026-11-02T15:00:00+00:00",
     "date": "2026-11-02",

@@ -138,10 +138,23 @@ def _routed(plan: Plan, data: ev.FeedbackRoutedV1) -> list[Planned]:
     # Level 0 is a new item for its unit; a higher level (a contested answer) is an arrival one level up.
     planned = plan.unit(data.unit_id, "assigned", context)
     planned += _reminders(plan, data)
+    # Routing says when an item becomes critical (on submission or raised by triage), once per item becoming
+    # critical, whichever level it starts at (professional standards for critical items). The board is the one
+    # the contacts file names (checked against the organisation at start-up), so it always has someone to reach.
     board = plan.directory.oversight_board
-    if data.severity == "critical" and data.unit_id != board and data.level == 0:
+    if data.critical_on_arrival and data.unit_id != board:
         planned += plan.unit(board, "critical", context, urgent=True)
     return planned
+
+
+def _triaged(plan: Plan, data: ev.FeedbackTriagedV1) -> list[Planned]:
+    """The board hears of every critical item; it also hears, at once, when one stops being critical. The unit
+    that gets it back hears from the re-routing (`feedback.routed`, rule triage); the written reason stays in
+    intake (the board's list of severity changes), never in a message."""
+    if data.previous_severity != "critical" or data.severity == "critical":
+        return []
+    context = {"severity": data.severity, "by_role": data.by_role, "triaged_at": _iso(data.triaged_at)}
+    return plan.unit(plan.directory.oversight_board, "critical_lowered", context, urgent=True)
 
 
 def _escalated(plan: Plan, data: ev.FeedbackEscalatedV1) -> list[Planned]:
@@ -184,6 +197,7 @@ PLANNERS: dict[str, Planner] = {
     ev.ACKNOWLEDGED.event_type: _acknowledged,
     ev.ANSWERED.event_type: _answered,
     ev.CLOSED.event_type: _closed,
+    ev.TRIAGED.event_type: _triaged,
 }
 # What a subscribed city system receives: ids, type, time and public fields; never text that could quote a person.
 WEBHOOK_FIELDS: dict[str, tuple[str, ...]] = {

@@ -35,7 +35,7 @@ DOMAIN = "messages"
 EXTRACT_METHODS = [("**.j2", "jinja2")]
 EXTRACT_OPTIONS = {"**.j2": {"extensions": "jinja2.ext.i18n", "newstyle_gettext": "true"}}
 RESIDENT_TEMPLATES = ("received", "acknowledged", "escalated", "answered", "closed", "follow_up")
-STAFF_TEMPLATES = ("assigned", "reminder", "escalated_to_you", "top_reminder", "critical", "digest")
+STAFF_TEMPLATES = ("assigned", "reminder", "escalated_to_you", "top_reminder", "critical", "critical_lowered", "digest")
 
 
 class CatalogueMissing(RuntimeError):
@@ -68,6 +68,7 @@ def _environment(language: str, html: bool, zone_name: str) -> Environment:
         undefined=StrictUndefined,
         extensions=["jinja2.ext.i18n"],
         keep_trailing_newline=False,
+        auto_reload=False,  # the templates ship with the package: no stat() of every file on every message
     )
     catalogue = translations(language)
     if catalogue is None:

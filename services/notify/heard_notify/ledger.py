@@ -26,7 +26,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from heard_shared.events import deterministic_event_id
+from heard_shared.events import deterministic_event_id, utc_now
 from heard_shared.mongo import DUPLICATE_KEY, Document
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -143,6 +143,31 @@ class DeliveryLedger:
         await self.deliveries.update_many({"_id": {"$in": candidates}, **due}, claim)
         found = self.deliveries.find({"_id": {"$in": candidates}, "lease_owner": lease_fields["lease_owner"]})
         return [Claimed(document, int(document["attempts"])) async for document in found]
+
+    async def suppress_queued(
+        self, *, feedback_id: str, template: str, except_event_id: str, reason: str
+    ) -> dict[str, int]:
+        """Suppresses an item's queued, unclaimed deliveries of one template made for other events; returns how
+        many per channel. A claimed one is left to its holder, which finds it moot at send time."""
+        now = utc_now()
+        moot: Document = {
+            "feedback_id": feedback_id,
+            "template": template,
+            "status": "queued",
+            "event_id": {"$ne": except_event_id},
+            "lease_until": {"$lte": now},
+        }
+        found = [d async for d in self.deliveries.find(moot, {"_id": 1, "channel": 1})]
+        if not found:
+            return {}
+        # No attempt is made, so none is logged; the reason says why it was never sent.
+        ids = [document["_id"] for document in found]
+        suppressed = {"status": "suppressed", "reason": reason, "finished_at": now, "updated_at": now}
+        await self.deliveries.update_many({**moot, "_id": {"$in": ids}}, {"$set": suppressed})
+        counts: dict[str, int] = {}
+        async for document in self.deliveries.find({"_id": {"$in": ids}, "finished_at": now}, {"channel": 1}):
+            counts[document["channel"]] = counts.get(document["channel"], 0) + 1
+        return counts
 
     async def mark_sending(self, claimed: Claimed, *, now: datetime, details: Mapping[str, Any] | None = None) -> bool:
         """Records that attempt N is about to leave; False if the claim was lost (another replica took over)."""

@@ -186,9 +186,12 @@ class NotifyService:
     async def on_event(self, event: CloudEvent[Any]) -> None:
         await self.items.apply(event)
         severity = getattr(event.data, "severity", None)
+        newest_top_reminder = False
         if severity is None and event.type == ev.ESCALATED.event_type and event.subject:
             # Whether an escalated item is critical (urgent for every level) was said when it was routed.
-            severity = (await self.items.get(event.subject)).get("severity")
+            item = await self.items.get(event.subject)
+            severity = item.get("severity")
+            newest_top_reminder = event.data.reason == "reminder" and item.get("top_reminder") == event.data.repeat
         planned = domain.plan_deliveries(
             event,
             directory=self.directory,
@@ -199,6 +202,14 @@ class NotifyService:
         now = utc_now()
         documents = [self._document(event.source, event.id, event.type, event.subject, p, now) for p in planned]
         created = await self.ledger.record(documents)
+        if newest_top_reminder and event.subject:
+            # Older top-level reminders still queued would only be claimed to be found superseded: drop them now,
+            # so an item unanswered at the top for long does not fill the queue ahead of other people's messages.
+            superseded = await self.ledger.suppress_queued(
+                feedback_id=event.subject, template="top_reminder", except_event_id=event.id, reason="superseded"
+            )
+            for channel, count in superseded.items():
+                self.metrics.deliveries.labels(channel, "suppressed").inc(count)
         if created:
             self.wake.set()
 
