@@ -29,7 +29,7 @@ def stack() -> Iterator[Stack]:
     test_stack = Stack(selected_test_profile())
     test_stack.down()
     # A fresh broker and database each session: no test depends on what an earlier run left.
-    for leftover in ("kafka", "mongodb", "prometheus", "logs", "run"):
+    for leftover in ("kafka", "mongodb", "prometheus", "mailpit", "logs", "run"):
         shutil.rmtree(test_stack.state / leftover, ignore_errors=True)
     test_stack.up_infra()
     try:

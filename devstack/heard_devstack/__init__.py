@@ -1,4 +1,4 @@
-"""Starts and stops Heard's local platform: Kafka, a MongoDB-wire server, Prometheus, the services.
+"""Starts and stops Heard's local platform: Kafka, a MongoDB-wire server, Mailpit, Prometheus, the services.
 
 `make up` and the end-to-end tests both go through `Stack`, so the tests start the platform
 exactly the way a developer does. Every process is started in its own session, its PID is
@@ -27,7 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("HEARD_CACHE_DIR", Path.home() / ".cache" / "heard"))
 KAFKA_POM = ROOT / "infra" / "kafka" / "pom.xml"
-SERVICES = ("intake", "routing", "notify", "analytics")
+SERVICES = ("intake", "routing", "notify", "analytics", "web")
+# Default ports (before a profile's offset); web serves the people's pages and calls the others, so it starts last.
+SERVICE_PORTS = {"intake": 8081, "routing": 8082, "notify": 8083, "analytics": 8084, "web": 8080}
+# Mailpit: a real SMTP server with a web UI and an HTTP API, where every e-mail of a local platform lands.
+MAILPIT_MODULE = "github.com/axllent/mailpit"
+MAILPIT_VERSION = "v1.33.1"
 
 
 class StackError(RuntimeError):
@@ -57,8 +62,16 @@ class Profile:
     def prometheus_port(self) -> int:
         return 9090 + self.port_offset
 
+    @property
+    def mailpit_smtp_port(self) -> int:
+        return 1025 + self.port_offset
+
+    @property
+    def mailpit_http_port(self) -> int:
+        return 8025 + self.port_offset
+
     def service_port(self, service: str) -> int:
-        return 8081 + SERVICES.index(service) + self.port_offset
+        return SERVICE_PORTS[service] + self.port_offset
 
 
 PROFILES = {"dev": Profile("dev", 0), "test": Profile("test", 10000)}
@@ -108,6 +121,20 @@ def install_kafka() -> Path:
     return libs
 
 
+def install_mailpit() -> Path:
+    """Builds the pinned Mailpit with `go install`, once, into the cache."""
+    gobin = CACHE / f"mailpit-{MAILPIT_VERSION}"
+    binary = gobin / "mailpit"
+    if binary.exists():
+        return binary
+    if shutil.which("go") is None:
+        raise StackError("Go is needed to build Mailpit, the local SMTP server (apt-get install golang-go)")
+    gobin.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-buildvcs=false"}
+    _run(["go", "install", f"{MAILPIT_MODULE}@{MAILPIT_VERSION}"], cwd=gobin, env=env)
+    return binary
+
+
 def _apt_install(*packages: str) -> None:
     if os.geteuid() != 0:
         raise StackError(f"{', '.join(packages)} missing: run `sudo apt-get install {' '.join(packages)}`")
@@ -145,6 +172,7 @@ def mongodb_mode() -> str:
 def install(*, prometheus: bool = True, browser: bool = False) -> None:
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         install_kafka()
+    install_mailpit()
     if prometheus:
         install_prometheus()
     if browser:
@@ -199,6 +227,20 @@ class Stack:
     @property
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.profile.prometheus_port}"
+
+    @property
+    def mailpit_url(self) -> str:
+        """Mailpit's web UI; its API is under /api/v1."""
+        return f"http://127.0.0.1:{self.profile.mailpit_http_port}"
+
+    @property
+    def notify_intake_token(self) -> str:
+        """A token this platform's intake issues to its notify at start-up (kept in the state folder)."""
+        path = self.state / "notify-intake-token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("heard_notify_" + uuid.uuid4().hex + uuid.uuid4().hex)
+        return path.read_text().strip()
 
     # -- processes -------------------------------------------------------------------
 
@@ -389,6 +431,24 @@ class Stack:
         if service == "intake":
             # A laptop or test platform needs no contact-encryption secret; production refuses to start without.
             env[f"{prefix}ENVIRONMENT"] = os.environ.get(f"{prefix}ENVIRONMENT", "development")
+            env[f"{prefix}NOTIFY_TOKEN"] = self.notify_intake_token
+            env[f"{prefix}PUBLIC_BASE_URL"] = self.service_url("intake")
+        if service == "web":
+            for backend in ("intake", "notify", "routing"):
+                env[f"{prefix}{backend.upper()}_URL"] = self.service_url(backend)
+            env[f"{prefix}TRANSPARENCY_URL"] = f"{self.service_url('analytics')}/"
+        if service == "notify":
+            env |= {
+                f"{prefix}ENVIRONMENT": os.environ.get(f"{prefix}ENVIRONMENT", "development"),
+                f"{prefix}SMTP_HOST": "127.0.0.1",
+                f"{prefix}SMTP_PORT": str(self.profile.mailpit_smtp_port),
+                f"{prefix}INTAKE_URL": self.service_url("intake"),
+                f"{prefix}INTAKE_TOKEN": self.notify_intake_token,
+                f"{prefix}PUBLIC_BASE_URL": self.service_url("notify"),
+                f"{prefix}STAFF_URL_TEMPLATE": self.service_url("intake") + "/v1/staff/feedback/{feedback_id}",
+                f"{prefix}CONTACTS_FILE": str(ROOT / "config" / "contacts.yaml"),
+                f"{prefix}ORGANISATION_FILE": str(ROOT / "config" / "organisation.yaml"),
+            }
         return {**env, **{k: v for k, v in self.extra_env.items() if k.startswith(prefix)}}
 
     def start_service(self, service: str, name: str | None = None, port: int | None = None) -> None:
@@ -426,12 +486,35 @@ class Stack:
         )
         self.wait_until("Prometheus", lambda: http_ok(f"{self.prometheus_url}/-/ready"), 60, "prometheus")
 
+    def start_mailpit(self) -> None:
+        binary = install_mailpit()
+        data = self.state / "mailpit"
+        data.mkdir(parents=True, exist_ok=True)
+        p = self.profile
+        self.start_process(
+            "mailpit",
+            [
+                str(binary),
+                f"--smtp=127.0.0.1:{p.mailpit_smtp_port}",
+                f"--listen=127.0.0.1:{p.mailpit_http_port}",
+                f"--database={data / 'mailpit.db'}",
+                "--max=200000",
+                "--smtp-auth-accept-any",
+                "--smtp-auth-allow-insecure",
+                "--disable-version-check",
+                "--quiet",
+            ],
+            port=p.mailpit_smtp_port,
+        )
+        self.wait_until("Mailpit", lambda: http_ok(f"{self.mailpit_url}/api/v1/info"), 60, "mailpit")
+
     # -- whole platform ---------------------------------------------------------------
 
     def up_infra(self) -> None:
         self.start_mongodb()
         self.start_kafka()
         self.create_topics()
+        self.start_mailpit()
 
     def up(self, *, prometheus: bool = True) -> None:
         self.up_infra()
@@ -445,7 +528,7 @@ class Stack:
             return
         # Services first so they can flush and commit, then the infrastructure they use.
         names = sorted(p.stem for p in self.run_dir.glob("*.pid"))
-        infra = {"kafka", "mongodb", "prometheus"}
+        infra = {"kafka", "mongodb", "prometheus", "mailpit"}
         for name in [n for n in names if n not in infra] + [n for n in names if n in infra]:
             self.stop_process(name)
 

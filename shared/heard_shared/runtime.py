@@ -140,5 +140,10 @@ def serve(create_app: Callable[[SettingsT], FastAPI], settings_class: type[Setti
 
     settings = load_settings(settings_class)
     uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )

@@ -49,6 +49,9 @@ AuditAction = Literal[
     "replied",
     "note_added",
     "erased",
+    "contact_disclosed",
+    "consent_withdrawn",
+    "triaged",
 ]
 GENESIS_HASH = "0" * 64
 STAGED_FIELD = "_audit_staged"
@@ -213,6 +216,8 @@ class AuditLedger:
 
     async def ensure_indexes(self) -> None:
         await self.entries.create_index([("feedback_id", 1), ("seq", 1)], unique=True)
+        # The oversight board's list of severity changes reads entries by action, newest first.
+        await self.entries.create_index([("action", 1), ("at", -1)])
 
     async def chain(self, feedback_id: str) -> list[Document]:
         cursor = self.entries.find({"feedback_id": feedback_id}).sort("seq", 1)
