@@ -2,7 +2,7 @@
 escalating on time?
 
     .venv/bin/python bench/platform/run.py [--sizes 10000 100000] [--run-seconds 180] [--rate 20]
-        [--ramp 20 30 40 60 80 100] [--step-seconds 60] [--reuse] [--keep]
+        [--ramp 20 30 40 60 80 100] [--step-seconds 60] [--real-seed 10000] [--reuse] [--keep]
 
 The platform is started the way `make up` starts it (heard_devstack `Stack`: Kafka, the default MongoDB-wire store,
 the four services, Prometheus) under its own profile (`bench-scale`, ports +HEARD_PORT_OFFSET or +17000, state in
@@ -20,6 +20,11 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
    have running clocks with deadlines days away, like a real backlog. (The seeded items carry the seeding day's
    timestamps rather than a year's spread; every hot query is an index range or lookup, so that only shifts which
    age band a count lands in.) Only the difference to N is seeded: the second size tops the first one up.
+   Past `--real-seed` items (default 10,000) the rest is copied in bulk instead (`BulkCopy`): the documents the
+   four services stored for the seeded items are written again under fresh ids, with their own tracking codes and
+   re-hashed audit chains. Seeding through the services ran at about 10 items/s on the shared machine (submit,
+   route, staff actions and every consumer caught up), so 100,000 items that way would take hours; copies hold
+   what intake, routing, notify and analytics would store for the same items, minus their past events on Kafka.
 2. A steady load, `--run-seconds` long, with routing restarted on config/sla-policy.seconds.yaml (as the README's
    demo does) so the new items' deadlines fall due during the run: `--rate` submissions/s over HTTP, every negative
    item answered over the staff API (bootstrap admin token) 0.5–20 s after its 202 (about 5/s at 20/s: some before
@@ -47,25 +52,30 @@ import heapq
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo import AsyncMongoClient
+from pymongo.errors import AutoReconnect, BulkWriteError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from heard_devstack import ROOT, SERVICES, Profile, Stack, mongodb_mode
 from heard_intake.config import IntakeSettings
-from heard_intake.ledger import AuditLedger
+from heard_intake.domain import new_tracking_code, tracking_code_hash
+from heard_intake.ledger import GENESIS_HASH, HEAD_HASH_FIELD, HEAD_SEQ_FIELD, AuditLedger, entry_hash
 from heard_intake.privacy import contact_cipher
 from heard_intake.service import IntakeService
 from heard_shared import mongo, topics
@@ -73,6 +83,7 @@ from heard_shared.events import Contact, FeedbackInboundV1, Location
 from heard_shared.logs import configure_logging
 from heard_shared.runtime import Platform, build_platform
 
+T = TypeVar("T")
 PROFILE = Profile("bench-scale", int(os.environ.get("HEARD_PORT_OFFSET", "17000")))
 ADMIN_TOKEN = "heard_bench_scale_admin_token_0123456789"
 SECONDS_POLICY = str(ROOT / "config" / "sla-policy.seconds.yaml")
@@ -84,6 +95,7 @@ BASE_ENV = {
     "HEARD_INTAKE_RATE_LIMIT_READ_BURST": "1000",
     "HEARD_INTAKE_RATE_LIMIT_READ_PER_SECOND": "1000",
 }
+SEED_WIDTH = 8  # concurrent intake calls while seeding: the store applies one command at a time anyway
 MAX_IN_FLIGHT = 400  # requests the load generator keeps open; past this a scheduled request is counted as not sent
 
 # -- what residents write ------------------------------------------------------------------------------------------
@@ -262,12 +274,16 @@ class Seeder:
             audit=AuditLedger(db["audit"]),
         )
         self.codes_file = stack.state / "seeded-tracking-codes.txt"
+        self.ids_file = stack.state / "seeded-ids.txt"  # the items seeded through intake: templates for copies
 
     async def stored(self) -> int:
         return await mongo.count(self.service.feedback, {})
 
     def tracking_codes(self) -> list[str]:
         return self.codes_file.read_text().split() if self.codes_file.exists() else []
+
+    def seeded_ids(self) -> list[str]:
+        return self.ids_file.read_text().split() if self.ids_file.exists() else []
 
     async def seed(self, count: int, observer: Observer, http: httpx.AsyncClient, stack: Stack) -> None:
         rng = random.Random(count)
@@ -276,16 +292,20 @@ class Seeder:
         codes: list[str] = []
 
         async def submit(_: str) -> None:
-            submission = await self.service.submit(
-                data=_inbound(feedback_body(rng)), channel=rng.choice(("api", "api", "api", "web"))
+            submission = await retrying(
+                lambda: self.service.submit(
+                    data=_inbound(feedback_body(rng)), channel=rng.choice(("api", "api", "api", "web"))
+                )
             )
             ids.append(submission.feedback_id)
             codes.append(submission.tracking_code or "")
 
-        await for_each(map(str, range(count)), 64, submit)
+        await for_each(map(str, range(count)), SEED_WIDTH, submit)
         await self.service.settler.idle()
         with self.codes_file.open("a") as out:
             out.write("\n".join(codes) + "\n")
+        with self.ids_file.open("a") as out:
+            out.write("\n".join(ids) + "\n")
         submitted = time.monotonic()
         print(
             f"  submitted {count} items in {submitted - started:.0f} s; waiting until routing routed them", flush=True
@@ -300,9 +320,19 @@ class Seeder:
         left_open = set(ids) - set(answered)
         acknowledging = [i for i in ids if i in left_open and observer.routed[i][1] and rng.random() < 0.33]
         service = self.service
-        await for_each(answered, 32, lambda i: service.answer(feedback_id=i, answer=ANSWER, actor="bench-staff"))
-        await for_each(closing, 32, lambda i: service.close(feedback_id=i, actor="bench-staff"))
-        await for_each(acknowledging, 32, lambda i: service.acknowledge(feedback_id=i, actor="bench-staff"))
+        await for_each(
+            answered,
+            SEED_WIDTH,
+            lambda i: retrying(lambda: service.answer(feedback_id=i, answer=ANSWER, actor="bench-staff")),
+        )
+        await for_each(
+            closing, SEED_WIDTH, lambda i: retrying(lambda: service.close(feedback_id=i, actor="bench-staff"))
+        )
+        await for_each(
+            acknowledging,
+            SEED_WIDTH,
+            lambda i: retrying(lambda: service.acknowledge(feedback_id=i, actor="bench-staff")),
+        )
         staffed = time.monotonic()
         print(
             f"  routed in {routed - submitted:.0f} s more; answered {len(answered)}, closed {len(closing)},"
@@ -321,6 +351,124 @@ class Seeder:
         )
 
 
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+COPY_BATCH = 500
+
+
+class BulkCopy:
+    """Tops a size up past `--real-seed` by copying, in bulk, what the services stored for the seeded items.
+
+    Every document of the four services' databases that belongs to an item seeded through intake (its `_id` or
+    `feedback_id` carries the item's id) is written again per copy with every UUID in it (the item's id, its
+    event ids, delivery ids, ...) replaced by a fresh one, consistently across databases, so cases, audit
+    entries, deliveries and read-model rows of a copy point at each other as the originals do. The copy gets a
+    new tracking code (its hash, and its encrypted form where the original had one), and its audit chain is
+    re-hashed with intake's own `entry_hash` and its head stored on the record, so it verifies. What copies do
+    not have: their events on Kafka (nothing consumes an item's past events again) and timestamps of their own
+    (they carry the seeded items', like the seeded items themselves).
+    """
+
+    def __init__(self, stack: Stack, seeder: Seeder) -> None:
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            stack.mongodb_uri, tz_aware=True, directConnection=True, socketTimeoutMS=600_000
+        )
+        self.databases = [
+            self.client[f"heard_{service}_{PROFILE.name}"] for service in ("intake", "routing", "notify", "analytics")
+        ]
+        self.intake = f"heard_intake_{PROFILE.name}"
+        self.seeder = seeder
+
+    async def templates(self, ids: set[str]) -> dict[tuple[str, str], list[tuple[str, dict[str, Any]]]]:
+        """(database, collection) -> the seeded items' documents with the item each belongs to."""
+        found: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+        for db in self.databases:
+            for name in await db.list_collection_names():
+                async for document in db[name].find({}):
+                    owner = document.get("feedback_id")
+                    if not isinstance(owner, str) or owner not in ids:
+                        match = UUID.search(str(document["_id"]))
+                        owner = match.group() if match else None
+                    if owner in ids:
+                        found.setdefault((db.name, name), []).append((owner, document))
+        return found
+
+    async def copy(self, count: int) -> None:
+        started = time.monotonic()
+        ids = self.seeder.seeded_ids()
+        templates = await self.templates(set(ids))
+        read = time.monotonic()
+        by_item: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+        for place, documents in templates.items():
+            for owner, document in documents:
+                by_item.setdefault(owner, {}).setdefault(place, []).append(document)
+        cipher = self.seeder.service.contact_cipher
+        pending: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        codes: list[str] = []
+        written = failed = 0
+
+        async def flush(place: tuple[str, str]) -> None:
+            nonlocal written, failed
+            batch, pending[place] = pending.get(place, []), []
+            if not batch:
+                return
+            try:
+                await self.client[place[0]][place[1]].insert_many(batch, ordered=False)
+                written += len(batch)
+            except BulkWriteError as error:
+                failed += len(error.details.get("writeErrors", []))
+                written += error.details.get("nInserted", 0)
+
+        for number in range(count):
+            original = by_item[ids[number % len(ids)]]
+            mapping: dict[str, str] = {}
+            copies = {
+                place: [_renamed(document, mapping) for document in documents] for place, documents in original.items()
+            }
+            code = new_tracking_code()
+            codes.append(code)
+            audit = sorted(copies.get((self.intake, "audit"), []), key=lambda entry: int(entry["seq"]))
+            previous = GENESIS_HASH
+            for entry in audit:
+                entry["prev_hash"] = previous
+                entry["hash"] = previous = entry_hash(entry)
+            for record in copies.get((self.intake, "feedback"), []):
+                record["tracking_hash"] = tracking_code_hash(code)
+                if "tracking_code_encrypted" in record:
+                    record["tracking_code_encrypted"] = cipher.encrypt_text(code)
+                if audit:
+                    record[HEAD_SEQ_FIELD], record[HEAD_HASH_FIELD] = audit[-1]["seq"], audit[-1]["hash"]
+            for place, copied in copies.items():
+                pending.setdefault(place, []).extend(copied)
+                if len(pending[place]) >= COPY_BATCH:
+                    await flush(place)
+            if (number + 1) % 10_000 == 0:
+                print(f"    {number + 1} copied ({time.monotonic() - started:.0f} s)", flush=True)
+        for place in list(pending):
+            await flush(place)
+        with self.seeder.codes_file.open("a") as out:
+            out.write("\n".join(codes) + "\n")
+        elapsed = time.monotonic() - started
+        print(
+            f"  copied {count} items from {len(ids)} seeded ones in {elapsed:.0f} s ({count / elapsed:.0f} items/s;"
+            f" reading the templates {read - started:.0f} s): {written} documents written, {failed} refused",
+            flush=True,
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _renamed(value: Any, mapping: dict[str, str]) -> Any:
+    """`value` with every UUID replaced through `mapping` (a fresh one for each UUID not seen yet)."""
+    if isinstance(value, str):
+        return UUID.sub(lambda match: mapping.setdefault(match.group(), str(uuid.uuid4())), value)
+    if isinstance(value, dict):
+        return {_renamed(key, mapping): _renamed(item, mapping) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_renamed(item, mapping) for item in value]
+    return value
+
+
 def _inbound(body: dict[str, Any]) -> FeedbackInboundV1:
     location = body.get("location")
     contact = body.get("contact")
@@ -329,6 +477,23 @@ def _inbound(body: dict[str, Any]) -> FeedbackInboundV1:
         location=Location(**location) if location else None,
         contact=Contact(**contact) if contact else None,
     )
+
+
+async def retrying(action: Callable[[], Awaitable[T]], attempts: int = 10) -> T:
+    """`action` again after a connection-level failure of the store (pymongo's `AutoReconnect`).
+
+    A loaded nx-27017 can miss pymongo's 5 s monitor heartbeat; the client then clears its pool and cancels what
+    was on the wire. A submission retried after such a failure may have been stored the first time as well (a new
+    id each try): the store then holds one more item than counted, which `stored()` reports.
+    """
+    for attempt in range(attempts):
+        try:
+            return await action()
+        except AutoReconnect:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1 + attempt)
+    raise AssertionError("unreachable")
 
 
 async def for_each(items: Iterable[str], width: int, action: Callable[[str], Awaitable[Any]]) -> None:
@@ -617,7 +782,12 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[int, float | N
                 print(f"\n== {size} items: {stored} stored, seeding {max(0, size - stored)} more", flush=True)
                 if size > stored:
                     restart_routing(stack, seconds_policy=False)
-                    await seeder.seed(size - stored, observer, http, stack)
+                    if (real := min(size, args.real_seed) - stored) > 0:
+                        await seeder.seed(real, observer, http, stack)
+                    if (copies := size - await seeder.stored()) > 0:
+                        bulk = BulkCopy(stack, seeder)
+                        await bulk.copy(copies)
+                        await bulk.close()
                 restart_routing(stack, seconds_policy=True)
                 load = Load(stack, http, observer, seeder.tracking_codes())
                 answers = asyncio.create_task(load.answer_loop())
@@ -640,6 +810,9 @@ def main() -> int:
     parser.add_argument("--gets", type=float, default=10, help="tracking-code GETs/s during every load")
     parser.add_argument("--ramp", type=float, nargs="+", default=[20, 30, 40, 60, 80, 100], help="submissions/s")
     parser.add_argument("--step-seconds", type=float, default=60, help="length of each ramp step")
+    parser.add_argument(
+        "--real-seed", type=int, default=10_000, help="items seeded through intake; past this, stored ones are copied"
+    )
     parser.add_argument("--reuse", action="store_true", help="keep what an earlier --keep run stored")
     parser.add_argument("--keep", action="store_true", help="leave the stack running and its data in place")
     args = parser.parse_args()
