@@ -32,7 +32,7 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
    of random stored items. Measured through public surfaces only: submission → `feedback.routed` (request sent to
    the routed record's Kafka timestamp), `feedback.escalated` lateness (its `fired_at` minus its `deadline`),
    tracking-code GET latency, escalations fired after an answer was accepted (its 200 received) and answered items
-   whose routing case (GET /v1/cases/{id}) is still open afterwards, routing's `heard_consumer_lag_messages` and
+   whose routing case (GET /v1/cases/{id}) is still open 60 s later, routing's `heard_consumer_lag_messages` and
    the age of `heard_scheduler_heartbeat_timestamp_seconds` from its /metrics.
 3. A ramp: `--step-seconds` at each rate of `--ramp` (same mix); routing keeps up at a rate when, over the last 10 s
    of the step, the median number of accepted submissions not yet routed is at most 2 s worth of arrivals. Stops at
@@ -529,6 +529,7 @@ class Load:
     items: dict[str, Item] = field(default_factory=dict)
     rejected: dict[int, int] = field(default_factory=dict)  # HTTP status (0: not sent or failed) -> count
     gets: list[float] = field(default_factory=list)
+    get_failures: dict[int, int] = field(default_factory=dict)  # HTTP status (0: no answer) -> count
     answer_failures: int = 0
     answers_due: list[tuple[float, str]] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -583,9 +584,15 @@ class Load:
         if not codes:
             return
         started = time.perf_counter()
-        response = await self.http.get(f"{self.stack.service_url('intake')}/v1/feedback/{self.rng.choice(codes)}")
+        try:
+            response = await self.http.get(f"{self.stack.service_url('intake')}/v1/feedback/{self.rng.choice(codes)}")
+        except httpx.HTTPError:
+            self.get_failures[0] = self.get_failures.get(0, 0) + 1
+            return
         if response.status_code == 200:
             self.gets.append(time.perf_counter() - started)
+        else:
+            self.get_failures[response.status_code] = self.get_failures.get(response.status_code, 0) + 1
 
     async def answer_loop(self) -> None:
         """Answers each negative item when its time comes, once routing has said it is negative."""
@@ -690,10 +697,11 @@ async def steady_run(load: Load, args: argparse.Namespace) -> None:
         f" never routed)\n"
         f"  escalation fired_at - deadline {summary(lateness)}   (target p99 < 1000 ms)\n"
         f"  escalation on Kafka - deadline {summary(published)}\n"
-        f"  tracking-code GET              {summary(load.gets)}   (target p99 < 100 ms)\n"
+        f"  tracking-code GET              {summary(load.gets)}   (target p99 < 100 ms;"
+        f" failed by status {load.get_failures or '{}'})\n"
         f"  escalations fired after the item's answer was accepted: {len(after_answer)}"
         + (f" (by {summary(after_answer)})" if after_answer else "")
-        + f"\n  answered items whose routing case is still open afterwards: {still_open} of {len(answered_ids)}\n"
+        + f"\n  answered items whose routing case is still open 60 s later: {still_open} of {len(answered_ids)}\n"
         f"  routing consumer lag (messages): median {_median(lags)}, max {max(lags, default=0)}"
         f" ({len(lags)} samples)\n"
         f"  scheduler heartbeat age: {summary(samples.heartbeat_age)}",
@@ -701,18 +709,34 @@ async def steady_run(load: Load, args: argparse.Namespace) -> None:
     )
 
 
-async def cases_still_open(load: Load, ids: list[str]) -> int:
-    """Answered items whose case routing still shows with a running clock (GET /v1/cases/{id})."""
-    still_open = 0
+async def cases_still_open(load: Load, ids: list[str], *, grace: float = 60) -> int:
+    """Answered items whose case routing still shows with a running clock (GET /v1/cases/{id}).
 
-    async def check(feedback_id: str) -> None:
-        nonlocal still_open
+    Routing stops a clock when it consumes `feedback.answered`, which may lag: an open case is asked again
+    until `grace` seconds have passed, so what is counted is an answer lost, not one still on its way.
+    """
+    deadline = time.monotonic() + grace
+    remaining = list(ids)
+    while True:
+        still_open: set[str] = set()
+
+        async def check(feedback_id: str, found: set[str] = still_open) -> None:
+            if await _case_open(load, feedback_id):
+                found.add(feedback_id)
+
+        await for_each(remaining, 16, check)
+        remaining = [feedback_id for feedback_id in remaining if feedback_id in still_open]
+        if not remaining or time.monotonic() > deadline:
+            return len(remaining)
+        await asyncio.sleep(5)
+
+
+async def _case_open(load: Load, feedback_id: str) -> bool:
+    try:
         response = await load.http.get(f"{load.stack.service_url('routing')}/v1/cases/{feedback_id}")
-        if response.status_code != 200 or response.json().get("clock") == "open":
-            still_open += 1
-
-    await for_each(ids, 16, check)
-    return still_open
+    except httpx.HTTPError:
+        return True  # asked again on the next round
+    return response.status_code != 200 or response.json().get("clock") == "open"
 
 
 def _median(values: list[int]) -> str:
