@@ -74,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from heard_devstack import ROOT, SERVICES, Profile, Stack, mongodb_mode
 from heard_intake.config import IntakeSettings
-from heard_intake.domain import new_tracking_code, tracking_code_hash
+from heard_intake.domain import GuardViolation, new_tracking_code, tracking_code_hash
 from heard_intake.ledger import GENESIS_HASH, HEAD_HASH_FIELD, HEAD_SEQ_FIELD, AuditLedger, entry_hash
 from heard_intake.privacy import contact_cipher
 from heard_intake.service import IntakeService
@@ -325,9 +325,15 @@ class Seeder:
             SEED_WIDTH,
             lambda i: retrying(lambda: service.answer(feedback_id=i, answer=ANSWER, actor="bench-staff")),
         )
-        await for_each(
-            closing, SEED_WIDTH, lambda i: retrying(lambda: service.close(feedback_id=i, actor="bench-staff"))
-        )
+        awaiting_triage: list[str] = []
+
+        async def close(feedback_id: str) -> None:
+            try:
+                await retrying(lambda: service.close(feedback_id=feedback_id, actor="bench-staff"))
+            except GuardViolation:  # flagged for triage: nobody has confirmed its kind and severity yet
+                awaiting_triage.append(feedback_id)
+
+        await for_each(closing, SEED_WIDTH, close)
         await for_each(
             acknowledging,
             SEED_WIDTH,
@@ -335,7 +341,8 @@ class Seeder:
         )
         staffed = time.monotonic()
         print(
-            f"  routed in {routed - submitted:.0f} s more; answered {len(answered)}, closed {len(closing)},"
+            f"  routed in {routed - submitted:.0f} s more; answered {len(answered)}, closed"
+            f" {len(closing) - len(awaiting_triage)} ({len(awaiting_triage)} more left awaiting triage),"
             f" acknowledged {len(acknowledging)} in {staffed - routed:.0f} s; waiting for every consumer to catch up",
             flush=True,
         )
