@@ -22,8 +22,8 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
    age band a count lands in.) Only the difference to N is seeded: the second size tops the first one up.
    Past `--real-seed` items (default 10,000) the rest is copied in bulk instead (`BulkCopy`): the documents the
    four services stored for the seeded items are written again under fresh ids, with their own tracking codes and
-   re-hashed audit chains. Seeding through the services ran at about 10 items/s on the shared machine (submit,
-   route, staff actions and every consumer caught up), so 100,000 items that way would take hours; copies hold
+   re-hashed audit chains. Seeding through the services measured 2–14 submissions/s and 0.3–10 routed/s on the
+   shared machine (load average 17–26 on 2 cores), so 100,000 items that way would take many hours; copies hold
    what intake, routing, notify and analytics would store for the same items, minus their past events on Kafka.
 2. A steady load, `--run-seconds` long, with routing restarted on config/sla-policy.seconds.yaml (as the README's
    demo does) so the new items' deadlines fall due during the run: `--rate` submissions/s over HTTP, every negative
@@ -826,7 +826,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[int, float | N
                 print(f"\n  ramp ({args.step_seconds:.0f} s a step, {await seeder.stored()} items stored):", flush=True)
                 sustained[size] = await ramp(load, args)
                 answers.cancel()
-                await wait_for_lag_zero(http, stack, timeout=600)
+                await wait_for_lag_zero(http, stack, timeout=180)
         finally:
             await observer.stop()
             await seeder.platform.stop()
