@@ -614,9 +614,9 @@ class Load:
                     self.spawn(self.answer(feedback_id))
             await asyncio.sleep(0.05)
 
-    async def drive(self, *, rate: float, gets: float, seconds: float) -> list[str]:
-        """Submits at `rate`/s and reads at `gets`/s for `seconds`; returns the ids accepted meanwhile."""
-        window: list[str] = []
+    async def drive(self, window: list[str], *, rate: float, gets: float, seconds: float) -> None:
+        """Submits at `rate`/s and reads at `gets`/s for `seconds`; each accepted id is added to `window` as its
+        202 arrives (so the sampler sees the backlog during the load), also after this returns."""
         started = time.monotonic()
         schedule = [(n / rate, "submit") for n in range(int(rate * seconds))]
         schedule += [(n / gets, "get") for n in range(int(gets * seconds))] if gets else []
@@ -625,7 +625,11 @@ class Load:
             if delay > 0:
                 await asyncio.sleep(delay)
             self.spawn(self.submit(window) if what == "submit" else self.track())
-        return window
+
+    async def requests_done(self, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.tasks and time.monotonic() < deadline:  # noqa: ASYNC110 - polls tasks' state
+            await asyncio.sleep(0.2)
 
     async def settle(self, *, timeout: float = 120) -> None:
         """Waits for requests in flight and for every scheduled answer to be given."""
@@ -675,7 +679,7 @@ async def steady_run(load: Load, args: argparse.Namespace) -> None:
     samples = Samples()
     sampler = asyncio.create_task(sample(load, window, samples))
     run_started = time.time()
-    window += await load.drive(rate=args.rate, gets=args.gets, seconds=args.run_seconds)
+    await load.drive(window, rate=args.rate, gets=args.gets, seconds=args.run_seconds)
     run_ended = time.time()
     await load.settle()
     await asyncio.sleep(5)  # the last items' routed events and the last escalations reach the observer
@@ -759,10 +763,11 @@ async def ramp(load: Load, args: argparse.Namespace) -> float | None:
         sampler = asyncio.create_task(sample(load, window, samples))
         rejected_before = sum(load.rejected.values())
         started = time.time()
-        window += await load.drive(rate=rate, gets=args.gets, seconds=args.step_seconds)
+        await load.drive(window, rate=rate, gets=args.gets, seconds=args.step_seconds)
         ended = time.time()
+        await load.requests_done(timeout=30)  # the step's last submissions count as accepted when their 202 comes
         sampler.cancel()
-        tail = [backlog for at, backlog in samples.backlog if at >= ended - 10]
+        tail = [backlog for at, backlog in samples.backlog if ended - 10 <= at <= ended]
         lags = [lag for at, lag in samples.lag if started <= at <= ended]
         accepted = len(window) / args.step_seconds
         refused = sum(load.rejected.values()) - rejected_before
