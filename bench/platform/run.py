@@ -277,7 +277,7 @@ class Seeder:
         self.ids_file = stack.state / "seeded-ids.txt"  # the items seeded through intake: templates for copies
 
     async def stored(self) -> int:
-        return await mongo.count(self.service.feedback, {})
+        return await retrying(lambda: mongo.count(self.service.feedback, {}))
 
     def tracking_codes(self) -> list[str]:
         return self.codes_file.read_text().split() if self.codes_file.exists() else []
@@ -377,7 +377,13 @@ class BulkCopy:
 
     def __init__(self, stack: Stack, seeder: Seeder) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            stack.mongodb_uri, tz_aware=True, directConnection=True, socketTimeoutMS=600_000
+            stack.mongodb_uri,
+            tz_aware=True,
+            directConnection=True,
+            # A starved store can take longer than pymongo's defaults to answer at all; bulk writes wait for it.
+            serverSelectionTimeoutMS=120_000,
+            connectTimeoutMS=60_000,
+            socketTimeoutMS=600_000,
         )
         self.databases = [
             self.client[f"heard_{service}_{PROFILE.name}"] for service in ("intake", "routing", "notify", "analytics")
