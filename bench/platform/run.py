@@ -23,7 +23,7 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
    Past `--real-seed` items (default 10,000) the rest is copied in bulk instead (`BulkCopy`): the documents the
    four services stored for the seeded items are written again under fresh ids, with their own tracking codes and
    re-hashed audit chains. Seeding through the services measured 2–25 submissions/s and 0.3–7 routed/s on the
-   shared machine (load average 17–26 on 2 cores), so 100,000 items that way would take many hours; copies hold
+   shared machine (load average 15–36 on 2 cores), so 100,000 items that way would take many hours; copies hold
    what intake, routing, notify and analytics would store for the same items, minus their past events on Kafka.
 2. A steady load, `--run-seconds` long, with routing restarted on config/sla-policy.seconds.yaml (as the README's
    demo does) so the new items' deadlines fall due during the run: `--rate` submissions/s over HTTP, every negative
