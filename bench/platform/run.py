@@ -656,6 +656,7 @@ class Load:
 class Samples:
     lag: list[tuple[float, int]] = field(default_factory=list)
     heartbeat_age: list[float] = field(default_factory=list)
+    no_heartbeat: int = 0  # samples taken before the scheduler's first finished tick
     backlog: list[tuple[float, int]] = field(default_factory=list)
 
 
@@ -672,7 +673,11 @@ async def sample(load: Load, window: list[str], samples: Samples) -> None:
         if lag:
             samples.lag.append((now, int(sum(value for _, value in lag))))
         if beat := metric_samples(text, "heard_scheduler_heartbeat_timestamp_seconds"):
-            samples.heartbeat_age.append(now - beat[0][1])
+            # 0 until routing's first tick has finished: counted as "no heartbeat yet", not as an age.
+            if beat[0][1] > 0:
+                samples.heartbeat_age.append(now - beat[0][1])
+            else:
+                samples.no_heartbeat += 1
         samples.backlog.append((now, load.backlog(window)))
         await asyncio.sleep(1)
 
@@ -721,7 +726,8 @@ async def steady_run(load: Load, args: argparse.Namespace) -> None:
         + f"\n  answered items whose routing case is still open 60 s later: {still_open} of {len(answered_ids)}\n"
         f"  routing consumer lag (messages): median {_median(lags)}, max {max(lags, default=0)}"
         f" ({len(lags)} samples)\n"
-        f"  scheduler heartbeat age: {summary(samples.heartbeat_age)}",
+        f"  scheduler heartbeat age: {summary(samples.heartbeat_age)}; {samples.no_heartbeat} samples taken before"
+        " the scheduler's first tick since routing's restart had finished",
         flush=True,
     )
 
