@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from heard_devstack import Stack
 from heard_shared import events as ev
-from tests.e2e.conftest import notify_cli, staff, submit
+from tests.e2e.conftest import issue_token, notify_cli, staff, submit
 from tests.helpers import eventually
 from tests.mailpit import Mailpit
 
@@ -35,7 +35,9 @@ def address(tag: str) -> str:
 
 
 async def deliveries(http: httpx.AsyncClient, platform: Stack, **params: str) -> list[dict[str, Any]]:
-    response = await http.get(f"{platform.service_url('notify')}/v1/deliveries", params={**params, "limit": 1000})
+    response = await http.get(
+        f"{platform.service_url('notify')}/v1/deliveries", params={**params, "limit": 1000}, headers=staff()
+    )
     response.raise_for_status()
     return list(response.json()["items"])
 
@@ -116,6 +118,43 @@ async def test_an_answer_reaches_the_resident_in_spanish_and_unsubscribe_works(
     audit = (await http.get(f"{intake}/v1/oversight/feedback/{feedback_id}/audit", headers=staff())).json()
     disclosed = {e["details"]["delivery_id"] for e in audit["entries"] if e["action"] == "contact_disclosed"}
     assert record["delivery_id"] in disclosed and after["delivery_id"] in disclosed and audit["verified"]
+
+
+async def test_deliveries_are_shown_only_to_staff_intake_lets_see_the_item(
+    platform: Stack, http: httpx.AsyncClient
+) -> None:
+    """Notify keeps no tokens: it asks intake with the caller's own token, so scope and revocation hold there too."""
+    intake, notify = platform.service_url("intake"), platform.service_url("notify")
+    feedback_id = (await submit(http, platform, kind="complaint", text="Nobody came after I reported the theft"))[
+        "feedback_id"
+    ]
+
+    async def routed_unit() -> str | None:
+        item = (await http.get(f"{intake}/v1/staff/feedback/{feedback_id}", headers=staff())).json()
+        return item.get("unit_id") if item.get("status") == "routed" else None
+
+    unit = await eventually(routed_unit, what="the item to be routed")
+    # A unit outside the item's chain (the seconds policy may already have moved it up from `unit`).
+    other = "community-liaison" if unit != "community-liaison" else "traffic-unit"
+    other_member = issue_token(platform, f"Member of {other}", "unit_member", other)
+    board_member = issue_token(platform, "Board member", "oversight")
+
+    by_item = f"{notify}/v1/deliveries?feedback_id={feedback_id}"
+    assert (await http.get(by_item)).status_code == 401
+    assert (await http.get(by_item, headers=staff("heard_not_a_token"))).status_code == 401
+    refused = await http.get(by_item, headers=staff(other_member))
+    assert refused.status_code == 404 and "items" not in refused.json(), "another unit's item: no data"
+    listed = await eventually(
+        lambda: deliveries(http, platform, feedback_id=feedback_id), what="notify to plan the item's deliveries"
+    )
+    assert (await http.get(by_item, headers=staff(board_member))).status_code == 200
+
+    across_items = f"{notify}/v1/deliveries?status=sent"
+    assert (await http.get(across_items, headers=staff(other_member))).status_code == 403, "listings: audit roles"
+    assert (await http.get(across_items, headers=staff(board_member))).status_code == 200
+    one = f"{notify}/v1/deliveries/{listed[0]['delivery_id']}"
+    assert (await http.get(one, headers=staff(other_member))).status_code == 404
+    assert (await http.get(one, headers=staff(board_member))).json()["feedback_id"] == feedback_id
 
 
 async def test_the_follow_up_asks_a_week_later_and_records_the_answer(

@@ -70,7 +70,7 @@ async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack
 
     async def delivered() -> list[dict[str, Any]] | None:
         response = await http.get(
-            f"{platform.service_url('notify')}/v1/deliveries", params={"feedback_id": feedback_id}
+            f"{platform.service_url('notify')}/v1/deliveries", params={"feedback_id": feedback_id}, headers=staff()
         )
         items = response.json()["items"]
         return list(items) if {"assigned", "answered", "closed"} <= {d["template"] for d in items} else None

@@ -211,7 +211,9 @@ async def test_personal_data_never_leaves_intake(platform: Stack, http: httpx.As
     assert contest.status_code == 200, contest.text
 
     async def delivered() -> bool:
-        response = await http.get(f"{platform.service_url('notify')}/v1/deliveries", params={"feedback_id": api_id})
+        response = await http.get(
+            f"{platform.service_url('notify')}/v1/deliveries", params={"feedback_id": api_id}, headers=staff()
+        )
         return "answered" in {d["template"] for d in response.json()["items"]}
 
     await eventually(delivered, what="notify to act on the answer")

@@ -32,7 +32,9 @@ async def board_message(http: httpx.AsyncClient, platform: Stack, feedback_id: s
 
     async def sent() -> dict[str, Any] | None:
         response = await http.get(
-            f"{platform.service_url('notify')}/v1/deliveries", params={"feedback_id": feedback_id, "limit": 1000}
+            f"{platform.service_url('notify')}/v1/deliveries",
+            params={"feedback_id": feedback_id, "limit": 1000},
+            headers=staff(),
         )
         return next(
             (

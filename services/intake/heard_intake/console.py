@@ -45,6 +45,21 @@ def build_console_router(feedback: AsyncCollection[Document], tokens: TokenStore
         require_role(principal, STAFF_ROLES)
         return principal
 
+    @router.get(
+        "/staff/me",
+        tags=["staff"],
+        summary="Who the bearer is (name, roles, unit, whether they may read audit trails)",
+        description="For services that serve staff data of their own (notify's deliveries): intake owns the tokens "
+        "and the roles, so they ask here instead of keeping a copy.",
+    )
+    async def me(principal: Annotated[Principal, Depends(staff)]) -> dict[str, Any]:
+        return {
+            "name": principal.name,
+            "roles": sorted(principal.roles),
+            "unit_id": principal.unit_id,
+            "can_audit": bool(principal.roles & access.AUDIT_ROLES),
+        }
+
     @router.post(
         "/staff/answer-preview",
         response_model=AnswerPreview,

@@ -14,7 +14,7 @@ from heard_notify.channels import CaptureSms, DisabledSms, SmsProvider, SmtpSend
 from heard_notify.config import NotifySettings
 from heard_notify.contacts import load_directory
 from heard_notify.i18n import LANGUAGES, translations
-from heard_notify.intake import IntakeContacts
+from heard_notify.intake import IntakeContacts, StaffGate
 from heard_notify.keys import notify_keys
 from heard_notify.ledger import DeliveryLedger
 from heard_notify.metrics import NotifyMetrics
@@ -103,6 +103,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         token=settings.intake_token.get_secret_value(),
         timeout=settings.intake_timeout_seconds,
     )
+    staff = StaffGate(base_url=settings.intake_url, timeout=settings.intake_timeout_seconds)
     dispatcher = Dispatcher(
         ledger=ledger,
         items=items,
@@ -144,6 +145,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
             await webhooks.close()
             await sms.close()
             await intake.close()
+            await staff.close()
 
     async def digests() -> None:
         await service.run_digest_planner(interval_seconds=settings.digest_check_seconds)
@@ -158,6 +160,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     app.include_router(
         build_router(
             ledger=ledger,
+            staff=staff,
             suppression=suppression,
             keys=keys,
             metrics=metrics,

@@ -10,10 +10,11 @@ import html
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from heard_notify.channels import CaptureSms, SmsProvider
+from heard_notify.intake import StaffGate
 from heard_notify.keys import NotifyKeys
 from heard_notify.ledger import DeliveryLedger, public_delivery
 from heard_notify.metrics import NotifyMetrics
@@ -61,6 +62,7 @@ def _page(language: str, title: str, body: str, status: int = 200) -> HTMLRespon
 def build_router(
     *,
     ledger: DeliveryLedger,
+    staff: StaffGate,
     suppression: SuppressionList,
     keys: NotifyKeys,
     metrics: NotifyMetrics,
@@ -72,17 +74,28 @@ def build_router(
 
     @router.get("/deliveries", tags=["deliveries"], summary="Deliveries by item or recipient, oldest first")
     async def deliveries(
+        authorization: Annotated[str | None, Header()] = None,
         feedback_id: str | None = None,
         recipient: str | None = None,
         status: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
+        """With `feedback_id`: for whoever may see that item in intake. Without: for the audit roles."""
+        if feedback_id is not None:
+            await staff.check_item(authorization, feedback_id)
+        else:
+            await staff.check_audit(authorization)
         found = await ledger.list(feedback_id=feedback_id, recipient=recipient, status=status, limit=limit)
         return {"items": [public_delivery(d) for d in found]}
 
     @router.get("/deliveries/{delivery_id}", tags=["deliveries"], summary="One delivery with every attempt")
-    async def delivery(delivery_id: str) -> dict[str, Any]:
+    async def delivery(delivery_id: str, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         found = await ledger.get(delivery_id)
+        if found is not None and found.get("feedback_id"):
+            await staff.check_item(authorization, str(found["feedback_id"]))
+        else:
+            # Unknown ids and deliveries about no item (digests) get the same check, so nothing is learnt by probing.
+            await staff.check_audit(authorization)
         if found is None:
             raise ApiError(404, "delivery_not_found", f"No delivery with id {delivery_id!r}.")
         return public_delivery(found)
