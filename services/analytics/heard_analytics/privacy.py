@@ -1,0 +1,290 @@
+"""Privacy by construction: the one place that decides what may be published. Every output — JSON, CSV, the page
+and its charts — is made from `Published` values that only this module creates.
+
+Rules (the methodology page states them; the threshold and minimum are settings):
+- A count below the threshold (default 10), zero included, is shown as "<10" (primary suppression).
+- Complementary suppression: a table is a set of equations, total = sum of parts, along every dimension (months
+  of the year, neighbourhoods of a precinct and precincts of the city, categories of a kind and kinds of all, the
+  outcomes of a contest). More cells are withheld ("—") until an attacker who knows every published figure, every
+  equation and that "<10" means 0–9 cannot pin any suppressed count to one value. `suppress` checks that by
+  running the attacker's own method — interval propagation through every equation to a fixed point — and keeps
+  withholding the smallest visible count of each equation that still exposes a cell.
+- A share, rate, ratio, median or percentile is shown only when it rests on at least `min_items` items and on
+  counts that are themselves published; a share whose numerator or remainder is below the threshold is shown
+  only as the bound that "<10" already implies.
+- No free text and nothing finer than a neighbourhood ever reaches these tables (see areas.py and facts.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+SHOWN, PRIMARY, COMPLEMENTARY = 0, 1, 2
+MAX_ROUNDS = 200
+
+Status = Literal["shown", "below_threshold", "withheld", "too_few"]
+# (parent index, child indices) along one axis: parent = sum of children.
+Group = tuple[int, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class PrivacyRules:
+    threshold: int = 10
+    min_items: int = 20
+
+    def __post_init__(self) -> None:
+        if self.threshold < 1 or self.min_items < self.threshold:
+            raise ValueError("the minimum for statistics must be at least the suppression threshold (≥ 1)")
+
+    @property
+    def below_label(self) -> str:
+        return f"<{self.threshold}"
+
+
+@dataclass(frozen=True)
+class Published:
+    """A figure as it may be shown: its value when `status` is "shown", else only the reason it is not."""
+
+    status: Status
+    value: float | None = None
+    # For a share that may only be given as a bound: "at_least" or "below" `value`.
+    bound: Literal["at_least", "below"] | None = None
+
+    @property
+    def shown(self) -> bool:
+        return self.status == "shown"
+
+    def number(self) -> float | None:
+        return self.value if self.status == "shown" and self.bound is None else None
+
+
+WITHHELD = Published("withheld")
+TOO_FEW = Published("too_few")
+
+
+def _moved(array: npt.NDArray[np.float64], axis: int) -> npt.NDArray[np.float64]:
+    return np.moveaxis(array, axis, 0)
+
+
+def _bounds(values: npt.NDArray[np.int64], status: npt.NDArray[np.int8], threshold: int) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.float64]
+]:
+    """What an attacker knows of each cell before combining equations."""
+    lo = np.where(status == SHOWN, values, np.where(status == PRIMARY, 0, threshold)).astype(np.float64)
+    hi = np.where(status == SHOWN, values, np.where(status == PRIMARY, threshold - 1, np.inf)).astype(np.float64)
+    return lo, hi
+
+
+def attack(
+    values: npt.NDArray[np.int64],
+    status: npt.NDArray[np.int8],
+    groups: Sequence[Sequence[Group]],
+    threshold: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The tightest bounds interval propagation through every equation gives for every cell.
+
+    This is the subtraction attack generalised: a total minus its visible parts bounds the hidden parts, a bound
+    found in one table feeds the equations of another, until nothing moves. Returns (lower, upper).
+    """
+    lo, hi = _bounds(values, status, threshold)
+    for _ in range(MAX_ROUNDS):
+        changed = False
+        for axis, axis_groups in enumerate(groups):
+            lo_view, hi_view = _moved(lo, axis), _moved(hi, axis)
+            for parent, children in axis_groups:
+                kids = list(children)
+                c_lo, c_hi = lo_view[kids], hi_view[kids]
+                lo_sum = c_lo.sum(axis=0)
+                hi_inf = np.isinf(c_hi)
+                hi_finite_sum = np.where(hi_inf, 0.0, c_hi).sum(axis=0)
+                inf_count = hi_inf.sum(axis=0)
+                # Parent between the sums of its children's bounds.
+                p_lo = np.maximum(lo_view[parent], lo_sum)
+                p_hi = np.minimum(hi_view[parent], np.where(inf_count > 0, np.inf, hi_finite_sum))
+                # Each child: parent minus the other children.
+                others_hi = np.where(
+                    (inf_count - hi_inf) > 0, np.inf, hi_finite_sum - np.where(hi_inf, 0.0, c_hi)
+                )
+                k_lo = np.maximum(c_lo, p_lo - others_hi)
+                k_hi = np.minimum(c_hi, p_hi - (lo_sum - c_lo))
+                # Integers: round inwards.
+                p_lo, p_hi = np.ceil(p_lo - 1e-9), np.floor(p_hi + 1e-9)
+                k_lo, k_hi = np.ceil(k_lo - 1e-9), np.floor(k_hi + 1e-9)
+                if (
+                    not np.array_equal(p_lo, lo_view[parent])
+                    or not np.array_equal(p_hi, hi_view[parent])
+                    or not np.array_equal(k_lo, c_lo)
+                    or not np.array_equal(k_hi, c_hi)
+                ):
+                    changed = True
+                    lo_view[parent], hi_view[parent] = p_lo, p_hi
+                    lo_view[kids], hi_view[kids] = k_lo, k_hi
+        if not changed:
+            break
+    return lo, hi
+
+
+def suppress(
+    values: npt.NDArray[np.int64], groups: Sequence[Sequence[Group]], threshold: int
+) -> npt.NDArray[np.int8]:
+    """Status of every cell of an N-dimensional table whose axes carry `groups` (one list per axis).
+
+    Primary suppression for counts below the threshold, then complementary suppression until every equation holds
+    no lone hidden cell and the attack above pins no suppressed count.
+    """
+    status = np.where(values < threshold, PRIMARY, SHOWN).astype(np.int8)
+    for _ in range(MAX_ROUNDS):
+        added = _complete_lone_cells(values, status, groups, threshold)
+        if added:
+            continue
+        lo, hi = attack(values, status, groups, threshold)
+        exposed = (status == PRIMARY) & (hi - lo < 0.5)
+        if not exposed.any():
+            return status
+        if not _protect(values, status, groups, exposed):
+            # Nothing visible is left to withhold next to an exposed cell: withhold everything still visible in
+            # its equations' cells. Unreachable for tables of sums, kept so the loop cannot spin.
+            status[exposed] = COMPLEMENTARY
+    raise RuntimeError("complementary suppression did not settle")
+
+
+def _cheapest_visible(
+    values: npt.NDArray[np.int64], status: npt.NDArray[np.int8], members: list[int], axis: int
+) -> npt.NDArray[np.intp]:
+    """Per position, the member to withhold next: the smallest visible child, else the parent."""
+    member_values = np.moveaxis(values, axis, 0)[members].astype(np.float64)
+    member_status = np.moveaxis(status, axis, 0)[members]
+    cost = np.where(member_status == SHOWN, member_values, np.inf)
+    cost[0] = cost[0] + 1e12  # the parent (index 0) only when no child is left: totals are what people read
+    return np.asarray(np.argmin(cost, axis=0))
+
+
+def _withhold(
+    status: npt.NDArray[np.int8], members: list[int], axis: int, where: npt.NDArray[np.bool_], choice: npt.NDArray[np.intp]
+) -> int:
+    view = np.moveaxis(status, axis, 0)
+    member_status = view[members]
+    chosen = np.zeros_like(member_status, dtype=bool)
+    np.put_along_axis(chosen, choice[np.newaxis, ...], True, axis=0)
+    chosen &= where[np.newaxis, ...] & (member_status == SHOWN)
+    if not chosen.any():
+        return 0
+    member_status[chosen] = COMPLEMENTARY
+    view[members] = member_status
+    return int(chosen.sum())
+
+
+def _complete_lone_cells(
+    values: npt.NDArray[np.int64], status: npt.NDArray[np.int8], groups: Sequence[Sequence[Group]], threshold: int
+) -> int:
+    """The cheap, local part of the attack, equation by equation, before the full propagation runs.
+
+    An equation exposes a suppressed count when it has a single hidden member, or when its visible total leaves its
+    hidden children a sum that only one assignment fits (all of them 0, all of them threshold − 1, or the withheld
+    ones at exactly the threshold and the rest 0).
+    """
+    added = 0
+    for axis, axis_groups in enumerate(groups):
+        for parent, children in axis_groups:
+            members = [parent, *children]
+            member_status = np.moveaxis(status, axis, 0)[members]
+            member_values = np.moveaxis(values, axis, 0)[members]
+            hidden = (member_status != SHOWN).sum(axis=0)
+            kids_status, kids_values = member_status[1:], member_values[1:]
+            hidden_sum = member_values[0] - np.where(kids_status == SHOWN, kids_values, 0).sum(axis=0)
+            primaries = (kids_status == PRIMARY).sum(axis=0)
+            withheld = (kids_status == COMPLEMENTARY).sum(axis=0)
+            pinned = (
+                (member_status[0] == SHOWN)
+                & (primaries >= 1)
+                & np.where(
+                    withheld == 0,
+                    (hidden_sum <= 0) | (hidden_sum >= (threshold - 1) * primaries),
+                    hidden_sum - threshold * withheld <= 0,
+                )
+            )
+            need = (hidden == 1) | pinned
+            if need.any():
+                added += _withhold(status, members, axis, need, _cheapest_visible(values, status, members, axis))
+    return added
+
+
+def _protect(
+    values: npt.NDArray[np.int64],
+    status: npt.NDArray[np.int8],
+    groups: Sequence[Sequence[Group]],
+    exposed: npt.NDArray[np.bool_],
+) -> int:
+    """Withholds one more visible member of every equation that contains an exposed cell."""
+    added = 0
+    for axis, axis_groups in enumerate(groups):
+        for parent, children in axis_groups:
+            members = [parent, *children]
+            touched = np.moveaxis(exposed, axis, 0)[members].any(axis=0)
+            if touched.any():
+                added += _withhold(status, members, axis, touched, _cheapest_visible(values, status, members, axis))
+    return added
+
+
+# --- single figures ---------------------------------------------------------------------------------------------
+
+
+def count(value: int, status: int, rules: PrivacyRules) -> Published:
+    if status == SHOWN and value >= rules.threshold:
+        return Published("shown", float(value))
+    return Published("below_threshold") if status == PRIMARY else WITHHELD
+
+
+def share(
+    numerator: int,
+    numerator_status: int,
+    denominator: int,
+    denominator_status: int,
+    rules: PrivacyRules,
+) -> Published:
+    """numerator / denominator, if it rests on enough items and reveals no count below the threshold."""
+    if denominator_status == COMPLEMENTARY:
+        return WITHHELD
+    if denominator_status == PRIMARY or denominator < rules.min_items:
+        return TOO_FEW
+    if numerator_status == COMPLEMENTARY:
+        return WITHHELD
+    if numerator_status == PRIMARY:
+        # "<10 of 250" says no more than "below 4%".
+        return Published("shown", math.ceil(100 * rules.threshold / denominator) / 100, bound="below")
+    if denominator - numerator < rules.threshold:
+        return Published("shown", math.floor(100 * (denominator - rules.threshold + 1) / denominator) / 100, "at_least")
+    return Published("shown", numerator / denominator)
+
+
+def statistic(value: float | None, items: int, rules: PrivacyRules) -> Published:
+    """A median, percentile or other statistic of `items` items."""
+    if value is None or items < rules.min_items:
+        return TOO_FEW
+    return Published("shown", value)
+
+
+def ratio(numerator: Published, denominator: Published) -> Published:
+    """A ratio of two published figures (e.g. an area's rate over the city's): only when both are exact."""
+    top, bottom = numerator.number(), denominator.number()
+    if top is None or bottom is None:
+        return TOO_FEW if "too_few" in (numerator.status, denominator.status) else WITHHELD
+    if bottom == 0:
+        return TOO_FEW
+    return Published("shown", top / bottom)
+
+
+def rate_per(count_figure: Published, population: int | None, rules: PrivacyRules, per: int = 1000) -> Published:
+    """A per-capita rate: only for a published count (the population is public, so a rate would reveal it)."""
+    value = count_figure.number()
+    if count_figure.status == "withheld":
+        return WITHHELD
+    if value is None or value < rules.min_items or not population:
+        return TOO_FEW
+    return Published("shown", value * per / population)
