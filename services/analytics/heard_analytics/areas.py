@@ -36,10 +36,12 @@ class _Strict(BaseModel):
 
 class PrecinctPopulation(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=120)]
-    neighbourhoods: dict[Annotated[str, Field(min_length=1, max_length=120)], Annotated[int, Field(ge=0)]]
+    # No ".", "$" or "|": names become parts of cell ids and document keys.
+    neighbourhoods: dict[Annotated[str, Field(pattern=r"^[^.$|/]{1,120}$")], Annotated[int, Field(ge=0)]]
 
 
 class PopulationFile(_Strict):
+    city: Annotated[str, Field(min_length=1, max_length=120)]
     source: Annotated[str, Field(min_length=1)]
     year: int
     precincts: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], PrecinctPopulation]
@@ -64,6 +66,7 @@ class Areas:
     """Every public area, in the order the page lists them, with populations and shapes."""
 
     def __init__(self, population: PopulationFile, shapes: dict[str, BaseGeometry]) -> None:
+        self.city = population.city
         self.source = population.source
         self.population_year = population.year
         self.precincts: dict[str, Precinct] = {

@@ -11,7 +11,7 @@ counted once however often, and in whatever order, its events arrive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from heard_analytics import histogram
@@ -82,20 +82,25 @@ def public_category(category: str | None) -> str:
     return normalised if normalised in CATEGORIES else "other"
 
 
-def _ms(moment: datetime) -> datetime:
-    """MongoDB keeps milliseconds: facts are compared after a round trip, so they are truncated before."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+def _ms(moment: datetime) -> int:
+    """Moments are kept as epoch milliseconds: exact on every MongoDB-wire server (nx-27017 turns some stored
+    dates into text) and equal after a round trip (MongoDB keeps milliseconds)."""
+    return int(moment.timestamp() * 1000)
 
 
-def _ms_or_none(moment: datetime | None) -> datetime | None:
+def _ms_or_none(moment: datetime | None) -> int | None:
     return None if moment is None else _ms(moment)
 
 
-def _earliest(current: datetime | None, candidate: datetime) -> datetime:
+def from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def _earliest(current: int | None, candidate: int) -> int:
     return candidate if current is None or candidate < current else current
 
 
-def _latest(current: datetime | None, candidate: datetime) -> datetime:
+def _latest(current: int | None, candidate: int) -> int:
     return candidate if current is None or candidate > current else current
 
 
@@ -108,7 +113,7 @@ def merge(facts: Facts, event: CloudEvent[Any], areas: Areas) -> Facts:
             place = areas.locate(data.location)
             out |= {
                 "submitted_at": _ms(data.submitted_at),
-                "month": month_of(_ms(data.submitted_at)),
+                "month": month_of(data.submitted_at),
                 "precinct": place.precinct,
                 "neighbourhood": place.neighbourhood,
                 "kind": data.kind,
@@ -164,7 +169,7 @@ def merge(facts: Facts, event: CloudEvent[Any], areas: Areas) -> Facts:
     return out
 
 
-def _reached(current: dict[str, datetime] | None, level: int, at: datetime) -> dict[str, datetime]:
+def _reached(current: dict[str, int] | None, level: int, at: int) -> dict[str, int]:
     reached = dict(current or {})
     key = str(level)
     reached[key] = _earliest(reached.get(key), at)
@@ -208,8 +213,8 @@ def cell_of(facts: Facts) -> Cell | None:
     return Cell(facts["month"], facts["precinct"], facts["neighbourhood"], facts["kind"], facts["category"])
 
 
-def _seconds(start: datetime, end: datetime) -> float:
-    return max(0.0, (end - start).total_seconds())
+def _seconds(start: int, end: int) -> float:
+    return max(0.0, (end - start) / 1000)
 
 
 def contribution(facts: Facts) -> dict[str, Counters]:
@@ -217,12 +222,12 @@ def contribution(facts: Facts) -> dict[str, Counters]:
     cell = cell_of(facts)
     if cell is None:
         return {}
-    submitted_at: datetime = facts["submitted_at"]
+    submitted_at: int = facts["submitted_at"]
     counters: Counters = {"submitted": 1}
     if facts.get("negative"):
         counters["negative"] = 1
-    reached: dict[str, datetime] = facts.get("reached") or {}
-    moments: dict[str, datetime | None] = {
+    reached: dict[str, int] = facts.get("reached") or {}
+    moments: dict[str, int | None] = {
         "acknowledged": facts.get("acknowledged_at"),
         "answered": facts.get("answered_at"),
         **{f"escalated_{level}": reached.get(str(level)) for level in ESCALATION_LEVELS},
@@ -270,11 +275,11 @@ def _deadline_counters(facts: Facts) -> Counters:
         ("acknowledge", "acknowledge_by", "acknowledged_at", "acknowledge_missed"),
         ("answer", "answer_by", "answered_at", "answer_missed"),
     ):
-        due: datetime | None = facts.get(due_field)
+        due: int | None = facts.get(due_field)
         if due is None:
             continue
-        done: datetime | None = facts.get(done_field)
-        missed: datetime | None = facts.get(missed_field)
+        done: int | None = facts.get(done_field)
+        missed: int | None = facts.get(missed_field)
         if done is not None and done <= due:
             counters[f"{action}_due"] = 1
             counters[f"{'acknowledged' if action == 'acknowledge' else 'answered'}_in_time"] = 1

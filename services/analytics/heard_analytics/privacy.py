@@ -86,13 +86,17 @@ def attack(
     status: npt.NDArray[np.int8],
     groups: Sequence[Sequence[Group]],
     threshold: int,
+    known: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """The tightest bounds interval propagation through every equation gives for every cell.
 
     This is the subtraction attack generalised: a total minus its visible parts bounds the hidden parts, a bound
-    found in one table feeds the equations of another, until nothing moves. Returns (lower, upper).
+    found in one equation feeds the others, until nothing moves. `known` adds bounds learnt elsewhere (another
+    table sharing cells). Returns (lower, upper).
     """
     lo, hi = _bounds(values, status, threshold)
+    if known is not None:
+        lo, hi = np.maximum(lo, known[0]), np.minimum(hi, known[1])
     for _ in range(MAX_ROUNDS):
         changed = False
         for axis, axis_groups in enumerate(groups):
@@ -131,26 +135,31 @@ def attack(
 
 
 def suppress(
-    values: npt.NDArray[np.int64], groups: Sequence[Sequence[Group]], threshold: int
+    values: npt.NDArray[np.int64],
+    groups: Sequence[Sequence[Group]],
+    threshold: int,
+    *,
+    withheld: npt.NDArray[np.bool_] | None = None,
+    known: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> npt.NDArray[np.int8]:
     """Status of every cell of an N-dimensional table whose axes carry `groups` (one list per axis).
 
     Primary suppression for counts below the threshold, then complementary suppression until every equation holds
-    no lone hidden cell and the attack above pins no suppressed count.
+    no lone hidden cell and the attack above pins no suppressed count. `withheld` marks cells another table
+    already withholds; `known` passes what the attack learnt from it.
     """
     status = np.where(values < threshold, PRIMARY, SHOWN).astype(np.int8)
+    if withheld is not None:
+        status[withheld & (status == SHOWN)] = COMPLEMENTARY
     for _ in range(MAX_ROUNDS):
         added = _complete_lone_cells(values, status, groups, threshold)
         if added:
             continue
-        lo, hi = attack(values, status, groups, threshold)
+        lo, hi = attack(values, status, groups, threshold, known)
         exposed = (status == PRIMARY) & (hi - lo < 0.5)
         if not exposed.any():
             return status
-        if not _protect(values, status, groups, exposed):
-            # Nothing visible is left to withhold next to an exposed cell: withhold everything still visible in
-            # its equations' cells. Unreachable for tables of sums, kept so the loop cannot spin.
-            status[exposed] = COMPLEMENTARY
+        _protect_widely(values, status, groups, exposed)
     raise RuntimeError("complementary suppression did not settle")
 
 
@@ -213,6 +222,30 @@ def _complete_lone_cells(
             if need.any():
                 added += _withhold(status, members, axis, need, _cheapest_visible(values, status, members, axis))
     return added
+
+
+def _protect_widely(
+    values: npt.NDArray[np.int64],
+    status: npt.NDArray[np.int8],
+    groups: Sequence[Sequence[Group]],
+    exposed: npt.NDArray[np.bool_],
+) -> None:
+    """Withholds next to exposed cells; where their equations have nothing visible left, one equation further."""
+    frontier = exposed
+    for _ in range(MAX_ROUNDS):
+        if _protect(values, status, groups, frontier):
+            return
+        wider = frontier.copy()
+        for axis, axis_groups in enumerate(groups):
+            frontier_view, wider_view = np.moveaxis(frontier, axis, 0), np.moveaxis(wider, axis, 0)
+            hidden_view = np.moveaxis(status != SHOWN, axis, 0)
+            for parent, children in axis_groups:
+                members = [parent, *children]
+                touched = frontier_view[members].any(axis=0)
+                wider_view[members] |= touched[np.newaxis, ...] & hidden_view[members]
+        if np.array_equal(wider, frontier):
+            raise RuntimeError("an exposed count has no visible neighbour left to withhold")
+        frontier = wider
 
 
 def _protect(
@@ -288,3 +321,67 @@ def rate_per(count_figure: Published, population: int | None, rules: PrivacyRule
     if value is None or value < rules.min_items or not population:
         return TOO_FEW
     return Published("shown", value * per / population)
+
+
+@dataclass(frozen=True)
+class LinkedTables:
+    """Two tables that share cells: `a[a_index]` and `b[b_index]` are the same counts (e.g. the year's totals by
+    kind, which the monthly table and the category table both hold). Suppressed jointly, attacked jointly."""
+
+    a: npt.NDArray[np.int64]
+    a_groups: Sequence[Sequence[Group]]
+    a_index: tuple[object, ...]
+    b: npt.NDArray[np.int64]
+    b_groups: Sequence[Sequence[Group]]
+    b_index: tuple[object, ...]
+
+    def attack(
+        self, a_status: npt.NDArray[np.int8], b_status: npt.NDArray[np.int8], threshold: int
+    ) -> tuple[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]], tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        a_bounds = attack(self.a, a_status, self.a_groups, threshold)
+        b_known = _bounds(self.b, b_status, threshold)
+        for _ in range(MAX_ROUNDS):
+            b_known[0][self.b_index] = np.maximum(b_known[0][self.b_index], a_bounds[0][self.a_index])
+            b_known[1][self.b_index] = np.minimum(b_known[1][self.b_index], a_bounds[1][self.a_index])
+            b_bounds = attack(self.b, b_status, self.b_groups, threshold, b_known)
+            a_known = (a_bounds[0].copy(), a_bounds[1].copy())
+            a_known[0][self.a_index] = np.maximum(a_known[0][self.a_index], b_bounds[0][self.b_index])
+            a_known[1][self.a_index] = np.minimum(a_known[1][self.a_index], b_bounds[1][self.b_index])
+            if np.array_equal(a_known[0], a_bounds[0]) and np.array_equal(a_known[1], a_bounds[1]):
+                return a_bounds, b_bounds
+            a_bounds = attack(self.a, a_status, self.a_groups, threshold, a_known)
+            b_known = b_bounds
+        raise RuntimeError("the joint attack did not settle")
+
+    def suppress(self, threshold: int) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]:
+        a_status = np.where(self.a < threshold, PRIMARY, SHOWN).astype(np.int8)
+        b_status = np.where(self.b < threshold, PRIMARY, SHOWN).astype(np.int8)
+        for _ in range(MAX_ROUNDS):
+            # The cheap local rules in both tables, the shared cells kept alike, until nothing moves...
+            while (
+                _complete_lone_cells(self.a, a_status, self.a_groups, threshold)
+                + _complete_lone_cells(self.b, b_status, self.b_groups, threshold)
+                + self._align(a_status, b_status)
+            ):
+                pass
+            # ...then the full joint attack; whatever it still pins gets more company.
+            (a_lo, a_hi), (b_lo, b_hi) = self.attack(a_status, b_status, threshold)
+            a_exposed = (a_status == PRIMARY) & (a_hi - a_lo < 0.5)
+            b_exposed = (b_status == PRIMARY) & (b_hi - b_lo < 0.5)
+            if not a_exposed.any() and not b_exposed.any():
+                return a_status, b_status
+            if a_exposed.any():
+                _protect_widely(self.a, a_status, self.a_groups, a_exposed)
+            if b_exposed.any():
+                _protect_widely(self.b, b_status, self.b_groups, b_exposed)
+        raise RuntimeError("joint suppression did not settle")
+
+    def _align(self, a_status: npt.NDArray[np.int8], b_status: npt.NDArray[np.int8]) -> int:
+        """A shared count withheld in one table is withheld in the other."""
+        a_shared, b_shared = a_status[self.a_index], b_status[self.b_index]
+        a_gets = (b_shared == COMPLEMENTARY) & (a_shared == SHOWN)
+        b_gets = (a_shared == COMPLEMENTARY) & (b_shared == SHOWN)
+        a_shared[a_gets] = COMPLEMENTARY
+        b_shared[b_gets] = COMPLEMENTARY
+        a_status[self.a_index], b_status[self.b_index] = a_shared, b_shared
+        return int(a_gets.sum() + b_gets.sum())
