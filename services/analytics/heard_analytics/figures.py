@@ -71,8 +71,8 @@ def area_choices(areas: Areas) -> list[tuple[str, str, int]]:
     """(key, name, depth) for every area a filter may select, in page order."""
     choices: list[tuple[str, str, int]] = [(ALL, f"City of {areas.city}", 0)]
     for precinct in areas.precinct_ids():
-        choices.append((place_key(precinct), areas.name(precinct), 1))
-        for neighbourhood in areas.neighbourhoods_of(precinct):
+        choices.append((place_key(precinct), areas.name(precinct) if precinct != UNKNOWN_PRECINCT else "Place not given", 1))
+        for neighbourhood in areas.neighbourhoods_of(precinct) if precinct != UNKNOWN_PRECINCT else ():
             choices.append((place_key(precinct, neighbourhood), neighbourhood, 2))
     return choices
 
@@ -240,6 +240,8 @@ def equity(year: PublicYear, f: Filters, areas: Areas) -> Table:
     city = row(ALL, f"City of {areas.city}", areas.city_population)
     rows = [city]
     for key, name, depth in area_choices(areas)[1:]:
+        if key == place_key(UNKNOWN_PRECINCT, UNSPECIFIED):
+            continue  # the same items as "place not given" itself
         precinct, _, neighbourhood = key.partition("/")
         population = areas.population(precinct, neighbourhood or None) if neighbourhood != UNSPECIFIED else None
         if precinct == UNKNOWN_PRECINCT:
@@ -251,6 +253,7 @@ def equity(year: PublicYear, f: Filters, areas: Areas) -> Table:
         r["rate_ratio_to_city"] = privacy.ratio(r["items_per_1000_residents"], city["items_per_1000_residents"])
         r["in_time_ratio_to_city"] = privacy.ratio(r["share_answered_in_time"], city["share_answered_in_time"])
         r["median_ratio_to_city"] = privacy.ratio(r["median_days_to_answer"], city["median_days_to_answer"])
+    for r in rows:  # only once every ratio is taken on the same unit
         r["median_days_to_answer"] = _days(r["median_days_to_answer"])
     table.rows = rows
     return table
