@@ -11,6 +11,7 @@ import pytest
 
 from heard_analytics import cube, facts, privacy
 from heard_analytics.areas import Areas
+from heard_shared.mongo import Document
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = privacy.PrivacyRules()
@@ -24,7 +25,7 @@ def city_year(seed: int, items: int) -> cube.PublicYear:
     rng = random.Random(seed)
     index = cube.CellIndex(areas(), RULES)
     places = [(p, n) for p in index.areas.precinct_ids() for n in index.areas.neighbourhoods_of(p)]
-    cells: dict[str, dict[str, object]] = {}
+    cells: dict[str, Document] = {}
     for _ in range(items):
         month = rng.randint(1, 12)
         precinct, neighbourhood = rng.choice(places)
@@ -35,10 +36,14 @@ def city_year(seed: int, items: int) -> cube.PublicYear:
             key,
             {"_id": key, **facts.Cell(f"2025-{month:02d}", precinct, neighbourhood, kind, category).fields()},
         )
-        for measure in ("submitted", "answered", "contested", "contest_pending"):
-            if measure == "submitted" or rng.random() < (0.8 if measure == "answered" else 0.05):
-                cell[measure] = int(cell.get(measure, 0)) + 1  # type: ignore[call-overload]
-    index.update(cells.values())  # type: ignore[arg-type]
+        measures = ["submitted"]
+        if rng.random() < 0.8:
+            measures.append("answered")
+        if rng.random() < 0.05:  # a contest has exactly one outcome: the table's equations must hold
+            measures += ["contested", rng.choice(("contest_answered_again", "contest_withdrawn", "contest_pending"))]
+        for measure in measures:
+            cell[measure] = int(cell.get(measure, 0)) + 1
+    index.update(cells.values())
     return index.published(2025)
 
 
@@ -68,7 +73,7 @@ def test_zeros_and_nines_cannot_be_pinned_either(zeros: bool) -> None:
     assert all(hi[i] - lo[i] >= 1 for i in (2, 3))
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_no_suppressed_count_in_any_view_can_be_recovered(seed: int) -> None:
     """The attack combines every equation of both linked tables (months, areas, kinds, categories, contests)."""
     year = city_year(seed, items=3000)

@@ -82,7 +82,9 @@ class Areas:
         self._neighbourhood_population = {
             name: count for p in population.precincts.values() for name, count in p.neighbourhoods.items()
         }
-        self._precinct_of = {name.casefold(): (pid, name) for pid, p in self.precincts.items() for name in p.neighbourhoods}
+        self._precinct_of = {
+            name.casefold(): (pid, name) for pid, p in self.precincts.items() for name in p.neighbourhoods
+        }
         for geometry in shapes.values():
             shapely.prepare(geometry)
 

@@ -90,7 +90,8 @@ def columns(chart_id: str, title: str, description: str, rows: Sequence[Bar]) ->
         else:
             h = max(2.0, chart_height * number / top)
             parts.append(
-                f'<rect x="{x + 8}" y="{base - h:.1f}" width="{column_width - 16}" height="{h:.1f}" fill="{BAR_COLOUR}"/>'
+                f'<rect x="{x + 8}" y="{base - h:.1f}" width="{column_width - 16}" height="{h:.1f}" '
+                f'fill="{BAR_COLOUR}"/>'
             )
             value_y = int(base - h - 6)
         parts.append(
@@ -158,7 +159,8 @@ def choropleth(
         parts.append(
             f'<a href="{escape(region.href)}" aria-label="{escape(region.name)}: {escape(region.display)}">'
             f'<path d="{path(region.geometry)}" fill="{fill}" stroke="#1a1a1a" stroke-width="1.5"/>'
-            f'<text x="{cx:.1f}" y="{cy - 6:.1f}" text-anchor="middle" class="{text_class}">{escape(region.name)}</text>'
+            f'<text x="{cx:.1f}" y="{cy - 6:.1f}" text-anchor="middle" class="{text_class}">'
+            f"{escape(region.name)}</text>"
             f'<text x="{cx:.1f}" y="{cy + 12:.1f}" text-anchor="middle" class="{text_class}">'
             f"{escape(region.display)}</text></a>"
         )

@@ -80,9 +80,7 @@ def month_axis(year: int) -> Axis:
 
 def place_axis(areas: Areas) -> Axis:
     """Neighbourhoods ("precinct/neighbourhood") under precincts under the city."""
-    return _hierarchy(
-        [(p, [place_key(p, n) for n in areas.neighbourhoods_of(p)]) for p in areas.precinct_ids()]
-    )
+    return _hierarchy([(p, [place_key(p, n) for n in areas.neighbourhoods_of(p)]) for p in areas.precinct_ids()])
 
 
 def kind_axis() -> Axis:
@@ -156,8 +154,12 @@ class YearTables:
                     entry = (STAGE_INDEX[stage], month, place, category, min(index, BINS - 1), sign * value)
                     for column, item in zip(times, entry, strict=True):
                         column.append(item)
-        np.add.at(self.counts, tuple(np.asarray(c, dtype=np.intp) for c in counts[:4]), np.asarray(counts[4], dtype=np.int64))
-        np.add.at(self.times, tuple(np.asarray(c, dtype=np.intp) for c in times[:5]), np.asarray(times[5], dtype=np.int64))
+        np.add.at(
+            self.counts, tuple(np.asarray(c, dtype=np.intp) for c in counts[:4]), np.asarray(counts[4], dtype=np.int64)
+        )
+        np.add.at(
+            self.times, tuple(np.asarray(c, dtype=np.intp) for c in times[:5]), np.asarray(times[5], dtype=np.int64)
+        )
         self.version += 1
 
 
@@ -177,9 +179,9 @@ class PublicYear:
         kind_of_category = np.zeros((len(domain.KINDS), tables.categories.leaves), dtype=np.int64)
         for k in range(len(domain.KINDS)):
             kind_of_category[k, k * len(domain.CATEGORIES) : (k + 1) * len(domain.CATEGORIES)] = 1
-        k = tables.kinds.matrix() @ kind_of_category  # kind node × category leaf
+        kinds = tables.kinds.matrix() @ kind_of_category  # kind node × category leaf
         # The monthly table: measure × (months, year) × place node × kind node.
-        self.monthly = np.einsum("mtpc,Tt,Pp,Kc->mTPK", tables.counts, t, p, k, optimize=True)
+        self.monthly = np.einsum("mtpc,Tt,Pp,Kc->mTPK", tables.counts, t, p, kinds, optimize=True)
         # The category table: measure × place node × category node, for the whole year.
         self.by_category = np.einsum("mtpc,Pp,Cc->mPC", tables.counts, p, c, optimize=True)
         # Durations: categories folded into kinds first (the big axis), then places, then months.

@@ -159,8 +159,10 @@ def merge(facts: Facts, event: CloudEvent[Any], areas: Areas) -> Facts:
     elif isinstance(data, ev.FeedbackClosedV1):
         closed_at = out.get("closed_at")
         # The latest closure decides the resolution; on a tie "answered" wins, so the order of arrival never matters.
-        if closed_at is None or _ms(data.closed_at) > closed_at or (
-            _ms(data.closed_at) == closed_at and data.resolution == "answered"
+        if (
+            closed_at is None
+            or _ms(data.closed_at) > closed_at
+            or (_ms(data.closed_at) == closed_at and data.resolution == "answered")
         ):
             out |= {"closed_at": _ms(data.closed_at), "resolution": data.resolution}
     elif isinstance(data, ev.FeedbackReopenedV1):

@@ -59,7 +59,9 @@ class Filters:
     kind: str = ALL
 
     def query(self, **changes: Any) -> dict[str, str]:
-        values = {"year": str(self.year), "area": self.area, "kind": self.kind} | {k: str(v) for k, v in changes.items()}
+        values = {"year": str(self.year), "area": self.area, "kind": self.kind} | {
+            k: str(v) for k, v in changes.items()
+        }
         return {k: v for k, v in values.items() if not (k in ("area", "kind") and v == ALL)}
 
 
@@ -71,7 +73,9 @@ def area_choices(areas: Areas) -> list[tuple[str, str, int]]:
     """(key, name, depth) for every area a filter may select, in page order."""
     choices: list[tuple[str, str, int]] = [(ALL, f"City of {areas.city}", 0)]
     for precinct in areas.precinct_ids():
-        choices.append((place_key(precinct), areas.name(precinct) if precinct != UNKNOWN_PRECINCT else "Place not given", 1))
+        choices.append(
+            (place_key(precinct), areas.name(precinct) if precinct != UNKNOWN_PRECINCT else "Place not given", 1)
+        )
         for neighbourhood in areas.neighbourhoods_of(precinct) if precinct != UNKNOWN_PRECINCT else ():
             choices.append((place_key(precinct, neighbourhood), neighbourhood, 2))
     return choices
@@ -135,7 +139,9 @@ def deadlines(year: PublicYear, f: Filters) -> Table:
         "Negative feedback has deadlines to acknowledge and to answer. Share met, among items whose deadline is "
         "decided (the action happened, or the deadline passed and the item was escalated).",
         (
-            Column("action", "string", "The action the deadline asks for.", enum=("acknowledge", "answer"), published=False),
+            Column(
+                "action", "string", "The action the deadline asks for.", enum=("acknowledge", "answer"), published=False
+            ),
             Column("decided", "integer", "Items whose deadline for this action is decided."),
             Column("in_time", "integer", "Of those, items where the action happened by the deadline."),
             Column("share_in_time", "number", "in_time / decided."),
@@ -335,8 +341,15 @@ class Report:
     tables: dict[str, Table]
 
 
-def report(year: PublicYear, f: Filters, areas: Areas, *, overdue: Sequence[Published], open_items: Published,
-           generated_at: datetime) -> Report:
+def report(
+    year: PublicYear,
+    f: Filters,
+    areas: Areas,
+    *,
+    overdue: Sequence[Published],
+    open_items: Published,
+    generated_at: datetime,
+) -> Report:
     tables = [
         funnel(year, f),
         deadlines(year, f),
@@ -347,4 +360,3 @@ def report(year: PublicYear, f: Filters, areas: Areas, *, overdue: Sequence[Publ
         other(year, f),
     ]
     return Report(f, generated_at, open_items, {t.id: t for t in tables})
-

@@ -13,8 +13,8 @@ from functools import cache
 from io import BytesIO
 from pathlib import Path
 
-from babel.messages.extract import extract_from_dir
 from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 from babel.support import NullTranslations, Translations

@@ -17,7 +17,7 @@ from typing import Any
 from heard_analytics import facts as domain
 from heard_analytics import histogram
 from heard_analytics.figures import DAY, Column, Table
-from heard_analytics.privacy import Published, PrivacyRules
+from heard_analytics.privacy import PrivacyRules, Published
 
 LICENSE = {"name": "ODC-PDDL-1.0", "path": "https://opendatacommons.org/licenses/pddl/", "title": "Public Domain"}
 
@@ -75,8 +75,13 @@ ITEM_COLUMNS: tuple[Column, ...] = (
     Column("severity", "string", "Severity decided at intake.", enum=tuple(domain.SEVERITY_RANK), published=False),
     Column("channel", "string", "How it arrived.", enum=("web", "api", "open311", "kafka", "session"), published=False),
     *(
-        Column(f"days_to_{stage}", "number", f"Days from submission to '{stage}', if reached.", unit="days",
-               published=False)
+        Column(
+            f"days_to_{stage}",
+            "number",
+            f"Days from submission to '{stage}', if reached.",
+            unit="days",
+            published=False,
+        )
         for stage in domain.TIMED_STAGES
     ),
     Column("highest_level", "integer", "Highest level of the escalation chain reached (0 … 4).", published=False),
@@ -107,8 +112,7 @@ def item_row(item: dict[str, Any], key: bytes) -> list[str]:
         "closed": item.get("closed_at") if item.get("resolution") == "answered" else None,
     }
     days = [
-        "" if moment is None else f"{max(0.0, (moment - submitted) / 1000) / DAY:.1f}"
-        for moment in moments.values()
+        "" if moment is None else f"{max(0.0, (moment - submitted) / 1000) / DAY:.1f}" for moment in moments.values()
     ]
     outcome = "open" if domain.is_open(item) else str(item.get("resolution", "open"))
     return [
@@ -153,12 +157,11 @@ def table_schema(columns: Iterable[Column], rules: PrivacyRules) -> dict[str, An
             field["unit"] = column.unit
         if column.enum:
             field["constraints"] = {"enum": list(column.enum)}
-        if column.published and column.type in ("integer", "number"):
+        if column.published and column.type == "number":
             # Shares given as bounds (">=0.96") are text: such columns are strings with a pattern.
-            if column.type == "number":
-                field["type"] = "string"
-                field["format"] = "default"
-                field["constraints"] = {"pattern": r"(>=|<)?[0-9]+(\.[0-9]+)?"}
+            field["type"] = "string"
+            field["format"] = "default"
+            field["constraints"] = {"pattern": r"(>=|<)?[0-9]+(\.[0-9]+)?"}
         fields.append(field)
     return {"fields": fields, "missingValues": missing_values(rules)}
 

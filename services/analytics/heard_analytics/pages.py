@@ -17,7 +17,7 @@ from heard_analytics.areas import Areas
 from heard_analytics.cube import ALL
 from heard_analytics.figures import FUNNEL, Filters, Report, area_choices
 from heard_analytics.i18n import N_
-from heard_analytics.privacy import Published, PrivacyRules
+from heard_analytics.privacy import PrivacyRules, Published
 
 LOCALES = {"en": "en_US", "es": "es_US"}
 
@@ -152,9 +152,7 @@ def url(path: str, filters: Filters | None, language: str, **changes: Any) -> st
     return f"{path}?{urlencode(query)}" if query else path
 
 
-def render_transparency(
-    report: Report, *, language: str, areas: Areas, rules: PrivacyRules, years: list[int]
-) -> str:
+def render_transparency(report: Report, *, language: str, areas: Areas, rules: PrivacyRules, years: list[int]) -> str:
     fmt = Formatter(language, rules)
     _ = fmt.gettext
     f = report.filters
@@ -190,8 +188,10 @@ def render_transparency(
     map_chart = charts.choropleth(
         "area-map",
         _("Items per 1,000 residents, by precinct"),
-        _("Map of the precincts shaded by items per 1,000 residents; hatched precincts have too few items to "
-          "show. The table beside it has the figures."),
+        _(
+            "Map of the precincts shaded by items per 1,000 residents; hatched precincts have too few items to "
+            "show. The table beside it has the figures."
+        ),
         regions,
         lambda i: (_("fewer"), _("more"), _("not shown"))[i],
     )

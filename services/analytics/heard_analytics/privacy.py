@@ -31,6 +31,9 @@ MAX_ROUNDS = 200
 Status = Literal["shown", "below_threshold", "withheld", "too_few"]
 # (parent index, child indices) along one axis: parent = sum of children.
 Group = tuple[int, tuple[int, ...]]
+Bounds = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+# Where a linked table's shared counts sit: a numpy index of slices and index lists.
+Index = tuple[slice | list[int] | int, ...]
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,9 @@ def _moved(array: npt.NDArray[np.float64], axis: int) -> npt.NDArray[np.float64]
     return np.moveaxis(array, axis, 0)
 
 
-def _bounds(values: npt.NDArray[np.int64], status: npt.NDArray[np.int8], threshold: int) -> tuple[
-    npt.NDArray[np.float64], npt.NDArray[np.float64]
-]:
+def _bounds(
+    values: npt.NDArray[np.int64], status: npt.NDArray[np.int8], threshold: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """What an attacker knows of each cell before combining equations."""
     lo = np.where(status == SHOWN, values, np.where(status == PRIMARY, 0, threshold)).astype(np.float64)
     hi = np.where(status == SHOWN, values, np.where(status == PRIMARY, threshold - 1, np.inf)).astype(np.float64)
@@ -112,9 +115,7 @@ def attack(
                 p_lo = np.maximum(lo_view[parent], lo_sum)
                 p_hi = np.minimum(hi_view[parent], np.where(inf_count > 0, np.inf, hi_finite_sum))
                 # Each child: parent minus the other children.
-                others_hi = np.where(
-                    (inf_count - hi_inf) > 0, np.inf, hi_finite_sum - np.where(hi_inf, 0.0, c_hi)
-                )
+                others_hi = np.where((inf_count - hi_inf) > 0, np.inf, hi_finite_sum - np.where(hi_inf, 0.0, c_hi))
                 k_lo = np.maximum(c_lo, p_lo - others_hi)
                 k_hi = np.minimum(c_hi, p_hi - (lo_sum - c_lo))
                 # Integers: round inwards.
@@ -131,6 +132,9 @@ def attack(
                     lo_view[kids], hi_view[kids] = k_lo, k_hi
         if not changed:
             break
+        if (lo > hi).any():
+            # Only a table whose totals are not the sums of their parts gets here; propagation would diverge.
+            raise ValueError("a total of the table is not the sum of its parts")
     return lo, hi
 
 
@@ -149,6 +153,8 @@ def suppress(
     already withholds; `known` passes what the attack learnt from it.
     """
     status = np.where(values < threshold, PRIMARY, SHOWN).astype(np.int8)
+    if threshold <= 1:
+        return status  # "<1" already says 0: nothing is hidden, so nothing needs company
     if withheld is not None:
         status[withheld & (status == SHOWN)] = COMPLEMENTARY
     for _ in range(MAX_ROUNDS):
@@ -175,7 +181,11 @@ def _cheapest_visible(
 
 
 def _withhold(
-    status: npt.NDArray[np.int8], members: list[int], axis: int, where: npt.NDArray[np.bool_], choice: npt.NDArray[np.intp]
+    status: npt.NDArray[np.int8],
+    members: list[int],
+    axis: int,
+    where: npt.NDArray[np.bool_],
+    choice: npt.NDArray[np.intp],
 ) -> int:
     view = np.moveaxis(status, axis, 0)
     member_status = view[members]
@@ -241,7 +251,7 @@ def _protect_widely(
             hidden_view = np.moveaxis(status != SHOWN, axis, 0)
             for parent, children in axis_groups:
                 members = [parent, *children]
-                touched = frontier_view[members].any(axis=0)
+                touched = np.asarray(frontier_view[members].any(axis=0))
                 wider_view[members] |= touched[np.newaxis, ...] & hidden_view[members]
         if np.array_equal(wider, frontier):
             raise RuntimeError("an exposed count has no visible neighbour left to withhold")
@@ -259,7 +269,7 @@ def _protect(
     for axis, axis_groups in enumerate(groups):
         for parent, children in axis_groups:
             members = [parent, *children]
-            touched = np.moveaxis(exposed, axis, 0)[members].any(axis=0)
+            touched = np.asarray(np.moveaxis(exposed, axis, 0)[members].any(axis=0))
             if touched.any():
                 added += _withhold(status, members, axis, touched, _cheapest_visible(values, status, members, axis))
     return added
@@ -330,14 +340,14 @@ class LinkedTables:
 
     a: npt.NDArray[np.int64]
     a_groups: Sequence[Sequence[Group]]
-    a_index: tuple[object, ...]
+    a_index: Index
     b: npt.NDArray[np.int64]
     b_groups: Sequence[Sequence[Group]]
-    b_index: tuple[object, ...]
+    b_index: Index
 
     def attack(
         self, a_status: npt.NDArray[np.int8], b_status: npt.NDArray[np.int8], threshold: int
-    ) -> tuple[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]], tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    ) -> tuple[Bounds, Bounds]:
         a_bounds = attack(self.a, a_status, self.a_groups, threshold)
         b_known = _bounds(self.b, b_status, threshold)
         for _ in range(MAX_ROUNDS):
@@ -356,6 +366,8 @@ class LinkedTables:
     def suppress(self, threshold: int) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]:
         a_status = np.where(self.a < threshold, PRIMARY, SHOWN).astype(np.int8)
         b_status = np.where(self.b < threshold, PRIMARY, SHOWN).astype(np.int8)
+        if threshold <= 1:
+            return a_status, b_status  # "<1" already says 0: nothing is hidden
         for _ in range(MAX_ROUNDS):
             # The cheap local rules in both tables, the shared cells kept alike, until nothing moves...
             while (

@@ -55,7 +55,9 @@ class AnalyticsService:
         self._refresh_lock = asyncio.Lock()
         self._publish_locks: dict[int, asyncio.Lock] = {}
         self.events_total = Counter(
-            "heard_analytics_events_total", "Feedback events applied to the read model, by type.", ["type"],
+            "heard_analytics_events_total",
+            "Feedback events applied to the read model, by type.",
+            ["type"],
             registry=registry,
         )
         self.visible_seconds = Histogram(
@@ -100,7 +102,9 @@ class AnalyticsService:
                 return
         async with self._refresh_lock:
             started = self.clock()
-            query: Document = {} if self._watermark is None else {"updated_at": {"$gte": self._watermark - REFRESH_OVERLAP}}
+            query: Document = (
+                {} if self._watermark is None else {"updated_at": {"$gte": self._watermark - REFRESH_OVERLAP}}
+            )
             changed = [cell async for cell in self.cells.find(query, {"applied_tokens": 0})]
             self.index.update(changed)
             self._watermark = started
@@ -143,7 +147,8 @@ class AnalyticsService:
         place_leaf, kind_index = places.index, kinds_axis.index
         leaves = np.zeros((LEVELS, places.leaves, len(KINDS)), dtype=np.int64)
         async for entry in self.open_items.find(
-            {"due": {"$lt": int(self.clock().timestamp() * 1000)}}, {"precinct": 1, "neighbourhood": 1, "kind": 1, "level": 1}
+            {"due": {"$lt": int(self.clock().timestamp() * 1000)}},
+            {"precinct": 1, "neighbourhood": 1, "kind": 1, "level": 1},
         ):
             place = place_leaf.get(cube.place_key(str(entry["precinct"]), str(entry["neighbourhood"])))
             kind = kind_index.get(str(entry["kind"]))

@@ -106,7 +106,10 @@ def build_router(service: AnalyticsService, *, public_id_key: bytes) -> APIRoute
 
     @router.get("/static/analytics/transparency.css", include_in_schema=False)
     async def stylesheet() -> Response:
-        return Response((STATIC / "transparency.css").read_bytes(), media_type="text/css",
-                        headers={"Cache-Control": "public, max-age=3600"})
+        return Response(
+            (STATIC / "transparency.css").read_bytes(),
+            media_type="text/css",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
 
     return router
