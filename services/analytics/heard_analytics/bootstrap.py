@@ -38,6 +38,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     platform = build_platform("analytics", settings)
     service = build_service(settings, platform.mongo.db, platform.metrics.registry)
     platform.startup_hooks.append(service.start)
+    platform.background.append(service.run_publisher)
     for spec in CONSUMED:
         platform.consumer.subscribe(spec.topic, (spec,), service.on_event)
 

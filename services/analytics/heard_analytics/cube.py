@@ -108,7 +108,9 @@ class YearTables:
     kinds: Axis = field(init=False)
     categories: Axis = field(init=False)
     counts: npt.NDArray[np.int64] = field(init=False)  # measure × month × place leaf × category leaf
-    times: npt.NDArray[np.int64] = field(init=False)  # stage × month × place leaf × category leaf × bin
+    # stage × month × place leaf × category leaf × bin; floats so that aggregation runs in BLAS (counts stay exact
+    # up to 2^53, far beyond any city's volume)
+    times: npt.NDArray[np.float64] = field(init=False)
     version: int = 0
 
     def __post_init__(self) -> None:
@@ -120,7 +122,7 @@ class YearTables:
         self._category_leaf = self.categories.index
         shape = (12, self.places.leaves, self.categories.leaves)
         self.counts = np.zeros((len(MEASURES), *shape), dtype=np.int64)
-        self.times = np.zeros((len(STAGES), *shape, BINS), dtype=np.int64)
+        self.times = np.zeros((len(STAGES), *shape, BINS), dtype=np.float64)
 
     def position(self, cell: Document) -> tuple[int, int, int] | None:
         month = int(str(cell["month"])[5:7]) - 1
@@ -168,6 +170,7 @@ class PublicYear:
 
     def __init__(self, tables: YearTables, rules: privacy.PrivacyRules) -> None:
         self.year = tables.year
+        self.version = tables.version
         self.rules = rules
         self.months, self.places, self.kinds, self.categories = (
             tables.months,
@@ -184,11 +187,13 @@ class PublicYear:
         self.monthly = np.einsum("mtpc,Tt,Pp,Kc->mTPK", tables.counts, t, p, kinds, optimize=True)
         # The category table: measure × place node × category node, for the whole year.
         self.by_category = np.einsum("mtpc,Pp,Cc->mPC", tables.counts, p, c, optimize=True)
-        # Durations: categories folded into kinds first (the big axis), then places, then months.
-        # (floats, so that tensordot runs in BLAS; counts stay exact far beyond any city's volume)
-        times = tables.times.astype(np.float64)
+        # Durations: only the bins in use (a few dozen of the 131), then categories folded into kinds first (the
+        # big axis), then places, then months.
+        used = np.flatnonzero(tables.times.any(axis=(0, 1, 2, 3)))
+        self.first_bin = int(used[0]) if used.size else 0
+        times = tables.times[..., self.first_bin : (int(used[-1]) + 1 if used.size else 0)]
         p, c = p.astype(np.float64), c.astype(np.float64)
-        by_kind = times.reshape(*times.shape[:3], len(domain.KINDS), len(domain.CATEGORIES), BINS)
+        by_kind = times.reshape(*times.shape[:3], len(domain.KINDS), len(domain.CATEGORIES), times.shape[-1])
         by_kind = by_kind.sum(axis=4)  # stage × month × place leaf × kind × bin
         by_kind = np.concatenate([by_kind, by_kind.sum(axis=3, keepdims=True)], axis=3)  # + all kinds
         by_kind = np.tensordot(p, by_kind, axes=([1], [2])).transpose(1, 2, 0, 3, 4)  # place nodes
@@ -239,7 +244,7 @@ class PublicYear:
         t, p, k, category = self._where(month, place, kind)
         s = STAGE_INDEX[stage]
         row = self.category_times[s, p, k] if category else self.monthly_times[s, t, p, k]
-        return {int(i): int(n) for i, n in enumerate(row) if n}
+        return {self.first_bin + i: int(n) for i, n in enumerate(row) if n}
 
     def quantile(self, stage: str, q: float, **where: str) -> privacy.Published:
         counts = self.durations(stage, **where)
@@ -254,7 +259,6 @@ class CellIndex:
         self.rules = rules
         self.documents: dict[str, Document] = {}
         self.years: dict[int, YearTables] = {}
-        self._published: dict[int, tuple[int, PublicYear]] = {}
 
     def update(self, cells: Iterable[Document]) -> int:
         """Takes in new or changed cell documents; returns how many changed anything."""
@@ -275,17 +279,8 @@ class CellIndex:
             tables.add(year_changes)
         return sum(len(c) for c in changes.values())
 
-    def cached(self, year: int, version: int) -> PublicYear | None:
-        cached = self._published.get(year)
-        return cached[1] if cached is not None and cached[0] == version else None
-
     def published(self, year: int) -> PublicYear:
-        tables = self.years.get(year) or YearTables(year, self.areas)
-        cached = self._published.get(year)
-        if cached is None or cached[0] != tables.version:
-            cached = (tables.version, PublicYear(tables, self.rules))
-            self._published[year] = cached
-        return cached[1]
+        return PublicYear(self.years.get(year) or YearTables(year, self.areas), self.rules)
 
     def known_years(self) -> list[int]:
         return sorted(self.years)

@@ -161,9 +161,11 @@ def _cell_fields(cell_id: str) -> dict[str, Any]:
 class Freshness:
     """How long events take to become visible in the public figures.
 
-    `lag_seconds()` is what the gauge reports: while an event is being applied (or retried because MongoDB is
-    unreachable) it is the age of the oldest such event, so a stuck consumer shows a growing lag; otherwise it is
-    the lag of the last event that became visible, for a minute, then 0 (an idle platform is not a late one).
+    An event is in flight while it is applied to the read model, then awaits publication until the publisher
+    serves a copy made from a read that started after it was applied. `lag_seconds()` is what the gauge reports:
+    the age of the oldest event in flight or awaiting publication, so a stuck consumer or publisher shows a
+    growing lag; when none is, the lag of the last event that became visible, for a minute, then 0 (an idle
+    platform is not a late one).
     """
 
     HOLD_SECONDS = 60.0
@@ -171,26 +173,37 @@ class Freshness:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.in_flight: dict[str, float] = {}
+        self.awaiting: list[tuple[float, float]] = []  # (applied at, event time), in order of application
         self.last_lag = 0.0
         self.last_visible_at = 0.0
 
     def started(self, key: str, event_time: datetime | None) -> None:
         self.in_flight[key] = event_time.timestamp() if event_time else self.clock()
 
-    def visible(self, key: str) -> float:
+    def applied(self, key: str) -> None:
         event_at = self.in_flight.pop(key, None)
-        now = self.clock()
-        self.last_visible_at = now
-        self.last_lag = max(0.0, now - event_at) if event_at is not None else 0.0
-        return self.last_lag
+        if event_at is not None:
+            self.awaiting.append((self.clock(), event_at))
 
     def abandoned(self, key: str) -> None:
         self.in_flight.pop(key, None)
 
+    def published(self, read_started_at: float) -> list[float]:
+        """Events applied before a read that is now served are visible: returns their lags."""
+        now = self.clock()
+        split = next((i for i, (applied_at, _) in enumerate(self.awaiting) if applied_at > read_started_at), None)
+        visible = self.awaiting if split is None else self.awaiting[:split]
+        self.awaiting = [] if split is None else self.awaiting[split:]
+        lags = [max(0.0, now - event_at) for _, event_at in visible]
+        if lags:
+            self.last_lag, self.last_visible_at = lags[-1], now
+        return lags
+
     def lag_seconds(self) -> float:
         now = self.clock()
-        if self.in_flight:
-            return max(0.0, now - min(self.in_flight.values()))
+        waiting = [*self.in_flight.values(), *(event_at for _, event_at in self.awaiting[:1])]
+        if waiting:
+            return max(0.0, now - min(waiting))
         if now - self.last_visible_at <= self.HOLD_SECONDS:
             return self.last_lag
         return 0.0

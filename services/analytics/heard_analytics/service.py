@@ -1,13 +1,16 @@
 """Analytics' service layer: consumes events into the read model, and answers for the public figures.
 
-Requests never read items: figures come from the process's copy of the cells (refreshed from the documents
-changed since the last look, so a replica also sees what other replicas applied) and from the small list of open
-items. A year's tables are suppressed again only when its counters changed, off the event loop.
+Requests never read items and never wait for suppression: figures come from the last suppressed copy of each
+year's tables, which a background publisher keeps current. Several times a second it reads the cell documents
+changed since its last look (so a replica also sees what other replicas applied), suppresses again, off the event
+loop, each year whose counters changed and that someone reads, and swaps the new copy in. An event is "visible"
+once a copy made after it was applied is being served; that delay is the freshness the gauge reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,13 +24,18 @@ from heard_analytics.areas import Areas
 from heard_analytics.facts import KINDS
 from heard_analytics.projection import Freshness, ReadModel
 from heard_shared.events import CloudEvent, utc_now
+from heard_shared.logs import get_logger
 from heard_shared.mongo import Document
+
+log = get_logger(__name__)
 
 # A replica stamps `updated_at` with its own clock; re-reading this far back covers clock skew between replicas.
 REFRESH_OVERLAP = timedelta(seconds=5)
 LEVELS = 5
 # The freshness promise: an event shows in the public figures within this many seconds (an SLO bucket boundary).
 FRESHNESS_OBJECTIVE_SECONDS = 2.0
+# How often the publisher looks for changed cells when the last pass found none.
+PUBLISH_INTERVAL_SECONDS = 0.2
 
 
 class AnalyticsService:
@@ -52,13 +60,21 @@ class AnalyticsService:
         self.index = cube.CellIndex(areas, rules)
         self.freshness = Freshness()
         self._watermark: datetime | None = None
-        self._refresh_lock = asyncio.Lock()
-        self._publish_locks: dict[int, asyncio.Lock] = {}
+        # Held while the cell index changes and while a year is suppressed from it.
+        self._lock = asyncio.Lock()
+        # The suppressed copy served for each year someone has read (the publisher keeps these current).
+        self._public: dict[int, cube.PublicYear] = {}
         self.events_total = Counter(
             "heard_analytics_events_total",
             "Feedback events applied to the read model, by type.",
             ["type"],
             registry=registry,
+        )
+        self.publish_seconds = Histogram(
+            "heard_analytics_publish_seconds",
+            "Time to suppress one year's tables again after its counters changed.",
+            registry=registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
         )
         self.visible_seconds = Histogram(
             "heard_analytics_event_visible_seconds",
@@ -88,38 +104,72 @@ class AnalyticsService:
         except BaseException:
             self.freshness.abandoned(key)
             raise
-        lag = self.freshness.visible(key)
         if changed:
             self.events_total.labels(event.type).inc()
+            self.freshness.applied(key)  # visible once the publisher serves a copy that includes it
+        else:
+            self.freshness.abandoned(key)  # nothing to show: a redelivery, or a fact already known
+
+    async def run_publisher(self) -> None:
+        """Background task: keeps the served copies current (see the module docstring)."""
+        while True:
+            try:
+                busy = await self.publish_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # MongoDB away, or a bug in one pass: keep serving the last copy, try again
+                log.exception("publishing the public figures failed")
+                busy = False
+            # A pause even after work: under a steady stream the publisher would otherwise hold a core.
+            await asyncio.sleep(PUBLISH_INTERVAL_SECONDS if not busy else PUBLISH_INTERVAL_SECONDS / 4)
+
+    async def publish_once(self) -> bool:
+        """One pass: read changed cells, suppress again the years read whose counters changed. True if it did work."""
+        pass_started = self.freshness.clock()
+        async with self._lock:
+            await self._refresh()
+            # The years someone read, and the latest, which the page opens on.
+            years = {*self._public, *self.index.known_years()[-1:]}
+            changed = [
+                year
+                for year in sorted(years)
+                if (tables := self.index.years.get(year)) is not None
+                and (year not in self._public or tables.version != self._public[year].version)
+            ]
+            for year in changed:
+                await self._suppress(year)
+        for lag in self.freshness.published(pass_started):
             self.visible_seconds.observe(lag)
+        return bool(changed)
+
+    async def _suppress(self, year: int) -> cube.PublicYear:
+        """Suppresses a year again and serves the result. Called holding the lock, so the tables hold still."""
+        started = time.perf_counter()
+        # CPU work: off the event loop, so the consumer and requests keep going.
+        served = self._public[year] = await asyncio.to_thread(self.index.published, year)
+        self.publish_seconds.observe(time.perf_counter() - started)
+        return served
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def refresh(self) -> None:
-        """Brings the process's copy of the cells up to date; concurrent callers share one round trip."""
-        if self._refresh_lock.locked():
-            async with self._refresh_lock:
-                return
-        async with self._refresh_lock:
-            started = self.clock()
-            query: Document = (
-                {} if self._watermark is None else {"updated_at": {"$gte": self._watermark - REFRESH_OVERLAP}}
-            )
-            changed = [cell async for cell in self.cells.find(query, {"applied_tokens": 0})]
-            self.index.update(changed)
-            self._watermark = started
+    async def _refresh(self) -> None:
+        """Takes in the cells changed since the last look."""
+        started = self.clock()
+        since = None if self._watermark is None else self._watermark - REFRESH_OVERLAP
+        query: Document = {} if since is None else {"updated_at": {"$gte": since}}
+        self.index.update([cell async for cell in self.cells.find(query, {"applied_tokens": 0})])
+        self._watermark = started
 
     async def published(self, year: int) -> cube.PublicYear:
-        await self.refresh()
-        lock = self._publish_locks.setdefault(year, asyncio.Lock())
-        async with lock:
-            tables = self.index.years.get(year)
-            version = tables.version if tables else 0
-            cached = self.index.cached(year, version)
-            if cached is not None:
-                return cached
-            # Suppression is CPU work: run it off the event loop so the consumer and other requests keep going.
-            return await asyncio.to_thread(self.index.published, year)
+        """The served copy of a year; only the first request for a year waits for its suppression."""
+        if (served := self._public.get(year)) is not None:
+            return served
+        async with self._lock:
+            if (served := self._public.get(year)) is not None:
+                return served
+            if self._watermark is None:
+                await self._refresh()
+            return await self._suppress(year)
 
     def default_year(self) -> int:
         years = self.index.known_years()

@@ -32,7 +32,6 @@ def build_router(service: AnalyticsService, *, public_id_key: bytes) -> APIRoute
             raise ApiError(400, "invalid_filter", str(error)) from None
 
     async def load(year: int | None, area: str, kind: str) -> figures.Report:
-        await service.refresh()
         return await service.report(filters(year, area, kind))
 
     @router.get("/v1/transparency", tags=["transparency"], summary="Every public figure for a year, area and kind")
