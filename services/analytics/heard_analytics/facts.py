@@ -219,6 +219,24 @@ def _seconds(start: int, end: int) -> float:
     return max(0.0, (end - start) / 1000)
 
 
+def stage_moments(facts: Facts) -> dict[str, int | None]:
+    """When the item first reached each timed stage (epoch ms), or None."""
+    reached: dict[str, int] = facts.get("reached") or {}
+    return {
+        "acknowledged": facts.get("acknowledged_at"),
+        "answered": facts.get("answered_at"),
+        **{f"escalated_{level}": reached.get(str(level)) for level in ESCALATION_LEVELS},
+        "board": reached.get(str(OVERSIGHT_BOARD_LEVEL)),
+        # A withdrawal is an administrative closure: it is counted as a withdrawal, never as a closing time.
+        "closed": facts.get("closed_at") if facts.get("resolution") == "answered" else None,
+    }
+
+
+def outcome(facts: Facts) -> str:
+    """Where the item stands: open, answered (closed with an answer) or withdrawn."""
+    return "open" if is_open(facts) else str(facts.get("resolution", "open"))
+
+
 def contribution(facts: Facts) -> dict[str, Counters]:
     """Counters the item adds to its cell(s), keyed by cell id."""
     cell = cell_of(facts)
@@ -228,16 +246,7 @@ def contribution(facts: Facts) -> dict[str, Counters]:
     counters: Counters = {"submitted": 1}
     if facts.get("negative"):
         counters["negative"] = 1
-    reached: dict[str, int] = facts.get("reached") or {}
-    moments: dict[str, int | None] = {
-        "acknowledged": facts.get("acknowledged_at"),
-        "answered": facts.get("answered_at"),
-        **{f"escalated_{level}": reached.get(str(level)) for level in ESCALATION_LEVELS},
-        "board": reached.get(str(OVERSIGHT_BOARD_LEVEL)),
-        # A withdrawal is an administrative closure: it is counted as a withdrawal, never as a closing time.
-        "closed": facts.get("closed_at") if facts.get("resolution") == "answered" else None,
-    }
-    for stage, moment in moments.items():
+    for stage, moment in stage_moments(facts).items():
         if moment is not None:
             counters[stage] = 1
             counters[histogram_field(stage, histogram.bin_of(_seconds(submitted_at, moment)))] = 1

@@ -2,28 +2,28 @@
 
 Suppressed cells are written as "<10" (below the threshold), "withheld" (complementary suppression) or "too_few"
 (a statistic on fewer items than the minimum). A share given only as a bound is written with its sign (">=0.96",
-"<0.04"). Table Schema declares those strings as missing values, so tools read them as "not published".
+"<0.04"). In the item file a value that may not be shown is "(suppressed)" (records.py). Table Schema declares those
+strings as missing values, so tools read them as "not published".
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import io
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from heard_analytics import facts as domain
-from heard_analytics import histogram
-from heard_analytics.figures import DAY, Column, Table
+from heard_analytics import histogram, records
+from heard_analytics.figures import Column, Table
 from heard_analytics.privacy import PrivacyRules, Published
+from heard_analytics.records import Release
 
 LICENSE = {"name": "ODC-PDDL-1.0", "path": "https://opendatacommons.org/licenses/pddl/", "title": "Public Domain"}
 
 
 def missing_values(rules: PrivacyRules) -> list[str]:
-    return ["", rules.below_label, "withheld", "too_few"]
+    return ["", rules.below_label, "withheld", "too_few", records.SUPPRESSED]
 
 
 def cell_text(value: Any, rules: PrivacyRules) -> str:
@@ -65,81 +65,51 @@ def table_csv(table: Table, rules: PrivacyRules) -> str:
 
 # --- item level ---------------------------------------------------------------------------------------------------
 
+
+def _stage_column(stage: str) -> Column:
+    reached = "closed with an answer that stands" if stage == "closed" else f"'{stage}'"
+    return Column(
+        f"days_to_{stage}",
+        "number",
+        f"Days from submission to {reached}; empty if not reached, '{records.SUPPRESSED}' where it may not be shown.",
+        unit="days",
+        published=False,
+    )
+
+
 ITEM_COLUMNS: tuple[Column, ...] = (
-    Column("id", "string", "A stable public identifier of the item (not the id used inside Heard).", published=False),
-    Column("submitted_on", "date", "Day of submission (UTC).", published=False),
-    Column("precinct", "string", "Precinct, or 'unknown'.", published=False),
-    Column("neighbourhood", "string", "Neighbourhood, or 'unspecified'.", published=False),
+    Column(
+        "id", "string", "An identifier of the row in this download (it changes when the figures do).", published=False
+    ),
+    Column(
+        "submitted_month",
+        "string",
+        "Month of submission (YYYY-MM), or only the year (YYYY) where the month may not be shown.",
+        published=False,
+    ),
+    Column("precinct", "string", "Precinct ('unknown' if no place was given).", published=False),
+    Column("neighbourhood", "string", "Neighbourhood ('unspecified' if none of the list).", published=False),
     Column("kind", "string", "Kind of feedback.", enum=domain.KINDS, published=False),
     Column("category", "string", "Category.", enum=domain.CATEGORIES, published=False),
-    Column("severity", "string", "Severity decided at intake.", enum=tuple(domain.SEVERITY_RANK), published=False),
-    Column("channel", "string", "How it arrived.", enum=("web", "api", "open311", "kafka", "session"), published=False),
-    *(
-        Column(
-            f"days_to_{stage}",
-            "number",
-            f"Days from submission to '{stage}', if reached.",
-            unit="days",
-            published=False,
-        )
-        for stage in domain.TIMED_STAGES
-    ),
-    Column("highest_level", "integer", "Highest level of the escalation chain reached (0 … 4).", published=False),
-    Column("contested", "integer", "1 if the resident contested an answer.", published=False),
+    Column("severity", "string", "Whether intake judged it negative.", enum=records.SEVERITIES, published=False),
+    *(_stage_column(stage) for stage in records.STAGES),
     Column(
         "outcome",
         "string",
         "Where the item stands: open, answered (closed with an answer) or withdrawn.",
-        enum=("open", "answered", "withdrawn"),
+        enum=records.OUTCOMES,
         published=False,
     ),
 )
 
 
-def public_id(feedback_id: str, key: bytes) -> str:
-    """A keyed hash: stable across downloads, not joinable to Heard's own ids without the key."""
-    return hmac.new(key, feedback_id.encode(), hashlib.sha256).hexdigest()[:20]
-
-
-def item_row(item: dict[str, Any], key: bytes) -> list[str]:
-    submitted: int = item["submitted_at"]
-    reached = item.get("reached") or {}
-    moments = {
-        "acknowledged": item.get("acknowledged_at"),
-        "answered": item.get("answered_at"),
-        **{f"escalated_{level}": reached.get(str(level)) for level in domain.ESCALATION_LEVELS},
-        "board": reached.get(str(domain.OVERSIGHT_BOARD_LEVEL)),
-        "closed": item.get("closed_at") if item.get("resolution") == "answered" else None,
-    }
-    days = [
-        "" if moment is None else f"{max(0.0, (moment - submitted) / 1000) / DAY:.1f}" for moment in moments.values()
-    ]
-    outcome = "open" if domain.is_open(item) else str(item.get("resolution", "open"))
-    return [
-        public_id(str(item["_id"]), key),
-        domain.from_ms(submitted).date().isoformat(),
-        str(item.get("precinct", "")),
-        str(item.get("neighbourhood", "")),
-        str(item.get("kind", "")),
-        str(item.get("category", "")),
-        str(item.get("severity", "")),
-        str(item.get("channel", "")),
-        *days,
-        str(item.get("level", 0)),
-        "1" if item.get("last_reopened_at") else "0",
-        outcome,
-    ]
-
-
-async def items_csv(rows: AsyncIterator[dict[str, Any]], key: bytes) -> AsyncIterator[bytes]:
+async def items_csv(releases: AsyncIterator[Release]) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([column.name for column in ITEM_COLUMNS])
-    count = 0
-    async for item in rows:
-        writer.writerow(item_row(item, key))
-        count += 1
-        if count % 2000 == 0:
+    async for release in releases:
+        for start in range(0, len(release.rows), 2000):
+            writer.writerows(release.rows[start : start + 2000])
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
@@ -184,8 +154,11 @@ def datapackage(tables: Iterable[Table], rules: PrivacyRules, *, base_url: str, 
         {
             "name": "items",
             "title": "Every item, one row each",
-            "description": "Item-level records: dates, area, kind, category, severity, times to each stage and "
-            "outcome. No text, no contact details, no officer, nothing finer than a neighbourhood.",
+            "description": "Item-level records: month, area, kind, category, severity, times to each stage and "
+            "outcome. No text, no contact details, no officer, nothing finer than a neighbourhood; each value "
+            f"is generalised or shown as '{records.SUPPRESSED}' so that no count the tables withhold can be "
+            f"recounted from the rows, and every combination of place, time, kind, category, severity and "
+            f"outcome is shared by at least {rules.threshold} rows (see the methodology page).",
             "path": f"{base_url}/v1/transparency/items.csv",
             "format": "csv",
             "mediatype": "text/csv",

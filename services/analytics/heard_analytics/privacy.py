@@ -397,3 +397,118 @@ class LinkedTables:
         b_shared[b_gets] = COMPLEMENTARY
         a_status[self.a_index], b_status[self.b_index] = a_shared, b_shared
         return int(a_gets.sum() + b_gets.sum())
+
+
+# --- item-level records -----------------------------------------------------------------------------------------
+#
+# The bulk item file would undo every rule above if it gave each item's exact day, neighbourhood and category:
+# counting its rows would recover every suppressed cell. So each row is generalised along a tree of published
+# cells (e.g. neighbourhood → precinct → city within a month, then month → year) to the nearest cell that is
+# published, and the rows that share a label form a class: that cell less the published cells below it. A class's
+# size, and its count of any measure a row reveals, is then a difference of published counts — something anyone can
+# already work out from the tables — and a measure whose difference involves a withheld count is not shown for that
+# class at all. Classes, and the combinations of their quasi-identifiers (severity, outcome), hold at least k rows
+# (k-anonymity, with k the suppression threshold); smaller ones are generalised further, and a remainder too small
+# even at the top of the tree is left out.
+
+
+def nearest_usable(parent: npt.NDArray[np.intp], usable: npt.NDArray[np.bool_]) -> npt.NDArray[np.intp]:
+    """For every node of a tree (`parent[i]`, -1 at a root), its nearest usable ancestor-or-self, or -1."""
+    nearest = np.where(usable, np.arange(parent.size), -1)
+    hop = parent.copy()
+    missing = (nearest < 0) & (hop >= 0)
+    while missing.any():
+        found = usable[hop[missing]]
+        nearest[missing] = np.where(found, hop[missing], -1)
+        hop[missing] = np.where(found, -1, parent[hop[missing]])
+        missing = (nearest < 0) & (hop >= 0)
+    return nearest
+
+
+def k_anonymous_labels(
+    leaf_of_row: npt.NDArray[np.intp], parent: npt.NDArray[np.intp], usable: npt.NDArray[np.bool_], k: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """Each row's label: the nearest usable node above its leaf, such that every label is shared by ≥ k rows.
+
+    A class below k gives up its node (its rows join the class above), until every class is large enough; rows with
+    no usable node left are labelled -1 (left out). Returns (labels, the nodes still usable).
+    """
+    usable = usable.copy()
+    while True:
+        labels = nearest_usable(parent, usable)[leaf_of_row]
+        sizes = np.bincount(labels[labels >= 0], minlength=parent.size)
+        small = (sizes > 0) & (sizes < k)
+        if not small.any():
+            return labels, usable
+        usable &= ~small
+
+
+def class_measures(
+    public: npt.NDArray[np.bool_], parent: npt.NDArray[np.intp], usable: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """node × measure: whether a class (a usable node) may show each measure of `public` (node × measure).
+
+    A class is its node less the nearest usable nodes below it, so its count of a measure is a difference of their
+    counts: it may be shown only when every one of those counts is published.
+    """
+    allowed = public & usable[:, np.newaxis]
+    above = np.where(parent >= 0, nearest_usable(parent, usable)[np.maximum(parent, 0)], -1)
+    below = np.flatnonzero(usable & (above >= 0))
+    np.logical_and.at(allowed, above[below], public[below])
+    return allowed
+
+
+def block_categories(counts: npt.NDArray[np.int64], candidates: npt.NDArray[np.bool_], k: int) -> npt.NDArray[np.bool_]:
+    """Which categories a block (months × categories of one area and kind) may show, month by month.
+
+    A shown category must have 0 or ≥ k items in every month; the items of the other categories, shown together as
+    "suppressed", too. `candidates` are the categories whose yearly count is published (so every shown column adds
+    up to a published count); the smallest is dropped until the rest qualify.
+    """
+    shown = candidates & ~((counts > 0) & (counts < k)).any(axis=0)
+    while shown.any():
+        rest = counts[:, ~shown].sum(axis=1)
+        if not ((rest > 0) & (rest < k)).any():
+            return shown
+        totals = np.where(shown, counts.sum(axis=0), np.iinfo(np.int64).max)
+        shown[int(np.argmin(totals))] = False
+    return shown
+
+
+def k_anonymous_attributes(
+    unit_of_row: npt.NDArray[np.intp],
+    class_of_row: npt.NDArray[np.intp],
+    codes: Sequence[npt.NDArray[np.intp]],
+    allowed: npt.NDArray[np.bool_],
+    k: int,
+) -> npt.NDArray[np.bool_]:
+    """unit × attribute: which quasi-identifiers each unit shows, so that every combination within a class holds
+    0 or ≥ k rows.
+
+    A unit decides for all its classes at once (a class, or a block of classes whose sums are published). Among the
+    sets of attributes a unit is `allowed`, the largest that keeps every combination large enough wins (earlier
+    attributes first on a tie). `codes` are small non-negative integers, one array per attribute.
+    """
+    units, attributes = allowed.shape
+    options = sorted(
+        (tuple(bool(mask >> a & 1) for a in range(attributes)) for mask in range(2**attributes)),
+        key=lambda option: (-sum(option), [not chosen for chosen in option]),
+    )
+    chosen = np.zeros_like(allowed)
+    decided = np.zeros(units, dtype=bool)
+    _, class_index = np.unique(class_of_row, return_inverse=True)
+    for option in options:
+        wanted = np.asarray(option, dtype=bool)
+        fits = ~decided & (allowed | ~wanted).all(axis=1)
+        if not fits.any():
+            continue
+        key = class_index.astype(np.int64)
+        for attribute in map(int, np.flatnonzero(wanted)):
+            key = key * (int(codes[attribute].max(initial=0)) + 1) + codes[attribute]
+        _, combination, sizes = np.unique(key, return_inverse=True, return_counts=True)
+        too_small = np.zeros(units, dtype=bool)
+        too_small[unit_of_row[sizes[combination] < k]] = True
+        take = fits & ~too_small
+        chosen[take] = wanted
+        decided |= take
+    return chosen

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pymongo.asynchronous.collection import AsyncCollection
 
-from heard_analytics import cube, figures, privacy
+from heard_analytics import cube, figures, privacy, records
 from heard_analytics.areas import Areas
 from heard_analytics.facts import KINDS
 from heard_analytics.projection import Freshness, ReadModel
@@ -36,6 +36,25 @@ LEVELS = 5
 FRESHNESS_OBJECTIVE_SECONDS = 2.0
 # How often the publisher looks for changed cells when the last pass found none.
 PUBLISH_INTERVAL_SECONDS = 0.2
+# What the item-level file reads of an item's facts.
+ITEM_FIELDS = dict.fromkeys(
+    (
+        "submitted_at",
+        "month",
+        "precinct",
+        "neighbourhood",
+        "kind",
+        "category",
+        "negative",
+        "acknowledged_at",
+        "answered_at",
+        "reached",
+        "closed_at",
+        "resolution",
+        "last_reopened_at",
+    ),
+    1,
+)
 
 
 class AnalyticsService:
@@ -212,10 +231,12 @@ class AnalyticsService:
         p, k = places.index[filters.area], kinds_axis.index[filters.kind]
         return [privacy.count(int(table[level, p, k]), int(status[level, p, k]), self.rules) for level in range(LEVELS)]
 
-    async def item_rows(self, *, year: int | None = None) -> AsyncIterator[Document]:
-        """Item-level rows for the bulk download, in id order, streamed."""
-        query: Document = {"submitted_at": {"$exists": True}}
-        if year is not None:
-            query["month"] = {"$gte": f"{year:04d}-01", "$lte": f"{year:04d}-12"}
-        async for item in self.items.find(query, {"applied": 0, "pending": 0}).sort("_id", 1):
-            yield item
+    async def item_release(self, year: int, *, key: bytes) -> records.Release:
+        """A year's item-level rows, generalised against the figures served for that year (records.py)."""
+        public = await self.published(year)
+        items = records.YearItems(year)
+        query: Document = {"month": {"$gte": f"{year:04d}-01", "$lte": f"{year:04d}-12"}}
+        async for item in self.items.find(query, ITEM_FIELDS):
+            if "submitted_at" in item:
+                items.add(item)
+        return await asyncio.to_thread(records.release, items, public, now=self.clock(), key=key)

@@ -3,6 +3,7 @@ filters, ask the service, render."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 
 from heard_analytics import figures, i18n, opendata, pages
 from heard_analytics.cube import ALL
+from heard_analytics.records import Release
 from heard_analytics.service import AnalyticsService
 from heard_shared.http import ApiError
 
@@ -58,9 +60,16 @@ def build_router(service: AnalyticsService, *, public_id_key: bytes) -> APIRoute
 
     @router.get("/v1/transparency/items.csv", tags=["transparency"], summary="Every item, one row each (bulk)")
     async def items_csv(year: Year = None) -> StreamingResponse:
-        rows = service.item_rows(year=year)
+        if year is not None:
+            filters(year, ALL, ALL)  # the same range check as every view
+        years = [year] if year is not None else service.index.known_years()
+
+        async def releases() -> AsyncIterator[Release]:
+            for each in years:
+                yield await service.item_release(each, key=public_id_key)
+
         return StreamingResponse(
-            opendata.items_csv(rows, public_id_key),
+            opendata.items_csv(releases()),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="heard-items.csv"'},
         )
