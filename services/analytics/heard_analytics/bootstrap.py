@@ -12,6 +12,7 @@ from heard_analytics.service import AnalyticsService
 from heard_analytics.views import build_router
 from heard_shared import events as ev
 from heard_shared.http import install_error_handlers, ops_router
+from heard_shared.kafka import EventConsumer
 from heard_shared.logs import configure_logging
 from heard_shared.mongo import Document
 from heard_shared.runtime import build_platform
@@ -33,14 +34,19 @@ def build_service(
     )
 
 
+def subscribe(consumer: EventConsumer, service: AnalyticsService) -> None:
+    """Every topic analytics reads, into its read model."""
+    for spec in CONSUMED:
+        consumer.subscribe(spec.topic, (spec,), service.on_event)
+
+
 def create_app(settings: AnalyticsSettings) -> FastAPI:
     configure_logging(service="analytics", level=settings.log_level, json=settings.log_json)
     platform = build_platform("analytics", settings)
     service = build_service(settings, platform.mongo.db, platform.metrics.registry)
     platform.startup_hooks.append(service.start)
     platform.background.append(service.run_publisher)
-    for spec in CONSUMED:
-        platform.consumer.subscribe(spec.topic, (spec,), service.on_event)
+    subscribe(platform.consumer, service)
 
     app = FastAPI(title="Heard analytics", version="2.0.0", lifespan=platform.lifespan)
     install_error_handlers(app)
