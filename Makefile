@@ -5,15 +5,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= dev
 STAMP := $(VENV)/.installed
-PACKAGES := shared services/intake services/routing services/notify services/analytics .
+PACKAGES := shared services/intake services/routing services/notify services/analytics services/web .
 REQUIREMENTS := requirements-dev.txt shared/requirements.txt $(wildcard services/*/requirements.txt)
 
-.PHONY: up down logs status watch install install-browser venv test lint typecheck unit contract rules integration e2e schemas bench clean
+.PHONY: up down logs status watch staff-token translations install install-browser venv test lint typecheck unit contract rules integration e2e schemas bench clean
 
 $(STAMP): $(REQUIREMENTS) $(wildcard */pyproject.toml services/*/pyproject.toml) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
+	$(PY) -m heard_notify.i18n compile
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -36,6 +37,14 @@ status: venv
 
 logs: venv
 	$(PY) -m heard_devstack logs --profile $(PROFILE)
+
+# A staff account for the console of `make up`: make staff-token NAME="Officer Diaz" ROLE=unit_member UNIT=north-patrol
+staff-token: venv
+	$(PY) -m heard_devstack issue-token --profile $(PROFILE) --name "$(NAME)" --role "$(ROLE)" $(if $(UNIT),--unit "$(UNIT)")
+
+# Extracts the web pages' messages and merges them into each language's catalogue (then translate what is new).
+translations: venv
+	$(PY) -m heard_web.catalog update
 
 # Prints every event on every topic as it passes (Ctrl-C to stop).
 watch: venv
@@ -77,6 +86,8 @@ bench: install
 	$(PY) bench/severity/evaluate.py --quiet
 	$(PY) bench/escalation/run.py
 	$(PY) bench/intake/run.py
+	$(PY) bench/web/run.py
+	$(PY) bench/notify/run.py
 
 clean: down
 	rm -rf .heard $(VENV)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from heard_devstack import PROFILES, Profile, Stack, mongodb_mode
+from heard_devstack import PROFILES, Profile, Stack
 
 
 def selected_test_profile() -> Profile:
@@ -29,33 +29,10 @@ def stack() -> Iterator[Stack]:
     test_stack = Stack(selected_test_profile())
     test_stack.down()
     # A fresh broker and database each session: no test depends on what an earlier run left.
-    for leftover in ("kafka", "mongodb", "prometheus", "logs", "run"):
+    for leftover in ("kafka", "mongodb", "prometheus", "mailpit", "logs", "run"):
         shutil.rmtree(test_stack.state / leftover, ignore_errors=True)
     test_stack.up_infra()
     try:
         yield test_stack
     finally:
         test_stack.down()
-
-
-@pytest.fixture(scope="session")
-def scale_stack() -> Iterator[Stack]:
-    """A MongoDB-wire server that uses indexes, for tests with thousands of deadlines.
-
-    FerretDB 1.x on SQLite answers every query and update except an `_id` find by scanning the
-    collection (~50 µs per document here), which makes thousands of deadlines take many minutes.
-    A real `mongod` or `MONGODB_URI` is used when given, else nx-27017 (SQLite with index use).
-    """
-    mode = mongodb_mode()
-    profile = selected_test_profile()
-    scale = Stack(
-        Profile(f"{profile.name}-scale", profile.port_offset + 1000),
-        mongodb_server=mode if mode in ("external", "mongod") else "nx-27017",
-    )
-    scale.down()
-    shutil.rmtree(scale.state, ignore_errors=True)
-    scale.start_mongodb()
-    try:
-        yield scale
-    finally:
-        scale.down()

@@ -90,7 +90,7 @@ class ReadModelUnderTest:
 # --- seeding ------------------------------------------------------------------------------------------------------
 
 
-async def seed(
+async def seed_databases(
     uri: str,
     targets: list[ReadModelUnderTest],
     years: dict[str, list[int]],
@@ -471,7 +471,7 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of steady event stream")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between polls of /v1/transparency")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds to wait for the last events to show")
-    parser.add_argument("--server", choices=["nx-27017", "ferretdb"], help="MongoDB-wire server (default: make up's)")
+    parser.add_argument("--server", choices=["nx-27017", "mongod"], help="MongoDB-wire server (default: make up's)")
     parser.add_argument("--keep", action="store_true", help="leave MongoDB and Kafka running afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept stack and its seeded databases")
     args = parser.parse_args()
@@ -501,7 +501,7 @@ async def main() -> None:
         await asyncio.to_thread(stack.up_infra)  # blocking, and it runs its own event loop
         print(f"seeding: {small.label} = {year}; {large.label} = {year - args.years + 1}–{year}", flush=True)
         years = {small.label: [year], large.label: list(range(year - args.years + 1, year + 1))}
-        await seed(stack.mongodb_uri, targets, years, args.per_year, areas, reuse=args.reuse)
+        await seed_databases(stack.mongodb_uri, targets, years, args.per_year, areas, reuse=args.reuse)
         for target in targets:
             start_analytics(stack, target)
         print(f"latency: {args.rounds} rounds × {len(FILTERS)} filters × page and JSON, alternating", flush=True)

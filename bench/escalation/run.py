@@ -6,10 +6,8 @@ For each size N it seeds N open negative items whose deadlines lie far in the fu
 items whose deadlines fall evenly inside the next `--window` seconds, runs one scheduler at its
 policy tick, and prints the median and p99 cost of a tick and the p50/p99 lateness of the firings
 (firing time minus deadline). A scheduler that does not scan everything has a per-tick cost that
-barely moves with N. Uses MONGODB_URI when set, else starts a MongoDB-wire server through
-heard_devstack under the `bench` profile: nx-27017 by default (`--server ferretdb` for FerretDB
-1.x, which scans the whole collection on every query and update, so its tick cost grows with N).
-Prints figures; asserts nothing.
+barely moves with N. Uses MONGODB_URI when set, else starts the default store (`make up`'s) through
+heard_devstack under the `bench` profile. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from heard_devstack import Profile, Stack, mongodb_mode
+from heard_devstack import Profile, Stack
 from heard_routing.service import epoch_ms
 from heard_shared.events import utc_now
 from heard_shared.mongo import MongoResource
@@ -95,11 +93,8 @@ async def main() -> None:
     parser.add_argument("--due", type=int, default=300)
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--tick", type=float, default=0.2)
-    parser.add_argument("--server", choices=["nx-27017", "ferretdb"], default="nx-27017")
     args = parser.parse_args()
-    stack = Stack(
-        Profile("bench", 16000), mongodb_server=mongodb_mode() if os.environ.get("MONGODB_URI") else args.server
-    )
+    stack = Stack(Profile("bench", 16000))
     if not os.environ.get("MONGODB_URI"):
         stack.start_mongodb()
     server = stack.mongodb_server

@@ -1,7 +1,6 @@
 """Intake submission benchmark: throughput and latency over HTTP, side by side with a minimal baseline.
 
     .venv/bin/python bench/intake/run.py [--rounds 3] [--duration 10] [--rate 200] [--concurrency 32]
-                                         [--server ferretdb|nx-27017]
 
 Starts Kafka, a MongoDB-wire server and intake through heard_devstack under its own profile
 (`bench-intake`, ports +17000, state in .heard/bench-intake), plus `baseline_app.py`: a FastAPI
@@ -246,12 +245,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="fixed request rate per second")
     parser.add_argument("--max-in-flight", type=int, default=256, help="bound on outstanding fixed-rate requests")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients at saturation")
-    parser.add_argument("--server", choices=["ferretdb", "nx-27017"], default="ferretdb")
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running afterwards")
     args = parser.parse_args()
 
-    mongodb = mongodb_mode() if os.environ.get("MONGODB_URI") or mongodb_mode() == "mongod" else args.server
-    stack = Stack(PROFILE, mongodb_server=mongodb)
+    mongodb = mongodb_mode()
+    stack = Stack(PROFILE)
     stack.down()
     for leftover in ("kafka", "mongodb", "logs", "run"):
         shutil.rmtree(stack.state / leftover, ignore_errors=True)

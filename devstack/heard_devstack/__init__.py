@@ -1,4 +1,4 @@
-"""Starts and stops Heard's local platform: Kafka, a MongoDB-wire server, Prometheus, the services.
+"""Starts and stops Heard's local platform: Kafka, a MongoDB-wire server, Mailpit, Prometheus, the services.
 
 `make up` and the end-to-end tests both go through `Stack`, so the tests start the platform
 exactly the way a developer does. Every process is started in its own session, its PID is
@@ -27,8 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("HEARD_CACHE_DIR", Path.home() / ".cache" / "heard"))
 KAFKA_POM = ROOT / "infra" / "kafka" / "pom.xml"
-FERRETDB_MODULE = ROOT / "infra" / "ferretdb"
-SERVICES = ("intake", "routing", "notify", "analytics")
+SERVICES = ("intake", "routing", "notify", "analytics", "web")
+# Default ports (before a profile's offset); web serves the people's pages and calls the others, so it starts last.
+SERVICE_PORTS = {"intake": 8081, "routing": 8082, "notify": 8083, "analytics": 8084, "web": 8080}
+# Mailpit: a real SMTP server with a web UI and an HTTP API, where every e-mail of a local platform lands.
+MAILPIT_MODULE = "github.com/axllent/mailpit"
+MAILPIT_VERSION = "v1.33.1"
 
 
 class StackError(RuntimeError):
@@ -58,8 +62,16 @@ class Profile:
     def prometheus_port(self) -> int:
         return 9090 + self.port_offset
 
+    @property
+    def mailpit_smtp_port(self) -> int:
+        return 1025 + self.port_offset
+
+    @property
+    def mailpit_http_port(self) -> int:
+        return 8025 + self.port_offset
+
     def service_port(self, service: str) -> int:
-        return 8081 + SERVICES.index(service) + self.port_offset
+        return SERVICE_PORTS[service] + self.port_offset
 
 
 PROFILES = {"dev": Profile("dev", 0), "test": Profile("test", 10000)}
@@ -109,28 +121,18 @@ def install_kafka() -> Path:
     return libs
 
 
-def install_ferretdb() -> Path:
-    """Builds the pinned FerretDB with `go install`, once, into the cache."""
-    gobin = CACHE / f"ferretdb-{_digest(FERRETDB_MODULE / 'go.mod', FERRETDB_MODULE / 'go.sum')}"
-    binary = gobin / "ferretdb"
+def install_mailpit() -> Path:
+    """Builds the pinned Mailpit with `go install`, once, into the cache."""
+    gobin = CACHE / f"mailpit-{MAILPIT_VERSION}"
+    binary = gobin / "mailpit"
     if binary.exists():
         return binary
     if shutil.which("go") is None:
-        raise StackError("Go is needed to build FerretDB (no mongod on PATH and MONGODB_URI unset)")
-    env = {**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-mod=vendor -buildvcs=false"}
-    _run(["go", "mod", "vendor"], cwd=FERRETDB_MODULE, env={**env, "GOFLAGS": "-mod=mod"})
-    version = _ferretdb_version()
-    (FERRETDB_MODULE / "vendor/github.com/FerretDB/FerretDB/build/version/version.txt").write_text(version)
-    _run(["go", "install", "github.com/FerretDB/FerretDB/cmd/ferretdb"], cwd=FERRETDB_MODULE, env=env)
+        raise StackError("Go is needed to build Mailpit, the local SMTP server (apt-get install golang-go)")
+    gobin.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-buildvcs=false"}
+    _run(["go", "install", f"{MAILPIT_MODULE}@{MAILPIT_VERSION}"], cwd=gobin, env=env)
     return binary
-
-
-def _ferretdb_version() -> str:
-    for line in (FERRETDB_MODULE / "go.mod").read_text().splitlines():
-        parts = line.split()
-        if parts[:2] == ["require", "github.com/FerretDB/FerretDB"]:
-            return parts[2]
-    raise StackError("infra/ferretdb/go.mod does not pin github.com/FerretDB/FerretDB")
 
 
 def _apt_install(*packages: str) -> None:
@@ -154,19 +156,23 @@ def install_chromium() -> None:
 
 
 def mongodb_mode() -> str:
-    """`external` when MONGODB_URI is set, `mongod` when one is on the PATH, else `ferretdb`."""
+    """`external` when MONGODB_URI is set, `mongod` when one is on the PATH, else `nx-27017`.
+
+    nx-27017 (PyPI, in the virtualenv) is a MongoDB-wire server on SQLite: it answers Heard's queries from
+    indexes and applies each command under one lock per database, so a conditional update is atomic. The
+    README's "Which MongoDB-wire server" section has the measurements that chose it over FerretDB 1.x.
+    """
     if os.environ.get("MONGODB_URI"):
         return "external"
     if shutil.which("mongod"):
         return "mongod"
-    return "ferretdb"
+    return "nx-27017"
 
 
 def install(*, prometheus: bool = True, browser: bool = False) -> None:
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         install_kafka()
-    if mongodb_mode() == "ferretdb":
-        install_ferretdb()
+    install_mailpit()
     if prometheus:
         install_prometheus()
     if browser:
@@ -221,6 +227,20 @@ class Stack:
     @property
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.profile.prometheus_port}"
+
+    @property
+    def mailpit_url(self) -> str:
+        """Mailpit's web UI; its API is under /api/v1."""
+        return f"http://127.0.0.1:{self.profile.mailpit_http_port}"
+
+    @property
+    def notify_intake_token(self) -> str:
+        """A token this platform's intake issues to its notify at start-up (kept in the state folder)."""
+        path = self.state / "notify-intake-token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("heard_notify_" + uuid.uuid4().hex + uuid.uuid4().hex)
+        return path.read_text().strip()
 
     # -- processes -------------------------------------------------------------------
 
@@ -372,11 +392,11 @@ class Stack:
         port = self.profile.mongodb_port
         if mode == "mongod":
             argv = ["mongod", "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1"]
-        elif mode == "nx-27017":
-            # Pure-Python MongoDB-wire server on SQLite with real index use (PyPI, in the virtualenv); for
-            # the scale tests and benchmarks FerretDB 1.x cannot serve (it scans a collection per query).
+        else:
             argv = [
-                str(Path(sys.executable).with_name("nx-27017")),
+                sys.executable,
+                "-m",
+                "heard_devstack.nx_store",
                 "--data-dir",
                 str(data),
                 "--host",
@@ -387,17 +407,6 @@ class Stack:
                 str(self.logs / "nx-27017.log"),
                 "--pid-file",
                 str(self.run_dir / "nx-27017.server"),
-            ]
-        else:
-            argv = [
-                str(install_ferretdb()),
-                "--handler=sqlite",
-                f"--sqlite-url=file:{data}/",
-                f"--listen-addr=127.0.0.1:{port}",
-                "--telemetry=disable",
-                f"--state-dir={data}",
-                "--debug-addr=-",
-                "--log-level=warn",
             ]
         self.start_process("mongodb", argv, port=port)
         self.wait_until("MongoDB", lambda: port_open(port), 60, "mongodb")
@@ -422,6 +431,24 @@ class Stack:
         if service == "intake":
             # A laptop or test platform needs no contact-encryption secret; production refuses to start without.
             env[f"{prefix}ENVIRONMENT"] = os.environ.get(f"{prefix}ENVIRONMENT", "development")
+            env[f"{prefix}NOTIFY_TOKEN"] = self.notify_intake_token
+            env[f"{prefix}PUBLIC_BASE_URL"] = self.service_url("intake")
+        if service == "web":
+            for backend in ("intake", "notify", "routing"):
+                env[f"{prefix}{backend.upper()}_URL"] = self.service_url(backend)
+            env[f"{prefix}TRANSPARENCY_URL"] = f"{self.service_url('analytics')}/"
+        if service == "notify":
+            env |= {
+                f"{prefix}ENVIRONMENT": os.environ.get(f"{prefix}ENVIRONMENT", "development"),
+                f"{prefix}SMTP_HOST": "127.0.0.1",
+                f"{prefix}SMTP_PORT": str(self.profile.mailpit_smtp_port),
+                f"{prefix}INTAKE_URL": self.service_url("intake"),
+                f"{prefix}INTAKE_TOKEN": self.notify_intake_token,
+                f"{prefix}PUBLIC_BASE_URL": self.service_url("notify"),
+                f"{prefix}STAFF_URL_TEMPLATE": self.service_url("intake") + "/v1/staff/feedback/{feedback_id}",
+                f"{prefix}CONTACTS_FILE": str(ROOT / "config" / "contacts.yaml"),
+                f"{prefix}ORGANISATION_FILE": str(ROOT / "config" / "organisation.yaml"),
+            }
         return {**env, **{k: v for k, v in self.extra_env.items() if k.startswith(prefix)}}
 
     def start_service(self, service: str, name: str | None = None, port: int | None = None) -> None:
@@ -459,12 +486,35 @@ class Stack:
         )
         self.wait_until("Prometheus", lambda: http_ok(f"{self.prometheus_url}/-/ready"), 60, "prometheus")
 
+    def start_mailpit(self) -> None:
+        binary = install_mailpit()
+        data = self.state / "mailpit"
+        data.mkdir(parents=True, exist_ok=True)
+        p = self.profile
+        self.start_process(
+            "mailpit",
+            [
+                str(binary),
+                f"--smtp=127.0.0.1:{p.mailpit_smtp_port}",
+                f"--listen=127.0.0.1:{p.mailpit_http_port}",
+                f"--database={data / 'mailpit.db'}",
+                "--max=200000",
+                "--smtp-auth-accept-any",
+                "--smtp-auth-allow-insecure",
+                "--disable-version-check",
+                "--quiet",
+            ],
+            port=p.mailpit_smtp_port,
+        )
+        self.wait_until("Mailpit", lambda: http_ok(f"{self.mailpit_url}/api/v1/info"), 60, "mailpit")
+
     # -- whole platform ---------------------------------------------------------------
 
     def up_infra(self) -> None:
         self.start_mongodb()
         self.start_kafka()
         self.create_topics()
+        self.start_mailpit()
 
     def up(self, *, prometheus: bool = True) -> None:
         self.up_infra()
@@ -478,7 +528,7 @@ class Stack:
             return
         # Services first so they can flush and commit, then the infrastructure they use.
         names = sorted(p.stem for p in self.run_dir.glob("*.pid"))
-        infra = {"kafka", "mongodb", "prometheus"}
+        infra = {"kafka", "mongodb", "prometheus", "mailpit"}
         for name in [n for n in names if n not in infra] + [n for n in names if n in infra]:
             self.stop_process(name)
 

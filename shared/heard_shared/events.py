@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from heard_shared import topics
+from heard_shared.allegations import MAX_ALLEGATIONS, AllegationCategory, in_catalog_order
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c7a3e-2a51-4d8f-9c3e-8e2b5b0f4a11")
@@ -24,6 +25,21 @@ FeedbackKind = Literal["praise", "concern", "complaint", "suggestion", "question
 Severity = Literal["positive", "neutral", "negative", "critical"]
 Language = Literal["en", "es"]
 Channel = Literal["web", "api", "open311", "kafka", "session"]
+TriageDecision = Literal["confirmed", "raised", "lowered", "reclassified"]
+# How a triage decision is named: positive and neutral are one step (neither asks for an answer), below
+# negative, below critical. Moving between positive and neutral raises or lowers nothing.
+SEVERITY_RANK: dict[str, int] = {"positive": 0, "neutral": 0, "negative": 1, "critical": 2}
+StaffRole = Literal["unit_member", "supervisor", "commander", "professional_standards", "oversight", "admin"]
+Allegations = Annotated[
+    list[AllegationCategory],
+    Field(
+        max_length=MAX_ALLEGATIONS,
+        description="Misconduct the resident declares, from the fixed list in heard_shared.allegations "
+        "(GET /v1/allegation-categories on intake). Each code once, in the list's order. Any declared "
+        "allegation makes the item critical.",
+    ),
+    AfterValidator(in_catalog_order),
+]
 
 
 class ContractModel(BaseModel):
@@ -64,6 +80,8 @@ class FeedbackInboundV1(ContractModel):
     rating: Annotated[int, Field(ge=1, le=5)] | None = None
     contact: Contact | None = None
     external_reference: Annotated[str, Field(max_length=200)] | None = None
+    # Added after v1 was published: optional, so every event a publisher already sends stays valid.
+    allegations: Allegations | None = None
 
 
 class FeedbackSubmittedV1(ContractModel):
@@ -81,6 +99,14 @@ class FeedbackSubmittedV1(ContractModel):
     severity_reasons: list[str] = Field(default_factory=list)
     has_contact: bool = False
     submitted_at: datetime
+    # Added after v1 was published. Absent unless used, so an event that uses neither looks as it always did.
+    allegations: Allegations | None = None
+    flagged_for_triage: bool | None = Field(
+        default=None,
+        description="True when intake's severity assessor was unsure: the item is treated as negative (severity "
+        "'negative', with its deadlines) and a person must confirm or change its kind and severity "
+        "(feedback.triaged). Absent otherwise.",
+    )
 
 
 class FeedbackRoutedV1(ContractModel):
@@ -94,6 +120,22 @@ class FeedbackRoutedV1(ContractModel):
     acknowledge_by: datetime | None = None
     answer_by: datetime | None = None
     routed_at: datetime
+    # Added after v1 was published; absent unless they apply.
+    triage_by: datetime | None = Field(
+        default=None,
+        description="For an item not assessed negative (positive or neutral, praise included): a person must "
+        "triage it — confirm or change its kind and severity — by then, or it escalates (reason "
+        "'triage_overdue'). Its acknowledge_by and answer_by are then absent.",
+    )
+    critical_on_arrival: bool | None = Field(
+        default=None,
+        description="True on the decision that routes an item as critical for the first time: when a critical item "
+        "arrives, or when triage raises an item to critical. The civilian oversight board (oversight_board_id) must "
+        "be told now, not only when the item escalates to it. Absent otherwise.",
+    )
+    oversight_board_id: str | None = Field(
+        default=None, description="The civilian oversight board's unit id; set with critical_on_arrival."
+    )
 
 
 class FeedbackAcknowledgedV1(ContractModel):
@@ -117,7 +159,10 @@ class FeedbackClosedV1(ContractModel):
 
 class FeedbackEscalatedV1(ContractModel):
     feedback_id: str
-    reason: Literal["acknowledge_overdue", "answer_overdue", "reminder", "referral_limit"]
+    reason: Literal["acknowledge_overdue", "answer_overdue", "reminder", "referral_limit", "triage_overdue"] = Field(
+        description="Which deadline passed: acknowledge or answer (negative items), triage (an item not assessed "
+        "negative that no person triaged in time), a reminder at the top of the chain, or too many referrals."
+    )
     from_level: int
     level: int
     level_name: str
@@ -144,6 +189,29 @@ class FeedbackReferredV1(ContractModel):
     reason: str = Field(min_length=1, max_length=500)
     suggested_unit_id: str | None = None
     referred_at: datetime
+
+
+class FeedbackTriagedV1(ContractModel):
+    """A person confirmed or changed an item's kind and severity; routing re-derives its deadlines and chain."""
+
+    feedback_id: str
+    decision: TriageDecision = Field(
+        description="confirmed: kind and severity stand; raised / lowered: the severity moved up or down "
+        "(positive and neutral count as one step below negative, critical one above it); reclassified: the kind "
+        "changed, or positive and neutral were swapped. A lowering carries a written reason, kept by intake for the "
+        "oversight board (GET /v1/oversight/severity-changes), never on Kafka."
+    )
+    kind: FeedbackKind
+    severity: Severity
+    negative: bool
+    previous_kind: FeedbackKind
+    previous_severity: Severity
+    by_role: StaffRole = Field(
+        description="The role under which the person triaged (a critical item can only be lowered by "
+        "professional_standards or oversight). The person is named in intake's audit ledger, not here."
+    )
+    unit_id: str | None = Field(default=None, description="The unit responsible when the item was triaged.")
+    triaged_at: datetime
 
 
 DataT = TypeVar("DataT", bound=BaseModel)
@@ -226,9 +294,16 @@ REFERRED = EventSpec(
     "The assigned unit referred the item elsewhere with a reason.",
 )
 
+TRIAGED = EventSpec(
+    "org.heard.feedback.triaged.v1",
+    topics.TRIAGED,
+    FeedbackTriagedV1,
+    "A person confirmed or changed the item's kind and severity; routing re-derives its deadlines and chain.",
+)
+
 EVENT_SPECS: dict[str, EventSpec[Any]] = {
     spec.event_type: spec
-    for spec in (INBOUND, SUBMITTED, ROUTED, ACKNOWLEDGED, ANSWERED, CLOSED, ESCALATED, REOPENED, REFERRED)
+    for spec in (INBOUND, SUBMITTED, ROUTED, ACKNOWLEDGED, ANSWERED, CLOSED, ESCALATED, REOPENED, REFERRED, TRIAGED)
 }
 
 

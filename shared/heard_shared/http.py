@@ -55,8 +55,8 @@ _STATUS_CODES = {
 }
 # A database or broker that is briefly unreachable or overloaded: the caller may simply try again.
 _TEMPORARY_FAILURES: tuple[type[Exception], ...] = (ConnectionFailure, ExecutionTimeout, WTimeoutError, KafkaError)
-# MongoDB-wire servers answer a write they cannot take right now with these codes (FerretDB on SQLite reports
-# a locked database as "database busy" without a code of its own, so the message is checked too).
+# MongoDB-wire servers answer a write they cannot take right now with these codes (some SQLite-backed servers
+# report a locked database as "database busy" without a code of its own, so the message is checked too).
 _RETRYABLE_CODES = frozenset({91, 189, 262, 11600, 11602, 10107, 13435, 13436})
 
 

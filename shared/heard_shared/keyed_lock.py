@@ -1,13 +1,9 @@
 """One asyncio lock per key: lets this process's work on one document take turns (intake's writes, outbox flushes).
 
-MongoDB applies each single-document update atomically, and every rule in intake relies only on that.
-FerretDB 1.x with its SQLite backend (the local and test stack's fallback when no `mongod` is installed)
-does not: it reads the document, applies the update and writes the whole document back, so two updates
-racing on one document can silently undo each other (measured: 100 concurrent `$inc`s on one document
-left it at 28-32). Within one intake process, writes to the same feedback item — a state change, its
-outbox and ledger flushes, and routing's events arriving meanwhile — therefore take turns. On MongoDB this
-costs a few microseconds; with several replicas on FerretDB the race remains, which is one more reason
-production runs on MongoDB.
+Every rule relies only on each single-document update being atomic, which MongoDB and the local store
+(nx-27017) guarantee and tests/storage checks. The turns are about work, not atomicity: a writer's outbox
+flush and the relay's flush of the same document do not both publish, and intake's state change, its
+ledger flush and routing's events arriving meanwhile do not make each other retry a compare-and-set.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 # `_created` series double every counter's cardinality and no dashboard or alert reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -43,5 +43,11 @@ class ServiceMetrics:
             "heard_outbox_relayed_total",
             "Events the outbox relay published after the fast path did not.",
             ["service"],
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "heard_consumer_lag_messages",
+            "Messages in the partitions this replica owns that its consumer group has not committed yet.",
+            ["service", "group", "topic"],
             registry=self.registry,
         )

@@ -38,13 +38,20 @@ class MongoResource:
             return False
         return True
 
-    async def handles_batched_updates(self) -> bool:
-        """False for FerretDB 1.x, which deadlocks under concurrent load on commands updating many documents."""
-        build = await self.client.admin.command("buildInfo")
-        return "ferretdbVersion" not in build
-
     async def close(self) -> None:
         await self.client.close()
+
+
+async def count(collection: AsyncCollection[Document], query: Document) -> int:
+    """Documents matching `query`, with the `count` command.
+
+    `count_documents` wraps the filter in an aggregation ($match + $group), which MongoDB answers from the
+    index but nx-27017 (the local store) evaluates document by document in Python: measured 23 s for 10,000
+    matches among 100,000, holding the database meanwhile. The `count` command is an index range on both
+    (130 ms there). MongoDB 7/8 support it; it is left out of the Stable API, which Heard does not pin.
+    """
+    reply = await collection.database.command("count", collection.name, query=query)
+    return int(reply["n"])
 
 
 class GroupInsert:

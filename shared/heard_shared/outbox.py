@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable, Container
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -85,41 +86,81 @@ DocumentLock = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 class OutboxRelay:
-    def __init__(self, publisher: EventPublisher, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        metrics: ServiceMetrics,
+        *,
+        fast_path_seconds: float = 0.5,
+        relay_publish_seconds: float = 2.0,
+        skip_fast_path_seconds: float = 5.0,
+    ) -> None:
         self.publisher = publisher
         self.metrics = metrics
+        # How long a request waits for Kafka on the fast path before leaving the events to the relay. They are
+        # stored already, so a broker that is down or slow costs the caller this much, not the producer's
+        # 15 s request timeout; a send cut short may still be delivered, and consumers deduplicate.
+        self.fast_path_seconds = fast_path_seconds
+        # Once the fast path has failed, requests skip it for this long (or until the relay publishes again) and
+        # leave their events to the relay at once: with the broker down a request costs no wait at all.
+        self.skip_fast_path_seconds = skip_fast_path_seconds
+        self._fast_path_closed_until = 0.0
+        # The relay's wait for Kafka per document. It holds the document's turn meanwhile (a staff action on the
+        # same item waits for it), and a broker that is down fails the whole pass at the first document.
+        self.relay_publish_seconds = relay_publish_seconds
         # A writer's flush and the relay's flush of one document take turns, so the second finds the outbox
         # already emptied instead of publishing the same events again. (Across replicas a duplicate remains
         # possible; consumers deduplicate by event id.)
         self._flushing = KeyedLock()
+
+    @property
+    def fast_path_open(self) -> bool:
+        return time.monotonic() >= self._fast_path_closed_until
+
+    def _fast_path_failed(self, error: BaseException) -> None:
+        log.warning("outbox publish deferred to relay", error=repr(error), skip_seconds=self.skip_fast_path_seconds)
+        self._fast_path_closed_until = time.monotonic() + self.skip_fast_path_seconds
 
     async def ensure_indexes(self, collection: AsyncCollection[Document]) -> None:
         await collection.create_index(PENDING_FIELD)
 
     async def publish_now(self, *events: OutgoingEvent) -> bool:
         """Publishes events just staged in a new document, from memory; False leaves them to the relay."""
+        if not self.fast_path_open:
+            return False
         try:
-            for event in events:
-                await self.publisher.publish(event.event, event.spec.topic)
+            async with asyncio.timeout(self.fast_path_seconds):
+                for event in events:
+                    await self.publisher.publish(event.event, event.spec.topic)
         except TRANSIENT_ERRORS as error:
-            log.warning("outbox publish deferred to relay", error=repr(error))
+            self._fast_path_failed(error)
             return False
         return True
 
-    async def flush(self, collection: AsyncCollection[Document], document_id: Any) -> int:
-        """Publishes the document's pending events in order and removes them; returns how many."""
-        async with self._flushing(str(document_id)):
-            return await self._flush(collection, document_id)
+    async def flush(
+        self, collection: AsyncCollection[Document], document_id: Any, *, publish_within: float | None = None
+    ) -> int:
+        """Publishes the document's pending events in order and removes them; returns how many.
 
-    async def _flush(self, collection: AsyncCollection[Document], document_id: Any) -> int:
+        `publish_within` bounds the wait for Kafka only (TimeoutError after it): reading and updating the document
+        take as long as the database needs, so a busy database never leaves published events in the outbox.
+        """
+        async with self._flushing(str(document_id)):
+            return await self._flush(collection, document_id, publish_within)
+
+    async def _flush(
+        self, collection: AsyncCollection[Document], document_id: Any, publish_within: float | None
+    ) -> int:
         document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1, SEQUENCE_FIELD: 1})
         pending: list[str] = (document or {}).get(OUTBOX_FIELD) or []
         published: list[str] = []
         try:
-            for raw in pending:
-                entry = json.loads(raw)
-                await self.publisher.publish_raw(topic=entry["topic"], key=entry["key"], value=entry["value"].encode())
-                published.append(raw)
+            async with asyncio.timeout(publish_within):
+                for raw in pending:
+                    entry = json.loads(raw)
+                    value = entry["value"].encode()
+                    await self.publisher.publish_raw(topic=entry["topic"], key=entry["key"], value=value)
+                    published.append(raw)
         finally:
             if published:
                 sequence = (document or {}).get(SEQUENCE_FIELD)
@@ -138,16 +179,18 @@ class OutboxRelay:
             if cleared.modified_count:
                 return
         # Something was staged meanwhile: remove exactly what was published ($pullAll matches by value, which
-        # every MongoDB-wire server supports; FerretDB 1.x has no query conditions inside $pull).
+        # every MongoDB-wire server supports; not all support query conditions inside $pull).
         await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: published}})
         await collection.update_one({"_id": document_id, OUTBOX_FIELD: {"$size": 0}}, {"$set": {PENDING_FIELD: 0}})
 
     async def try_flush(self, collection: AsyncCollection[Document], document_id: Any) -> None:
         """The fast path after a write: a failure here is fine, the relay will publish later."""
+        if not self.fast_path_open:
+            return
         try:
-            await self.flush(collection, document_id)
+            await self.flush(collection, document_id, publish_within=self.fast_path_seconds)
         except TRANSIENT_ERRORS as error:
-            log.warning("outbox publish deferred to relay", error=repr(error))
+            self._fast_path_failed(error)
 
     async def relay_once(
         self,
@@ -166,9 +209,10 @@ class OutboxRelay:
             if document_id in skip:
                 continue
             async with lock(document_id) if lock else contextlib.nullcontext():
-                relayed += await self.flush(collection, document_id)
+                relayed += await self.flush(collection, document_id, publish_within=self.relay_publish_seconds)
         if relayed:
             self.metrics.outbox_relayed.labels(self.metrics.service).inc(relayed)
+            self._fast_path_closed_until = 0.0  # Kafka takes events again
         return relayed
 
     async def run(self, collections: list[AsyncCollection[Document]], *, interval_seconds: float = 1.0) -> None:

@@ -71,7 +71,8 @@ class Platform:
         await self.dead_letters.start()
         self.consumer.register()
         await self.broker.start()
-        self._tasks = [asyncio.create_task(task(), name=task.__name__) for task in self.background]
+        background = [*self.background, self.consumer.run_lag_gauge] if self.consumer.routes else self.background
+        self._tasks = [asyncio.create_task(task(), name=task.__name__) for task in background]
         log.info("service started", instance=self.instance_id)
 
     async def stop(self) -> None:
@@ -139,5 +140,10 @@ def serve(create_app: Callable[[SettingsT], FastAPI], settings_class: type[Setti
 
     settings = load_settings(settings_class)
     uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )

@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     instance_id: str = Field(default="", description="Identifies this replica in leases and logs.")
+    # Proxies whose X-Forwarded-For / -Proto are believed (addresses or networks, comma-separated; uvicorn's
+    # default). The web service forwards each resident's address, so intake's per-client limits see residents.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
 
 class SettingsError(SystemExit):

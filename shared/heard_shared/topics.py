@@ -17,6 +17,7 @@ ESCALATED = "feedback.escalated"
 CLOSED = "feedback.closed"
 REOPENED = "feedback.reopened"
 REFERRED = "feedback.referred"
+TRIAGED = "feedback.triaged"
 DEAD_LETTER = "feedback.deadletter"
 # Dead letters from feedback.inbound keep the original bytes, which may hold a resident's contact
 # details; like feedback.inbound itself they stay on a topic only intake reads.
@@ -32,6 +33,7 @@ ALL_TOPICS = (
     CLOSED,
     REOPENED,
     REFERRED,
+    TRIAGED,
     DEAD_LETTER,
     INBOUND_DEAD_LETTER,
 )

@@ -9,6 +9,7 @@ PATH the real `kubectl kustomize` must build every overlay too.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import re
 import shlex
@@ -23,8 +24,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-SERVICES = {"intake": 8081, "routing": 8082, "notify": 8083, "analytics": 8084}
+SERVICES = {"intake": 8081, "routing": 8082, "notify": 8083, "analytics": 8084, "web": 8080}
 SERVICE_NAMES = sorted(SERVICES)
+# The pages (web) call the other services' HTTP APIs and keep only staff sessions in MongoDB: no Kafka.
+KAFKA_SERVICES = sorted(set(SERVICES) - {"web"})
 OVERLAYS = ["dev", "production"]
 WORKLOAD_KINDS = {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
 ROUTING_FILE_VARS = ("HEARD_ROUTING_SLA_POLICY_FILE", "HEARD_ROUTING_ORGANISATION_FILE", "HEARD_ROUTING_RULES_FILE")
@@ -174,6 +177,9 @@ def render_overlay(overlay: str) -> list[dict[str, Any]]:
     """The base's workloads with the overlay's JSON patches, ConfigMap literals and image tags applied."""
     kustomization = load_yaml(K8S / "overlays" / overlay / "kustomization.yaml")
     documents = copy.deepcopy(list(base_documents()))
+    for resource in kustomization.get("resources", []):
+        if resource != "../../base":  # the overlay's own manifests (the dev cluster's Mailpit)
+            documents += load_all_yaml(K8S / "overlays" / overlay / resource)
     for patch in kustomization.get("patches", []):
         target = patch["target"]
         operations = yaml.safe_load(patch["patch"])
@@ -194,8 +200,9 @@ def render_overlay(overlay: str) -> list[dict[str, Any]]:
     for doc in documents:
         if doc["kind"] == "Deployment":
             container = only_container(doc)
-            override = images.get(container["image"], {})
-            container["image"] = f"{override.get('newName', container['image'])}:{override.get('newTag', 'latest')}"
+            override = images.get(container["image"])
+            if override is not None:
+                container["image"] = f"{override.get('newName', container['image'])}:{override.get('newTag', 'latest')}"
     documents.append({"kind": "ConfigMap", "metadata": {"name": "heard-platform"}, "data": literals})
     return documents
 
@@ -306,7 +313,7 @@ def test_compose_builds_each_service_from_its_own_dockerfile(service: str) -> No
 def test_compose_service_waits_for_healthy_kafka_and_mongodb(service: str) -> None:
     spec = compose_service(service)
     depends_on = spec["depends_on"]
-    for dependency in ("kafka", "mongodb"):
+    for dependency in ("kafka", "mongodb") if service in KAFKA_SERVICES else ("mongodb", "intake"):
         assert depends_on[dependency]["condition"] == "service_healthy"
     check = healthcheck_text(spec)
     assert f"{SERVICES[service]}/readyz" in check or f"{SERVICES[service]}/healthz" in check
@@ -317,7 +324,8 @@ def test_compose_service_environment_points_at_the_compose_network(service: str)
     env = compose_env(compose_service(service))
     prefix = f"HEARD_{service.upper()}_"
     assert all(key.startswith(prefix) for key in env), f"{service}: variable outside {prefix}: {sorted(env)}"
-    assert env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    if service in KAFKA_SERVICES:
+        assert env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert env[f"{prefix}MONGODB_URI"].startswith("mongodb://mongodb:27017/")
     assert "replicaSet=rs0" in env[f"{prefix}MONGODB_URI"]
     assert env[f"{prefix}HTTP_HOST"] == "0.0.0.0"
@@ -569,6 +577,34 @@ def test_routing_config_file_names_agree_everywhere() -> None:
     assert set(in_image) == set(ROUTING_FILE_VARS)
     assert in_image == in_compose == in_k8s
     assert bind_mounts(compose_service("routing"))["./config"] == "/app/config"
+
+
+def test_web_reaches_the_apis_it_uses_and_ships_the_areas_file() -> None:
+    env = compose_env(compose_service("web"))
+    assert env["HEARD_WEB_INTAKE_URL"] == "http://intake:8081"
+    assert env["HEARD_WEB_NOTIFY_URL"] == "http://notify:8083"
+    assert env["HEARD_WEB_ROUTING_URL"] == "http://routing:8082"
+    container = only_container(service_documents("web")["Deployment"])
+    k8s_env = {item["name"]: item.get("value") for item in container["env"]}
+    assert k8s_env["HEARD_WEB_INTAKE_URL"] == "http://heard-intake:8081"
+    assert k8s_env["HEARD_WEB_NOTIFY_URL"] == "http://heard-notify:8083"
+    assert k8s_env["HEARD_WEB_SECURE_COOKIES"] == "always", "production pages are served over TLS only"
+    stage = final_stage(dockerfile("web"))
+    areas = dockerfile_env(stage)["HEARD_WEB_AREAS_FILE"]
+    copies = [arguments.split() for keyword, arguments in stage if keyword == "COPY"]
+    assert any(parts[-1] == areas for parts in copies)
+    assert (ROOT / "config" / Path(areas).name).is_file()
+
+
+def test_intake_believes_forwarded_addresses_only_from_private_networks() -> None:
+    """Web forwards each resident's address; intake's per-client limits must not lump residents together."""
+    container = only_container(service_documents("intake")["Deployment"])
+    trusted = {item["name"]: item.get("value") for item in container["env"]}["HEARD_INTAKE_FORWARDED_ALLOW_IPS"]
+    compose_trusted = compose_env(compose_service("intake"))["HEARD_INTAKE_FORWARDED_ALLOW_IPS"]
+    for value in (trusted, compose_trusted):
+        assert "*" not in value
+        networks = [ipaddress.ip_network(part.strip()) for part in value.split(",")]
+        assert networks and all(network.is_private for network in networks), value
 
 
 def test_routing_config_files_exist_in_the_repository() -> None:

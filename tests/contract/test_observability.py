@@ -39,16 +39,33 @@ CONTRACT: dict[str, dict[str, frozenset[str] | None]] = {
     "heard_escalation_overdue_unescalated": {},
     "heard_escalations_total": {
         "level": frozenset({"0", "1", "2", "3", "4"}),
-        "reason": frozenset({"acknowledge_overdue", "answer_overdue", "reminder"}),
+        "reason": frozenset({"acknowledge_overdue", "answer_overdue", "reminder", "referral_limit", "triage_overdue"}),
     },
+    "heard_awaiting_triage": {"level": frozenset({"0", "1", "2", "3", "4"})},
+    "heard_oldest_untriaged_age_seconds": {},
+    "heard_severity_changes_total": {
+        "direction": frozenset({"raised", "lowered"}),
+        "from_severity": frozenset({"positive", "neutral", "negative", "critical"}),
+        "to_severity": frozenset({"positive", "neutral", "negative", "critical"}),
+    },
+    "heard_triage_decisions_total": {"decision": frozenset({"confirmed", "raised", "lowered", "reclassified"})},
     "heard_oldest_unanswered_negative_age_seconds": {},
     "heard_scheduler_heartbeat_timestamp_seconds": {},
     "heard_answers_total": {"severity": None, "within_sla": frozenset({"true", "false"})},
     "heard_analytics_events_total": {"type": None},
+    "heard_consumer_lag_messages": {"service": None, "group": None, "topic": None},
+    "heard_notify_deliveries_total": {
+        "channel": frozenset({"email", "webhook", "sms"}),
+        "outcome": frozenset({"sent", "retried", "failed", "bounced", "suppressed", "maybe_sent"}),
+    },
+    "heard_notify_oldest_queued_age_seconds": {},
+    "heard_notify_follow_up_answers_total": {"answer": frozenset({"yes", "no"})},
+    "heard_notify_unsubscribes_total": {"channel": frozenset({"email", "sms"})},
     "heard_analytics_freshness_lag_seconds": {},
 }
 HISTOGRAMS: dict[str, dict[str, frozenset[str] | None]] = {
     "heard_escalation_delay_seconds": {},
+    "heard_notify_attempt_duration_seconds": {"channel": frozenset({"email", "webhook", "sms"})},
     "heard_analytics_event_visible_seconds": {},
     "heard_analytics_publish_seconds": {},
 }
@@ -259,6 +276,8 @@ def test_scheduler_gauges_are_never_summed_across_replicas() -> None:
         "heard_escalation_overdue_unescalated",
         "heard_oldest_unanswered_negative_age_seconds",
         "heard_scheduler_heartbeat_timestamp_seconds",
+        "heard_awaiting_triage",
+        "heard_oldest_untriaged_age_seconds",
     )
     for where, expr in all_expressions():
         for gauge in gauges:

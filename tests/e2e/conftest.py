@@ -31,6 +31,16 @@ def platform(stack: Stack) -> Iterator[Stack]:
         "HEARD_INTAKE_RATE_LIMIT_READ_BURST": "20000",
         # One item must show in the public figures, so tests can follow it there.
         "HEARD_ANALYTICS_SUPPRESSION_THRESHOLD": "1",
+        # Notify: webhook receivers in the tests listen on 127.0.0.1; retries and follow-ups in seconds.
+        "HEARD_NOTIFY_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
+        "HEARD_NOTIFY_RETRY_BASE_SECONDS": "0.5",
+        "HEARD_NOTIFY_RETRY_CAP_SECONDS": "2",
+        "HEARD_NOTIFY_FOLLOW_UP_AFTER_SECONDS": "4",
+        "HEARD_NOTIFY_DISPATCH_LEASE_SECONDS": "20",
+        "HEARD_NOTIFY_INTAKE_TIMEOUT_SECONDS": "5",
+        "HEARD_NOTIFY_SMTP_TIMEOUT_SECONDS": "5",
+        "HEARD_NOTIFY_WEBHOOK_TIMEOUT_SECONDS": "5",
+        "HEARD_NOTIFY_SMS_TIMEOUT_SECONDS": "5",
     }
     try:
         for service in SERVICES:
@@ -77,9 +87,40 @@ def intake_cli(platform: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def notify_cli(platform: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """Notify's operator CLI against the platform's notify database."""
+    env = {**os.environ, **platform.service_env("notify")}
+    return subprocess.run(
+        [sys.executable, "-m", "heard_notify.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
 def issue_token(platform: Stack, name: str, role: str, unit: str | None = None) -> str:
     result = intake_cli(platform, "issue-token", "--name", name, "--role", role, *(["--unit", unit] if unit else []))
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
     assert token.startswith("heard_") and "cannot be shown again" in result.stderr
     return token
+
+
+@pytest.fixture(scope="module")
+def web_platform(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The platform as `make up` starts it, for the web pages' tests: databases of the module's own (so inboxes hold
+    only its items) and `config/sla-policy.walkthrough.yaml` (ten minutes for the unit and its supervisor,
+    seconds above them), so a person's steps are not overtaken by escalations."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    stack.extra_env = {
+        "HEARD_ROUTING_SLA_POLICY_FILE": str(ROOT / "config" / "sla-policy.walkthrough.yaml"),
+        "HEARD_INTAKE_BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
+        "HEARD_INTAKE_CITY_SYSTEMS": json.dumps(CITY_SYSTEMS),
+        "HEARD_INTAKE_RATE_LIMIT_WRITE_BURST": "2000",
+        "HEARD_INTAKE_RATE_LIMIT_READ_BURST": "20000",
+        **{f"HEARD_{service.upper()}_MONGODB_DATABASE": f"heard_{service}_{module}" for service in SERVICES},
+    }
+    try:
+        for service in SERVICES:
+            stack.start_service(service)
+        yield stack
+    finally:
+        for service in SERVICES:
+            stack.stop_process(service)

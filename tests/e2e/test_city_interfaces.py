@@ -39,9 +39,20 @@ async def test_a_city_system_submits_over_open311_and_the_georeport_client_reads
 
     services = await asyncio.to_thread(client.get_service_list)
     assert {"officer-conduct", "officer-praise", "suggestion"} <= {s["service_code"] for s in services}
-    assert all(s["metadata"] is False and s["type"] == "realtime" for s in services)
+    assert all(s["type"] == "realtime" for s in services)
+    metadata = {s["service_code"]: s["metadata"] for s in services}
+    assert metadata["officer-conduct"] is True and metadata["officer-praise"] is False
+    # Allegation categories are a GeoReport v2 service attribute (metadata=true), read with the georeport client.
     definition = await asyncio.to_thread(client.get_service_definition, "officer-conduct")
-    assert definition == {"service_code": "officer-conduct", "attributes": []}
+    [attribute] = definition["attributes"]
+    assert (definition["service_code"], attribute["code"], attribute["datatype"]) == (
+        "officer-conduct",
+        "allegations",
+        "multivaluelist",
+    )
+    assert {"force", "retaliation", "discourtesy"} <= {value["key"] for value in attribute["values"]}
+    praise_definition = await asyncio.to_thread(client.get_service_definition, "officer-praise")
+    assert praise_definition["attributes"] == []
 
     # POST is form-encoded with the api_key, as the spec says (georeport only reads).
     text = f"Officer shouted at my son near the park; reach me at ana@example.org {unique('case')}"
@@ -56,6 +67,7 @@ async def test_a_city_system_submits_over_open311_and_the_georeport_client_reads
             "address_string": "12 Elm St",
             "first_name": "Ana",
             "email": "ana@example.org",
+            "attribute[allegations][]": ["discourtesy", "abuse_of_authority"],
         },
     )
     assert created.status_code == 200, created.text
@@ -88,7 +100,21 @@ async def test_a_city_system_submits_over_open311_and_the_georeport_client_reads
         return dict(item) if item["expected_datetime"] and ":" in item["agency_responsible"] else None
 
     item = await eventually(routed, what="the Open311 view to show the responsible unit")
-    assert item["agency_responsible"].startswith("Riverton Police Department: ")
+    assert item["agency_responsible"] == "Riverton Police Department: Professional Standards Bureau"
+    staff_item = (await http.get(f"{intake}/v1/staff/feedback/{request_id}", headers=staff())).json()
+    assert (staff_item["severity"], staff_item["allegations"]) == ("critical", ["abuse_of_authority", "discourtesy"])
+    praise_with_allegation = await http.post(
+        f"{root}/requests.json",
+        data={
+            "api_key": token,
+            "service_code": "officer-praise",
+            "description": "x",
+            "attribute[allegations][]": "force",
+        },
+    )
+    assert (
+        praise_with_allegation.status_code == 400 and "no attribute" in praise_with_allegation.json()[0]["description"]
+    )
 
     # A city system's api_key also sees the words (redacted) and, once answered, the answer.
     answer = "We reviewed the body-camera footage and spoke with the officer."

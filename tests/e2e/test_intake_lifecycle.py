@@ -205,6 +205,9 @@ async def test_staff_see_and_act_only_within_their_scope(platform: Stack, http: 
     feedback_id = created["feedback_id"]
     await routed(http, platform, feedback_id)
     url = f"{intake}/v1/staff/feedback/{feedback_id}"
+    # A person confirms it is a suggestion: its triage clock stops, so it stays with the traffic unit.
+    confirmed = await http.post(f"{url}/triage", headers=staff(sergeant), json={})
+    assert confirmed.status_code == 200, confirmed.text
 
     assert (await http.get(url, headers=staff(traffic))).status_code == 200
     mine = (await http.get(f"{intake}/v1/staff/feedback", headers=staff(traffic), params={"limit": 500})).json()
@@ -252,6 +255,9 @@ async def test_nothing_can_be_deleted(platform: Stack, http: httpx.AsyncClient) 
 async def test_overdue_items_lead_the_staff_list(platform: Stack, http: httpx.AsyncClient) -> None:
     intake = platform.service_url("intake")
     older = await submit(http, platform, kind="praise", text="Thank you for the quick help yesterday!")
+    # Praise has a clock too (triage): a person confirming it leaves it with no deadline, so it is on time.
+    confirmed = await http.post(f"{intake}/v1/staff/feedback/{older['feedback_id']}/triage", headers=staff(), json={})
+    assert confirmed.status_code == 200, confirmed.text
     late = await submit(http, platform, kind="complaint", text="Nobody answered my call about the break-in")
     await routed(http, platform, late["feedback_id"])
 

@@ -197,9 +197,9 @@ async def test_prometheus_scrapes_every_service(platform: Stack, http: httpx.Asy
     async def all_up() -> list[dict[str, Any]] | None:
         response = await http.get(f"{platform.prometheus_url}/api/v1/targets")
         targets = response.json()["data"]["activeTargets"]
-        return list(targets) if len(targets) == 4 and all(t["health"] == "up" for t in targets) else None
+        return list(targets) if len(targets) == len(SERVICES) and all(t["health"] == "up" for t in targets) else None
 
-    targets = await eventually(all_up, timeout=40, what="Prometheus to scrape all four services")
+    targets = await eventually(all_up, timeout=40, what="Prometheus to scrape every service")
     assert {t["labels"]["instance"] for t in targets} == {
         f"127.0.0.1:{platform.profile.service_port(s)}" for s in SERVICES
     }

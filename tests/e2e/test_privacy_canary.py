@@ -1,5 +1,7 @@
 """Personal data never leaves intake: known canary values go in through every door, then every Kafka topic
 (except intake's own inbound topic), every other service's database and every log file is searched for them.
+Notify does write to the canary (it asks intake for the address at send time): Mailpit's mailbox is the one
+place outside intake where the canary may appear, and the test checks it arrived there.
 
 Contact details must also never be stored in plaintext, not even in intake's own database (they are
 encrypted at rest); free text is intake's to keep, but leaves it only redacted.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 import uuid
 from collections.abc import Iterable
@@ -25,6 +28,7 @@ from heard_devstack import SERVICES, Stack
 from heard_shared import topics
 from tests.e2e.conftest import CITY_SYSTEMS, public_count, staff, submit
 from tests.helpers import TopicReader, eventually, produce
+from tests.mailpit import Mailpit
 
 pytestmark = pytest.mark.e2e
 
@@ -125,6 +129,27 @@ async def test_personal_data_never_leaves_intake(platform: Stack, http: httpx.As
     )
     api_id, code = created["feedback_id"], created["tracking_code"]
 
+    # Door 1b: the resident web form, which hands the same details to intake (web itself keeps none of them).
+    web = platform.service_url("web")
+    async with httpx.AsyncClient(base_url=web, timeout=10) as browser:
+        form = await browser.get("/submit")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, "the form carries its CSRF token"
+        sent = await browser.post(
+            "/submit",
+            data={
+                "csrf_token": token.group(1),
+                "kind": "complaint",
+                "text": canary.text("Web form"),
+                "neighbourhood": "Northgate",
+                "contact_name": canary.name,
+                "contact_email": canary.contact_email,
+                "contact_phone": canary.contact_phone,
+                "consent": "yes",
+            },
+        )
+        assert sent.status_code == 303 and sent.headers["location"].startswith("/submitted/"), sent.text
+
     # Door 2: a city system's CloudEvent on feedback.inbound, with contact details.
     source = next(iter(CITY_SYSTEMS))
     inbound = {
@@ -190,6 +215,15 @@ async def test_personal_data_never_leaves_intake(platform: Stack, http: httpx.As
         return "answered" in {d["template"] for d in response.json()["items"]}
 
     await eventually(delivered, what="notify to act on the answer")
+
+    # Notify really wrote to the canary: its address was disclosed at send time, and the e-mail is in Mailpit.
+    mailbox = Mailpit(http, platform.mailpit_url)
+
+    async def mailed() -> list[dict[str, Any]] | None:
+        messages = await mailbox.to(canary.contact_email)
+        return messages if any(m["Subject"] == "Your feedback has an answer" for m in messages) else None
+
+    await eventually(mailed, what="the answer e-mail to the canary address in Mailpit")
 
     async def counted() -> bool:
         return await public_count(http, platform, "other", "measure", "contested", "items") >= 1

@@ -1,4 +1,4 @@
-"""Group commit of inserts on both MongoDB-wire servers the tests run: each caller gets its own outcome."""
+"""Group commit of inserts on the MongoDB-wire server the tests run: each caller gets its own outcome."""
 
 from __future__ import annotations
 
@@ -15,16 +15,9 @@ from tests.helpers import unique
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["stack", "scale_stack"])
-def server(request: pytest.FixtureRequest) -> Stack:
-    # Resolved outside the event loop: starting a session's servers runs its own loop.
-    stack: Stack = request.getfixturevalue(request.param)
-    return stack
-
-
 @pytest.fixture
-async def mongo(server: Stack) -> AsyncIterator[MongoResource]:
-    resource = MongoResource(server.mongodb_uri, unique("group_insert").replace("-", "_"), app_name="group-insert")
+async def mongo(stack: Stack) -> AsyncIterator[MongoResource]:
+    resource = MongoResource(stack.mongodb_uri, unique("group_insert").replace("-", "_"), app_name="group-insert")
     yield resource
     await resource.client.drop_database(resource.db.name)
     await resource.close()

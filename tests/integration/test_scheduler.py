@@ -43,8 +43,7 @@ def escalation_ids(published: list[tuple[str, str, bytes]]) -> list[str]:
     return [json.loads(value)["id"] for topic, _, value in published if topic == "feedback.escalated"]
 
 
-async def test_three_replicas_fire_every_due_deadline_exactly_once(scale_stack: Stack, database: str) -> None:
-    stack = scale_stack
+async def test_three_replicas_fire_every_due_deadline_exactly_once(stack: Stack, database: str) -> None:
     ids = await seed(stack, database, 2000)
     replicas = []
     for n in range(3):

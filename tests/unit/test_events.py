@@ -92,3 +92,61 @@ def test_submitted_schema_has_no_contact_fields() -> None:
     for definition in schema.get("$defs", {}).values():
         properties |= set(definition.get("properties", {}))
     assert not properties & {"email", "phone", "contact", "address", "name"}
+
+
+def test_fields_added_after_v1_are_absent_unless_used() -> None:
+    """Events that use none of the later fields look exactly as before, so consumers built on the first v1
+    schema keep reading them; only events that carry new facts show new fields."""
+    plain = json.loads(ev.encode(submitted_event()))["data"]
+    assert not {"allegations", "flagged_for_triage"} & set(plain)
+    routed = ev.FeedbackRoutedV1(
+        feedback_id="f",
+        unit_id="u",
+        unit_name="U",
+        level=0,
+        rule="fallback",
+        negative=True,
+        severity="negative",
+        routed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    data = json.loads(ev.encode(ev.new_event(ev.ROUTED, routed, source="s", subject="f")))["data"]
+    assert not {"triage_by", "critical_on_arrival", "oversight_board_id"} & set(data)
+
+
+def test_a_city_system_may_declare_allegations_in_binary_mode_and_an_unknown_one_is_refused() -> None:
+    headers = {
+        "ce_specversion": b"1.0",
+        "ce_id": b"abc",
+        "ce_source": b"urn:city:311",
+        "ce_type": ev.INBOUND.event_type.encode(),
+        "content-type": b"application/json",
+    }
+    data = {"kind": "concern", "text": "He asked for cash", "allegations": ["corruption"]}
+    decoded = ev.decode(json.dumps(data).encode(), headers, expected=(ev.INBOUND,))
+    assert decoded.data.allegations == ["corruption"]
+    with pytest.raises(ev.InvalidEvent) as raised:
+        ev.decode(json.dumps({**data, "allegations": ["bribe"]}).encode(), headers, expected=(ev.INBOUND,))
+    assert raised.value.code == "schema_violation"
+
+
+def test_a_triage_decision_round_trips() -> None:
+    triaged = ev.new_event(
+        ev.TRIAGED,
+        ev.FeedbackTriagedV1(
+            feedback_id="f",
+            decision="lowered",
+            kind="complaint",
+            severity="negative",
+            negative=True,
+            previous_kind="complaint",
+            previous_severity="critical",
+            by_role="professional_standards",
+            unit_id="professional-standards",
+            triaged_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+        source="urn:heard:intake",
+        subject="f",
+    )
+    decoded = ev.decode(ev.encode(triaged), expected=(ev.TRIAGED,))
+    assert decoded.model_dump() == triaged.model_dump()
+    assert ev.TRIAGED.topic == "feedback.triaged"

@@ -101,8 +101,10 @@ def test_staged_entries_ride_along_with_the_state_change() -> None:
     assert update["$push"][ledger.STAGED_FIELD] == {"$each": [entry]}
     assert update["$push"]["history"] == {"x": 1}
     assert update["$set"] == {"status": "answered", ledger.DUE_FIELD: True}
+    assert update["$inc"] == {ledger.STAGED_SEQ_FIELD: 1}, "a flush tells what was staged since it read by this count"
     assert ledger.with_audit({"$set": {}}) == {"$set": {}}
-    assert ledger.audit_fields(entry) == {ledger.STAGED_FIELD: [entry], ledger.DUE_FIELD: True}
+    staged = {ledger.STAGED_FIELD: [entry], ledger.STAGED_SEQ_FIELD: 1, ledger.DUE_FIELD: True}
+    assert ledger.audit_fields(entry) == staged
 
 
 def test_event_caused_entries_are_identified_by_the_event_id() -> None:

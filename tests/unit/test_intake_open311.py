@@ -9,9 +9,18 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from heard_intake import open311
-from heard_intake.open311 import DEFAULT_SERVICES, Open311Gateway, ServiceCatalog, ServiceRequestForm, load_catalog
+from heard_intake.open311 import (
+    DEFAULT_SERVICES,
+    Open311Gateway,
+    ServiceAttributeOut,
+    ServiceCatalog,
+    ServiceRequestForm,
+    load_catalog,
+)
+from heard_shared.allegations import ALLEGATION_CODES
 from heard_shared.http import ApiError
 
 
@@ -63,9 +72,40 @@ def test_catch_all_filter_excludes_the_categories_other_services_claim() -> None
 def test_service_list_entries_follow_the_spec() -> None:
     entry = DEFAULT_SERVICES[0].as_open311()
     assert set(entry) == {"service_code", "service_name", "description", "metadata", "type", "keywords", "group"}
-    assert entry["metadata"] is False
+    assert entry["metadata"] is True, "complaints offer the allegations attribute"
     assert entry["type"] == "realtime"
     assert isinstance(entry["keywords"], str)
+    praise = next(s for s in DEFAULT_SERVICES if s.kind == "praise")
+    assert praise.as_open311()["metadata"] is False and praise.attributes() == []
+
+
+def test_the_allegations_attribute_is_a_georeport_multivaluelist_of_every_category() -> None:
+    [attribute] = DEFAULT_SERVICES[0].attributes()
+    ServiceAttributeOut.model_validate(attribute)
+    assert (attribute["code"], attribute["datatype"], attribute["required"]) == (
+        "allegations",
+        "multivaluelist",
+        False,
+    )
+    assert [value["key"] for value in attribute["values"]] == list(ALLEGATION_CODES)
+
+
+def test_declared_allegations_are_read_from_the_spec_encoding_and_unknown_ones_refused() -> None:
+    form = ServiceRequestForm.model_validate(
+        {
+            "service_code": "officer-conduct",
+            "description": "x",
+            "attribute[allegations][]": ["retaliation", "force"],
+            "attribute[allegations]": ["corruption"],
+        }
+    )
+    assert form.declared_allegations() == ["retaliation", "force", "corruption"]
+    with pytest.raises(ValidationError):
+        ServiceRequestForm.model_validate(
+            {"service_code": "officer-conduct", "description": "x", "attribute[allegations][]": ["rudeness"]}
+        )
+    with pytest.raises(ValidationError):
+        ServiceRequestForm.model_validate({"service_code": "x", "description": "x", "attribute[colour]": "red"})
 
 
 def test_catalog_loads_from_a_file_and_refuses_duplicates(tmp_path: Path) -> None:

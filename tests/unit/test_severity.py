@@ -278,14 +278,14 @@ def test_assessment_is_deterministic() -> None:
 
 # -- regression guard on the labelled set -----------------------------------------------------------------
 
-# Measured with bench/severity/evaluate.py on labelled.jsonl (391 items, 240 negative/critical, 56 critical):
-# kind + rating + text: 1 false negative (0.4%), 11 false positives of 151 (7.3%), critical recall 56/56;
-# text alone (--kind-blind): 10 false negatives (4.2%). The bounds leave room for a couple of items, no more.
-# These are figures on the set the rules were tuned on; bench/severity/README.md has the blind ones.
+# Measured with bench/severity/evaluate.py on labelled.jsonl (920 items, 548 negative/critical, 192 critical), on
+# which the learned model was trained: no false negative and every critical found, with the kind and from text
+# alone; 56 false positives of 372 (15%). In-sample figures; bench/severity/README.md has the held-out and the
+# cross-validated ones. The bounds leave room for a few items, no more.
 MAX_FALSE_NEGATIVE_RATE = 0.015
 MAX_TEXT_ONLY_FALSE_NEGATIVE_RATE = 0.06
 MIN_CRITICAL_RECALL = 0.95
-MAX_FALSE_POSITIVE_RATE = 0.12  # guards against "everything is negative"
+MAX_FALSE_POSITIVE_RATE = 0.18  # guards against "everything is negative"
 
 
 def _labelled() -> list[dict[str, object]]:

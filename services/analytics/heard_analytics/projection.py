@@ -7,13 +7,13 @@ Three collections:
   with `$inc`. Every public figure is a sum of cells; no request reads items.
 - `open_items`: the items still waiting for an action, with their current level and deadline.
 
-An item's counters move from the item to a cell in two steps, with no multi-document transaction (FerretDB 1.x
-has none): the item document first records the pending change under a fresh token, in the same conditional write
-as its new facts; then the cell is incremented only if it does not already carry that token; then the item marks
-the change applied and the cell forgets the token. A crash anywhere leaves the pending change on the item, and the
-next event for that item (a redelivery at the latest, since the consumer commits only after this completes)
-finishes it first: each change reaches its cell exactly once. Every operation is a single-document update by
-`_id` with `$set`, `$unset` and `$inc`, which MongoDB 7/8, FerretDB and nx-27017 all serve.
+An item's counters move from the item to a cell in two steps, with no multi-document transaction (the local store,
+nx-27017, has none): the item document first records the pending change under a fresh token, in the same conditional
+write as its new facts; then the cell is incremented only if it does not already carry that token; then the item
+marks the change applied and the cell forgets the token. A crash anywhere leaves the pending change on the item, and
+the next event for that item (a redelivery at the latest, since the consumer commits only after this completes)
+finishes it first: each change reaches its cell exactly once. Every operation is a single-document update by `_id`
+with `$set`, `$unset` and `$inc`, which MongoDB 7/8 and nx-27017 both serve.
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ async def replay(
 ) -> ReplayReport:
     """Applies every event of the consumed topics, from the first offset to the end (or `until`), to `model`.
 
-    Events of one item are applied in order, items `concurrency` at a time (keep 1 on FerretDB 1.x, which can lose
-    concurrent increments of one document; real MongoDB takes more).
+    Events of one item are applied in order, items `concurrency` at a time (the cells take concurrent `$inc`
+    on MongoDB and nx-27017 alike; on nx-27017 one database lock serialises writes, so more than 1 gains little).
     """
     specs = {spec.topic: spec for spec in CONSUMED}
     consumer = AIOKafkaConsumer(

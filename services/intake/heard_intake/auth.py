@@ -13,7 +13,17 @@ from heard_shared.events import utc_now
 from heard_shared.http import ApiError
 from heard_shared.mongo import Document
 
-Role = Literal["unit_member", "supervisor", "commander", "professional_standards", "oversight", "admin", "city_system"]
+Role = Literal[
+    "unit_member",
+    "supervisor",
+    "commander",
+    "professional_standards",
+    "oversight",
+    "admin",
+    "city_system",
+    # A service token for notify: may ask for one resident's address for one delivery, nothing else.
+    "contact_disclosure",
+]
 STAFF_ROLES: frozenset[str] = frozenset(
     {"unit_member", "supervisor", "commander", "professional_standards", "oversight", "admin"}
 )

@@ -6,11 +6,12 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from heard_intake import open311, ratelimit, sessions
+from heard_intake import console, contact_disclosure, open311, ratelimit, sessions, signin
 from heard_intake.auth import TokenStore
 from heard_intake.city_systems import CitySystemRegistry, InboundFromCitySystems
 from heard_intake.config import IntakeSettings
 from heard_intake.ledger import AuditLedger
+from heard_intake.metrics import TriageMetrics
 from heard_intake.privacy import contact_cipher
 from heard_intake.service import IntakeService
 from heard_intake.views import build_router
@@ -34,12 +35,12 @@ def create_app(settings: IntakeSettings) -> FastAPI:
         contact_cipher=contact_cipher(settings),
         audit=AuditLedger(db["audit"]),
         contact_retention=timedelta(days=settings.contact_retention_days),
+        metrics=TriageMetrics(platform.metrics.registry),
     )
     tokens = TokenStore(db["tokens"])
 
     async def prepare() -> None:
         await service.ensure_indexes()
-        service.settler.batched_updates = await platform.mongo.handles_batched_updates()
         if settings.bootstrap_admin_token:
             await tokens.issue(name="bootstrap-admin", roles=["admin"], token=settings.bootstrap_admin_token)
 
@@ -59,10 +60,25 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     app = FastAPI(title="Heard intake", version="1.0.0", lifespan=platform.lifespan)
     install_error_handlers(app)
     app.include_router(build_router(service, tokens, public_base_url=settings.public_base_url))
+    _wire_staff_console(app, platform, tokens)
+    platform.startup_hooks += contact_disclosure.install(app, service, tokens, public_base_url=settings.public_base_url)
     _wire_city_interfaces(app, platform, settings, service, tokens)
     app.include_router(ops_router(platform.readiness_checks(), platform.metrics.registry))
     app.state.platform = platform
     return app
+
+
+def _wire_staff_console(app: FastAPI, platform: Platform, tokens: TokenStore) -> None:
+    """What the web service's staff console and oversight view ask of intake besides the /v1 work API."""
+    db = platform.mongo.db
+    guard = signin.SignInGuard(tokens=tokens, failures=db["signin_failures"])
+    app.include_router(signin.build_signin_router(guard))
+    app.include_router(console.build_console_router(db["feedback"], tokens))
+
+    async def prepare() -> None:
+        await console.ensure_indexes(db["feedback"])
+
+    platform.startup_hooks.append(prepare)
 
 
 def _wire_city_interfaces(

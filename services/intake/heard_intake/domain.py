@@ -1,13 +1,17 @@
-"""Intake's pure core: severity, tracking codes, redaction and the lifecycle guards. No I/O."""
+"""Intake's pure core: severity, triage, tracking codes, redaction and the lifecycle guards. No I/O."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
+
+from heard_intake.severity import NEGATIVE_KINDS, SeverityAssessment
+from heard_shared.events import SEVERITY_RANK, FeedbackKind, Severity, TriageDecision
 
 ItemT = TypeVar("ItemT", bound=Mapping[str, Any])
 
@@ -124,12 +128,108 @@ def redact(text: str) -> str:
 
 
 class GuardViolation(Exception):
-    """A lifecycle rule refused the action; `code` is stable, the message says why."""
+    """A lifecycle rule refused the action; `code` is stable, the message says why, `status` is the HTTP answer."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, status: int = 409) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.status = status
+
+
+# -- severity at intake and triage by a person ------------------------------------------------------------------
+
+# awaiting: not assessed negative, so a person must triage it by its triage deadline (routing's clock);
+# flagged: the assessor was unsure, so it is treated as negative until a person triages it;
+# not_required: assessed negative with confidence (a person may still triage it); done: a person triaged it.
+TriageState = Literal["awaiting", "flagged", "not_required", "done"]
+NEEDS_TRIAGE: frozenset[str] = frozenset({"awaiting", "flagged"})
+MIN_LOWERING_REASON = 10
+
+
+@dataclass(frozen=True)
+class IntakeSeverity:
+    severity: Severity
+    negative: bool
+    reasons: list[str]
+    triage_state: TriageState
+
+
+def decide_severity(assessment: SeverityAssessment, *, allegations: Sequence[str]) -> IntakeSeverity:
+    """The severity intake records: the assessor's, except that any declared allegation makes the item critical.
+
+    A declared allegation is the resident's own statement of misconduct; no wording can argue it away, so the
+    text classifier is not asked. An unsure assessment is negative and flagged for a person's triage; an item
+    not assessed negative gets a triage deadline instead of acknowledge and answer deadlines.
+    """
+    if allegations:
+        reasons = [f"allegation:{code}" for code in allegations]
+        return IntakeSeverity("critical", True, reasons + assessment.reasons, "not_required")
+    if assessment.uncertain:
+        return IntakeSeverity("negative", True, [*assessment.reasons, "uncertain"], "flagged")
+    state: TriageState = "not_required" if assessment.negative else "awaiting"
+    return IntakeSeverity(assessment.severity, assessment.negative, list(assessment.reasons), state)
+
+
+@dataclass(frozen=True)
+class Triage:
+    decision: TriageDecision
+    kind: FeedbackKind
+    severity: Severity
+    negative: bool
+
+    @property
+    def direction(self) -> Literal["raised", "lowered"] | None:
+        return self.decision if self.decision in ("raised", "lowered") else None
+
+
+def triage(
+    *,
+    status: str,
+    current_kind: str,
+    current_severity: str,
+    kind: FeedbackKind,
+    severity: Severity,
+    reason: str | None,
+    may_lower_critical: bool,
+) -> Triage:
+    """A person confirms or changes an item's kind and severity.
+
+    Raising is free. Lowering needs a written reason; lowering a critical item also needs the professional
+    standards or oversight role. A complaint or concern is at least negative, as at intake.
+    """
+    if status in FINAL_STATUSES:
+        raise GuardViolation("already_closed", f"feedback is already {status}; its severity is on record")
+    if kind in NEGATIVE_KINDS and SEVERITY_RANK[severity] < SEVERITY_RANK["negative"]:
+        raise GuardViolation(
+            "severity_below_kind",
+            f"a {kind} is negative or critical; change the kind too if it is not a {kind}",
+            status=422,
+        )
+    change = SEVERITY_RANK[severity] - SEVERITY_RANK[current_severity]
+    if change < 0:
+        if current_severity == "critical" and not may_lower_critical:
+            raise GuardViolation(
+                "lowering_critical_needs_role",
+                "only professional standards or the oversight board may lower a critical item",
+                status=403,
+            )
+        if len((reason or "").strip()) < MIN_LOWERING_REASON:
+            raise GuardViolation(
+                "reason_required",
+                f"lowering the severity needs a written reason of at least {MIN_LOWERING_REASON} characters",
+                status=422,
+            )
+    decision: TriageDecision
+    if change > 0:
+        decision = "raised"
+    elif change < 0:
+        decision = "lowered"
+    elif (kind, severity) == (current_kind, current_severity):
+        decision = "confirmed"
+    else:
+        decision = "reclassified"
+    return Triage(decision, kind, severity, SEVERITY_RANK[severity] >= SEVERITY_RANK["negative"])
 
 
 OPEN_STATUSES: frozenset[str] = frozenset(
@@ -156,9 +256,14 @@ def check_can_answer(status: str) -> None:
         raise GuardViolation("invalid_transition", f"feedback in status {status!r} cannot be answered")
 
 
-def check_can_close(*, status: str, negative: bool, has_published_answer: bool) -> None:
+def check_can_close(*, status: str, negative: bool, has_published_answer: bool, awaiting_triage: bool = False) -> None:
     if status in FINAL_STATUSES:
         raise GuardViolation("already_closed", f"feedback is already {status}")
+    if awaiting_triage:
+        raise GuardViolation(
+            "triage_required",
+            "nobody has confirmed this item's kind and severity yet; triage it before closing it",
+        )
     if negative and not has_published_answer:
         raise GuardViolation(
             "answer_required",
@@ -207,6 +312,8 @@ def overdue_since(item: Mapping[str, Any], now: datetime) -> datetime | None:
     """The earliest passed deadline the item still waits on, or None if it is on time."""
     status = item.get("status")
     waiting = []
+    if status in OPEN_STATUSES and item.get("triage_state") == "awaiting" and item.get("triage_by") is not None:
+        waiting.append(item["triage_by"])
     if status in AWAITING_ACKNOWLEDGEMENT and item.get("acknowledge_by") is not None:
         waiting.append(item["acknowledge_by"])
     if status in AWAITING_ANSWER and item.get("answer_by") is not None:
@@ -232,6 +339,7 @@ RESIDENT_ACTOR = "resident"
 PERSONAL_FIELDS: tuple[str, ...] = (
     "contact",
     "contact_encrypted",
+    "tracking_code_encrypted",
     "location.address",
     "location.latitude",
     "location.longitude",
@@ -256,6 +364,11 @@ def erasure(record: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         changes["contests"] = [{**contest, "text": ERASED_TEXT} for contest in record["contests"]]
     if record.get("notes"):
         changes["notes"] = [{**note, "text": redact(note["text"])} for note in record["notes"]]
+    if any(entry.get("reason") for entry in record.get("triages") or []):
+        changes["triages"] = [
+            {**entry, "reason": redact(entry["reason"])} if entry.get("reason") else entry
+            for entry in record["triages"]
+        ]
     answer = record.get("answer")
     if answer and answer.get("text"):
         changes["answer.text"] = redact(answer["text"])

@@ -49,9 +49,15 @@ AuditAction = Literal[
     "replied",
     "note_added",
     "erased",
+    "contact_disclosed",
+    "consent_withdrawn",
+    "triaged",
 ]
 GENESIS_HASH = "0" * 64
 STAGED_FIELD = "_audit_staged"
+# Counts every entry ever staged, so a flush can tell "nothing was staged since I read" with an integer
+# comparison instead of comparing arrays of documents (which not every MongoDB-wire server can do).
+STAGED_SEQ_FIELD = "_audit_staged_seq"
 DUE_FIELD = "_audit_due"
 HEAD_SEQ_FIELD = "audit_seq"
 HEAD_HASH_FIELD = "audit_head"
@@ -174,13 +180,14 @@ def with_audit(update: Document, *entries: Document) -> Document:
         return update
     merged = {op: dict(fields) for op, fields in update.items()}
     merged.setdefault("$push", {})[STAGED_FIELD] = {"$each": list(entries)}
+    merged.setdefault("$inc", {})[STAGED_SEQ_FIELD] = len(entries)
     merged.setdefault("$set", {})[DUE_FIELD] = True
     return merged
 
 
 def audit_fields(*entries: Document) -> Document:
     """The same for a document being inserted."""
-    return {STAGED_FIELD: list(entries), DUE_FIELD: bool(entries)}
+    return {STAGED_FIELD: list(entries), STAGED_SEQ_FIELD: len(entries), DUE_FIELD: bool(entries)}
 
 
 def chain_started(first: Document) -> tuple[Document, Document]:
@@ -209,6 +216,8 @@ class AuditLedger:
 
     async def ensure_indexes(self) -> None:
         await self.entries.create_index([("feedback_id", 1), ("seq", 1)], unique=True)
+        # The oversight board's list of severity changes reads entries by action, newest first.
+        await self.entries.create_index([("action", 1), ("at", -1)])
 
     async def chain(self, feedback_id: str) -> list[Document]:
         cursor = self.entries.find({"feedback_id": feedback_id}).sort("seq", 1)
@@ -268,8 +277,9 @@ class AuditLedger:
 
     async def flush(self, records: AsyncCollection[Document], feedback_id: str) -> int:
         """Appends the entries staged in one feedback document, then removes them there; returns how many."""
-        document = await records.find_one({"_id": feedback_id}, {STAGED_FIELD: 1})
+        document = await records.find_one({"_id": feedback_id}, {STAGED_FIELD: 1, STAGED_SEQ_FIELD: 1})
         staged: list[Document] = (document or {}).get(STAGED_FIELD) or []
+        sequence = (document or {}).get(STAGED_SEQ_FIELD)
         if not staged:
             return 0
         appended, head = await self.append(feedback_id, *staged)
@@ -283,9 +293,9 @@ class AuditLedger:
                 {"$set": {HEAD_SEQ_FIELD: head_seq, HEAD_HASH_FIELD: head_hash}},
             )
         cleared = await records.update_one(
-            {"_id": feedback_id, STAGED_FIELD: staged}, {"$set": {STAGED_FIELD: [], DUE_FIELD: False}}
+            {"_id": feedback_id, STAGED_SEQ_FIELD: sequence}, {"$set": {STAGED_FIELD: [], DUE_FIELD: False}}
         )
-        if not cleared.modified_count:
+        if sequence is None or not cleared.modified_count:
             # More was staged meanwhile: remove exactly what is now in the chain ($pullAll matches by value,
             # which FerretDB 1.x supports; it has no query conditions inside $pull).
             await records.update_one({"_id": feedback_id}, {"$pullAll": {STAGED_FIELD: staged}})

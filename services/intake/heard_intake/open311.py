@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from heard_intake import domain, severity
 from heard_intake.auth import Principal, TokenStore
 from heard_intake.service import IntakeService
+from heard_shared.allegations import ALLEGATIONS, AllegationCategory
 from heard_shared.asgi import json_error
 from heard_shared.events import Contact, FeedbackInboundV1, FeedbackKind, Location, utc_now
 from heard_shared.http import ApiError
@@ -61,17 +62,37 @@ class Open311Service(BaseModel):
     keywords: list[Annotated[str, Field(max_length=60)]] = Field(default_factory=list)
     kind: FeedbackKind
     category: Annotated[str, Field(max_length=80)] | None = None
+    # Offers the `allegations` attribute (metadata=true): the caller may declare misconduct, which makes it critical.
+    allegations: bool = True
 
     def as_open311(self) -> dict[str, Any]:
         return {
             "service_code": self.service_code,
             "service_name": self.service_name,
             "description": self.description,
-            "metadata": False,
+            "metadata": self.allegations,
             "type": "realtime",
             "keywords": ", ".join(self.keywords),
             "group": self.group,
         }
+
+    def attributes(self) -> list[dict[str, Any]]:
+        return [ALLEGATIONS_ATTRIBUTE] if self.allegations else []
+
+
+# GeoReport v2 service definition attribute: a multivaluelist whose keys are Heard's allegation codes.
+ALLEGATIONS_ATTRIBUTE: dict[str, Any] = {
+    "variable": True,
+    "code": "allegations",
+    "datatype": "multivaluelist",
+    "required": False,
+    "datatype_description": "Any of the keys, each as attribute[allegations][]=KEY. Declaring any makes the "
+    "request critical: it goes straight to professional standards and the civilian oversight board is told. "
+    "Spanish labels: GET /v1/allegation-categories.",
+    "order": 1,
+    "description": "Did an officer do any of the following? Choose all that apply.",
+    "values": [{"key": allegation.code, "name": allegation.label_en} for allegation in ALLEGATIONS],
+}
 
 
 DEFAULT_SERVICES: tuple[Open311Service, ...] = (
@@ -125,6 +146,7 @@ DEFAULT_SERVICES: tuple[Open311Service, ...] = (
         group="Praise and ideas",
         keywords=["praise", "thanks", "officer"],
         kind="praise",
+        allegations=False,
     ),
     Open311Service(
         service_code="suggestion",
@@ -198,9 +220,25 @@ class ServiceOut(BaseModel):
     group: str
 
 
+class AttributeValueOut(BaseModel):
+    key: str
+    name: str
+
+
+class ServiceAttributeOut(BaseModel):
+    variable: bool
+    code: str
+    datatype: Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
+    required: bool
+    datatype_description: str | None
+    order: int
+    description: str
+    values: list[AttributeValueOut] = Field(default_factory=list)
+
+
 class ServiceDefinitionOut(BaseModel):
     service_code: str
-    attributes: list[dict[str, Any]]
+    attributes: list[ServiceAttributeOut]
 
 
 class ServiceRequestCreatedOut(BaseModel):
@@ -254,6 +292,13 @@ class ServiceRequestForm(BaseModel):
     device_id: Short | None = None
     account_id: Short | None = None
     media_url: Annotated[str, Field(max_length=2000)] | None = None
+    # The service definition's attribute, as the spec encodes a multivaluelist (attribute[code][]=key, repeated);
+    # `attribute[allegations]=key` is taken too, for clients that send single values that way.
+    allegations: list[AllegationCategory] | None = Field(default=None, alias="attribute[allegations][]")
+    allegation: list[AllegationCategory] | None = Field(default=None, alias="attribute[allegations]")
+
+    def declared_allegations(self) -> list[AllegationCategory]:
+        return [*(self.allegations or []), *(self.allegation or [])]
 
 
 # -- errors in the spec's format ----------------------------------------------------------------------
@@ -405,6 +450,10 @@ class Open311Gateway:
             raise ApiError(400, "unknown_service", f"service_code {form.service_code!r} is not in services.json.")
         if (form.lat is None) != (form.long is None):
             raise ApiError(400, "invalid_location", "lat and long must be given together.")
+        if form.declared_allegations() and not service.allegations:
+            raise ApiError(
+                400, "unknown_attribute", f"service {service.service_code!r} has no attribute 'allegations'."
+            )
         try:
             data = self._inbound(form, service)
         except ValidationError as invalid:
@@ -441,6 +490,7 @@ class Open311Gateway:
             language=severity.detect_language(form.description, "en"),
             location=location,
             contact=contact,
+            allegations=form.declared_allegations() or None,
         )
 
     async def search(
@@ -575,13 +625,16 @@ def build_open311_router(gateway: Open311Gateway) -> APIRouter:
     @router.get(
         "/services/{service_code}.json",
         response_model=ServiceDefinitionOut,
-        summary="Service definition (no extra attributes: every service has metadata=false)",
+        summary="Service definition: the optional `allegations` attribute of services with metadata=true",
     )
     async def service_definition(
         service_code: str, jurisdiction_id: Annotated[str | None, Query(max_length=200)] = None
     ) -> ServiceDefinitionOut:
         gateway.check_jurisdiction(jurisdiction_id)
-        return ServiceDefinitionOut(service_code=gateway.service_or_404(service_code).service_code, attributes=[])
+        service = gateway.service_or_404(service_code)
+        return ServiceDefinitionOut.model_validate(
+            {"service_code": service.service_code, "attributes": service.attributes()}
+        )
 
     @router.post(
         "/requests.json",

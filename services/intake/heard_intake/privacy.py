@@ -41,6 +41,15 @@ class ContactCipher:
             raise ContactUnreadable("no configured key decrypts this contact (was a key dropped too early?)") from error
         return Contact.model_validate(json.loads(plain))
 
+    def encrypt_text(self, text: str) -> str:
+        return self._fernet.encrypt(text.encode()).decode()
+
+    def decrypt_text(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken as error:
+            raise ContactUnreadable("no configured key decrypts this value") from error
+
     def rotate(self, token: str) -> str:
         """Re-encrypts under the first key, so older keys can be removed afterwards."""
         try:

@@ -121,7 +121,8 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-EXEMPT_PREFIXES = ("/v1/staff/", "/healthz", "/readyz", "/metrics")
+# /internal/ is service-to-service behind a scoped token (notify asking for a contact at send time).
+EXEMPT_PREFIXES = ("/v1/staff/", "/internal/", "/healthz", "/readyz", "/metrics")
 # Authenticated by a city system's api_key; limiting per address would throttle a whole 311 system.
 EXEMPT_EXACT = frozenset({("POST", "/open311/v2/requests.json")})
 

@@ -20,7 +20,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from heard_intake import domain, ledger, severity
-from heard_intake.ledger import AuditLedger, Verification, audit_fields, head_of, verify_chain, with_audit
+from heard_intake.ledger import AuditLedger, Verification, audit_fields, head_of, public_entry, verify_chain, with_audit
+from heard_intake.metrics import TriageMetrics
 from heard_intake.privacy import ContactCipher
 from heard_intake.settle import SubmissionSettler
 from heard_shared import events as ev
@@ -28,7 +29,10 @@ from heard_shared.events import (
     CloudEvent,
     Contact,
     FeedbackInboundV1,
+    FeedbackKind,
     PublicLocation,
+    Severity,
+    StaffRole,
     deterministic_event_id,
     utc_now,
 )
@@ -44,11 +48,14 @@ RESIDENT = "resident"
 ROUTING = "routing"
 RETENTION = "system:retention"
 # Never sent to staff or residents: secrets, ciphertext, bookkeeping.
-_PRIVATE_FIELDS = frozenset({"_id", "tracking_hash", "contact", "contact_encrypted", "history", "origin"})
+_PRIVATE_FIELDS = frozenset(
+    {"_id", "tracking_hash", "tracking_code_encrypted", "contact", "contact_encrypted", "history", "origin"}
+)
 _LIST_PROJECTION: Document = {
     **WITHOUT_OUTBOX,
     "contact": 0,
     "contact_encrypted": 0,
+    "tracking_code_encrypted": 0,
     ledger.STAGED_FIELD: 0,
 }
 
@@ -102,6 +109,7 @@ class IntakeService:
         contact_cipher: ContactCipher,
         audit: AuditLedger | None = None,
         contact_retention: timedelta = timedelta(days=365),
+        metrics: TriageMetrics | None = None,
     ) -> None:
         self.feedback = feedback
         self.outbox = outbox
@@ -113,10 +121,12 @@ class IntakeService:
         self.inserts = GroupInsert(feedback)
         self.settler = SubmissionSettler(feedback, self.ledger, self.serial)
         self.contact_retention = contact_retention
+        self.metrics = metrics or TriageMetrics()
 
     async def ensure_indexes(self) -> None:
         await self.feedback.create_index("tracking_hash", unique=True, sparse=True)
         await self.feedback.create_index([("unit_id", 1), ("status", 1)])
+        await self.feedback.create_index("triage_state")
         await self.feedback.create_index(ledger.DUE_FIELD)
         await self.feedback.create_index("closed_at")
         await self.outbox.ensure_indexes(self.feedback)
@@ -141,9 +151,11 @@ class IntakeService:
         feedback_id = deterministic_event_id("inbound", *origin) if origin else str(uuid.uuid4())
         tracking_code = None if origin else domain.new_tracking_code()
         now = utc_now()
-        assessment = severity.assess_severity(
-            kind=data.kind, text=data.text, rating=data.rating, language=data.language
+        assessment = domain.decide_severity(
+            severity.assess_severity(kind=data.kind, text=data.text, rating=data.rating, language=data.language),
+            allegations=data.allegations or [],
         )
+        flagged = assessment.triage_state == "flagged"
         location = data.location
         submitted = ev.new_event(
             ev.SUBMITTED,
@@ -166,6 +178,8 @@ class IntakeService:
                 severity_reasons=assessment.reasons,
                 has_contact=data.contact is not None,
                 submitted_at=now,
+                allegations=data.allegations or None,
+                flagged_for_triage=True if flagged else None,
             ),
             source=self.source,
             subject=feedback_id,
@@ -182,6 +196,7 @@ class IntakeService:
             "severity": assessment.severity,
             "negative": assessment.negative,
             "severity_reasons": assessment.reasons,
+            "triage_state": assessment.triage_state,
             "submitted_at": now,
             "updated_at": now,
             "level": None,
@@ -197,6 +212,9 @@ class IntakeService:
             document.setdefault(name, value)  # never overrides what intake itself decided
         if data.contact is not None:
             document["contact_encrypted"] = self.contact_cipher.encrypt(data.contact)
+            if tracking_code:
+                # Only the hash finds the item; this copy lets notify's messages carry the resident's tracking link.
+                document["tracking_code_encrypted"] = self.contact_cipher.encrypt_text(tracking_code)
         staged_entry = ledger.stage(
             "submitted",
             actor=_submitter(channel, origin),
@@ -208,6 +226,8 @@ class IntakeService:
                 "language": data.language,
                 "severity": assessment.severity,
                 "negative": assessment.negative,
+                "allegations": data.allegations or [],
+                "triage_state": assessment.triage_state,
                 "has_contact": data.contact is not None,
             },
         )
@@ -242,9 +262,18 @@ class IntakeService:
         return document
 
     async def list_for_staff(
-        self, *, unit_id: str | None, status: str | None, limit: int, now: datetime | None = None
+        self,
+        *,
+        unit_id: str | None,
+        status: str | None,
+        limit: int,
+        now: datetime | None = None,
+        triage: str | None = None,
+        severity: str | None = None,
+        allegation: str | None = None,
     ) -> list[Document]:
-        """Overdue first, then oldest first. `status` may be "open" for every status still awaiting work."""
+        """Overdue first, then oldest first. `status` may be "open" for every status still awaiting work;
+        `triage` "needed" for every item a person must still triage (awaiting or flagged)."""
         now = now or utc_now()
         query: Document = {}
         if unit_id:
@@ -253,12 +282,25 @@ class IntakeService:
             query["status"] = {"$in": sorted(domain.OPEN_STATUSES)}
         elif status:
             query["status"] = status
+        if triage == "needed":
+            query["triage_state"] = {"$in": sorted(domain.NEEDS_TRIAGE)}
+        elif triage:
+            query["triage_state"] = triage
+        if severity:
+            query["severity"] = severity
+        if allegation:
+            query["allegations"] = allegation
         # Overdue items are fetched on their own so a long backlog of newer items cannot push them past `limit`.
         overdue_query: Document = {
             **query,
             "$or": [
                 {"status": {"$in": sorted(domain.AWAITING_ACKNOWLEDGEMENT)}, "acknowledge_by": {"$lte": now}},
                 {"status": {"$in": sorted(domain.AWAITING_ANSWER)}, "answer_by": {"$lte": now}},
+                {
+                    "status": {"$in": sorted(domain.OPEN_STATUSES)},
+                    "triage_state": "awaiting",
+                    "triage_by": {"$lte": now},
+                },
             ],
         }
         found: dict[str, Document] = {}
@@ -413,6 +455,7 @@ class IntakeService:
             status=current["status"],
             negative=current["negative"],
             has_published_answer=domain.has_published_answer(current.get("answer")),
+            awaiting_triage=current.get("triage_state") == "awaiting",
         )
         now = utc_now()
         event = ev.new_event(
@@ -505,6 +548,139 @@ class IntakeService:
                 ledger.stage("note_added", actor=actor, at=now, details={"note_id": note_id, "text_length": len(text)})
             ],
         )
+
+    @_retry_on_conflict
+    async def triage(
+        self,
+        *,
+        feedback_id: str,
+        kind: FeedbackKind | None,
+        severity: Severity | None,
+        reason: str | None,
+        actor: str,
+        role: StaffRole,
+        may_lower_critical: bool,
+    ) -> Document:
+        """A person confirms or changes kind and severity (see `domain.triage`); routing re-derives the clock.
+
+        The decision, its event and its ledger entry are one write; the written reason stays in the record
+        (staff view and the oversight board's list) and only its digest goes into the ledger and nothing on Kafka.
+        """
+        current = await self.get(feedback_id)
+        decided = domain.triage(
+            status=current["status"],
+            current_kind=current["kind"],
+            current_severity=current["severity"],
+            kind=kind or current["kind"],
+            severity=severity or current["severity"],
+            reason=reason,
+            may_lower_critical=may_lower_critical,
+        )
+        reason = reason.strip() if reason and reason.strip() else None
+        now = utc_now()
+        event = ev.new_event(
+            ev.TRIAGED,
+            ev.FeedbackTriagedV1(
+                feedback_id=feedback_id,
+                decision=decided.decision,
+                kind=decided.kind,
+                severity=decided.severity,
+                negative=decided.negative,
+                previous_kind=current["kind"],
+                previous_severity=current["severity"],
+                by_role=role,
+                unit_id=current.get("unit_id"),
+                triaged_at=now,
+            ),
+            source=self.source,
+            subject=feedback_id,
+            time=now,
+        )
+        change: Document = {
+            "decision": decided.decision,
+            "from_kind": current["kind"],
+            "from_severity": current["severity"],
+            "to_kind": decided.kind,
+            "to_severity": decided.severity,
+            "role": role,
+        }
+        updated = await self._transition(
+            feedback_id,
+            expected_status=current["status"],
+            changes={
+                "kind": decided.kind,
+                "severity": decided.severity,
+                "negative": decided.negative,
+                "triage_state": "done",
+                "triaged_at": now,
+                "updated_at": now,
+            },
+            # Nobody changed kind or severity since we read them: the rules were checked against what is stored.
+            guard={"kind": current["kind"], "severity": current["severity"]},
+            history={
+                "status": current["status"],
+                "action": "triaged",
+                "at": now,
+                "by": actor,
+                **change,
+                "reason": reason,
+            },
+            push={"triages": {**change, "at": now, "by": actor, "reason": reason, "event_id": event.id}},
+            event=OutgoingEvent(ev.TRIAGED, event),
+            audit=[
+                ledger.stage(
+                    "triaged",
+                    actor=actor,
+                    at=now,
+                    event_id=event.id,
+                    details={
+                        **change,
+                        "unit_id": current.get("unit_id"),
+                        "reason_sha256": hashlib.sha256(reason.encode()).hexdigest() if reason else None,
+                        "reason_length": len(reason or ""),
+                    },
+                )
+            ],
+        )
+        self.metrics.decisions.labels(decided.decision).inc()
+        if decided.direction:
+            self.metrics.severity_changes.labels(decided.direction, current["severity"], decided.severity).inc()
+        return updated
+
+    async def severity_changes(self, *, direction: str, limit: int, before: datetime | None = None) -> list[Document]:
+        """Every lowering (or raising) of severity, newest first, from the audit ledger — the tamper-evident
+        record — with the written reason from the item and whether it still matches the ledger's digest."""
+        query: Document = {"action": "triaged", "details.decision": direction}
+        if before is not None:
+            query["at"] = {"$lt": before}
+        entries = [entry async for entry in self.ledger.entries.find(query).sort("at", -1).limit(limit)]
+        reasons: dict[str, str | None] = {}
+        ids = sorted({entry["feedback_id"] for entry in entries})
+        async for record in self.feedback.find({"_id": {"$in": ids}}, {"triages": 1, "erased_at": 1}):
+            for decision in record.get("triages") or []:
+                reasons[decision["event_id"]] = decision.get("reason")
+        changes = []
+        for entry in entries:
+            details = entry.get("details") or {}
+            reason = reasons.get(entry.get("event_id") or "")
+            digest = hashlib.sha256(reason.encode()).hexdigest() if reason else None
+            changes.append(
+                {
+                    "feedback_id": entry["feedback_id"],
+                    "at": entry["at"],
+                    "by": entry["actor"],
+                    "role": details.get("role"),
+                    "decision": details.get("decision"),
+                    "from": {"kind": details.get("from_kind"), "severity": details.get("from_severity")},
+                    "to": {"kind": details.get("to_kind"), "severity": details.get("to_severity")},
+                    "unit_id": details.get("unit_id"),
+                    "reason": reason,
+                    # False after an erasure request redacted the reason, or if the record was altered.
+                    "reason_matches_ledger": digest == details.get("reason_sha256"),
+                    "ledger_entry": public_entry(entry),
+                }
+            )
+        return changes
 
     # -- resident actions (the tracking code is the resident's key) ---------------------
 
@@ -657,7 +833,11 @@ class IntakeService:
                 result = await self.feedback.update_one(
                     {"_id": feedback_id, **expired},
                     with_audit(
-                        {"$unset": {"contact_encrypted": "", "contact": ""}, "$set": {"contact_purged_at": now}}, entry
+                        {
+                            "$unset": {"contact_encrypted": "", "contact": "", "tracking_code_encrypted": ""},
+                            "$set": {"contact_purged_at": now},
+                        },
+                        entry,
                     ),
                 )
                 if result.modified_count:
@@ -698,6 +878,8 @@ class IntakeService:
                 "rule": data.rule,
                 "acknowledge_by": data.acknowledge_by,
                 "answer_by": data.answer_by,
+                "triage_by": data.triage_by,
+                "critical_on_arrival": bool(data.critical_on_arrival),
             },
         )
         assignment: Document = {
@@ -708,6 +890,7 @@ class IntakeService:
             "level": data.level,
             "acknowledge_by": data.acknowledge_by,
             "answer_by": data.answer_by,
+            "triage_by": data.triage_by,
             "assigned_at": data.routed_at,
             "updated_at": utc_now(),
         }
@@ -718,6 +901,10 @@ class IntakeService:
                 {"level": {"$lt": data.level}},
                 {"level": data.level, "assigned_at": {"$lt": data.routed_at}},
                 {"level": data.level, "assigned_at": {"$exists": False}},
+                # A triage or a referral can move an item down (a lowered critical item leaves professional
+                # standards; a referral starts at the new unit): it applies unless something newer (an
+                # escalation after it) is already recorded.
+                *([{"assigned_at": {"$lt": data.routed_at}}] if _moves_down(data.rule) else []),
             ]
         }
         history = {"status": "routed", "at": data.routed_at, "unit_id": data.unit_id, "event_id": event.id}
@@ -831,17 +1018,35 @@ def public_view(document: Document) -> Document:
         "status": document["status"],
         "kind": document["kind"],
         "category": document.get("category"),
+        "allegations": document.get("allegations") or [],  # what the resident declared, as they declared it
         "submitted_at": _iso(document["submitted_at"]),
         "answer": {
-            "text": answer["text"],
+            # As published everywhere else (event, session summary): what the answer preview showed staff.
+            "text": domain.redact(answer["text"]),
             "answered_at": _iso(answer["answered_at"]),
             "contested": bool(answer.get("contested_at")),
         }
         if answer
         else None,
         "erased": bool(document.get("erased_at")),
-        "history": [_public_history(entry) for entry in document.get("history", [])],
+        # Who has it now and at which level of the chain: the department's units are public, people are not.
+        "unit_id": document.get("unit_id"),
+        "level": document.get("level"),
+        "history": [_public_history(entry) for entry in document.get("history", []) if _shown_to_resident(entry)],
     }
+
+
+_PUBLIC_MOVES = frozenset({"routed", "escalated"})
+
+
+def _moves_down(rule: str) -> bool:
+    """Routing decisions that may put an item at a lower level than an escalation had reached."""
+    return rule == "triage" or rule.startswith("referral:")
+
+
+def _shown_to_resident(entry: Document) -> bool:
+    # How staff classify an item is internal; the resident sees what was done, not how it was filed.
+    return entry.get("action") != "triaged"
 
 
 def _public_history(entry: Document) -> Document:
@@ -850,6 +1055,9 @@ def _public_history(entry: Document) -> Document:
         item["action"] = entry["action"]
     if entry.get("by") == RESIDENT and "text" in entry:
         item["text"] = entry["text"]  # the resident's own words; staff reasons stay internal
+    if entry["status"] in _PUBLIC_MOVES and "action" not in entry:
+        # With whom it went and why it moved up (a reason code, never staff's words).
+        item |= {key: entry[key] for key in ("unit_id", "level", "reason") if key in entry}
     return item
 
 
@@ -859,6 +1067,12 @@ def staff_view(document: Document, *, now: datetime | None = None) -> Document:
     view["history"] = document.get("history", [])
     view["has_contact"] = "contact_encrypted" in document or "contact" in document
     view["overdue"] = domain.overdue_since(document, now or utc_now()) is not None
+    # Records from before triage existed have no state: a negative one needs none, any other one does.
+    state = document.get("triage_state") or ("not_required" if document.get("negative") else "awaiting")
+    view["triage_state"] = state
+    view["needs_triage"] = state in domain.NEEDS_TRIAGE
+    view["flagged_for_triage"] = state == "flagged"
+    view.setdefault("allegations", [])
     return view
 
 

@@ -4,7 +4,8 @@ A facilitator creates a session (date, place, who facilitated), then uploads wha
 JSON array or a CSV sheet. Each item is validated on its own and reported on by row, so one bad line
 never loses the rest. Accepted items become ordinary feedback (channel "session", linked by
 `session_id`): routed, put on SLA clocks and escalated like any other. The public
-`/v1/sessions/{id}/summary` is the "you said, we did" page, and it fills in as answers are published.
+`/v1/sessions/{id}/summary` is the "you said, we did" page, and it fills in as answers are published; once the
+facilitator publishes the session, it is listed at `/v1/sessions` for residents to find.
 
 Items carry no contact details: a meeting sheet is no place to collect residents' personal data in bulk.
 A resident who wants a personal reply uses the submit form and gets a tracking code.
@@ -22,19 +23,29 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 from starlette.datastructures import UploadFile
 
 from heard_intake import domain
 from heard_intake.auth import STAFF_ROLES, Principal, TokenStore, require_role
 from heard_intake.service import IntakeService
-from heard_shared.events import FeedbackInboundV1, FeedbackKind, Language, Location, utc_now
+from heard_shared.events import Allegations, FeedbackInboundV1, FeedbackKind, Language, Location, utc_now
 from heard_shared.http import ApiError
 from heard_shared.mongo import Document
 
 SESSION_SOURCE_PREFIX = "urn:heard:session:"
-CSV_COLUMNS = ("kind", "text", "category", "language", "neighbourhood", "officer_badge", "rating", "ref")
+CSV_COLUMNS = (
+    "kind",
+    "text",
+    "category",
+    "language",
+    "neighbourhood",
+    "officer_badge",
+    "rating",
+    "ref",
+    "allegations",
+)
 UPLOAD_CONCURRENCY = 8  # items are stored in parallel, but not so many that one upload starves other requests
 
 
@@ -50,6 +61,13 @@ def _storable(value: str) -> str:
 
 
 Storable = Annotated[str, AfterValidator(_storable)]
+
+
+def _cell_list(value: Any) -> Any:
+    """A CSV cell holds several codes separated by semicolons, commas or spaces ("force; retaliation")."""
+    if isinstance(value, str):
+        return [part for part in value.replace(";", " ").replace(",", " ").split() if part]
+    return value
 
 
 class SessionCreate(BaseModel):
@@ -77,6 +95,7 @@ class SessionItem(BaseModel):
     officer_badge: Annotated[Storable, Field(max_length=40)] | None = None
     rating: Annotated[int, Field(ge=1, le=5)] | None = None
     ref: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/#-]+$")] | None = None
+    allegations: Annotated[Allegations, BeforeValidator(_cell_list)] | None = None
 
 
 class SessionOut(BaseModel):
@@ -90,6 +109,9 @@ class SessionOut(BaseModel):
     notes: str | None = None
     created_at: datetime
     created_by: str | None = None
+    published_at: datetime | None = Field(
+        default=None, description="When the facilitator published the summary; listed publicly from then on."
+    )
 
 
 class AcceptedItem(BaseModel):
@@ -237,6 +259,7 @@ class SessionService:
     async def ensure_indexes(self) -> None:
         await self.feedback.create_index("session_id", sparse=True)
         await self.sessions.create_index([("date", -1)])
+        await self.sessions.create_index("published_at", sparse=True)
 
     async def create(self, *, body: SessionCreate, actor: str) -> Document:
         document: Document = {
@@ -257,6 +280,18 @@ class SessionService:
 
     async def recent(self, *, limit: int) -> list[Document]:
         return [document async for document in self.sessions.find({}).sort("date", -1).limit(limit)]
+
+    async def publish(self, *, session_id: str, actor: str) -> Document:
+        """Lists the session's "you said, we did" summary publicly; publishing again changes nothing."""
+        await self.sessions.update_one(
+            {"_id": session_id, "published_at": {"$exists": False}},
+            {"$set": {"published_at": utc_now(), "published_by": actor}},
+        )
+        return await self.get(session_id)
+
+    async def published(self, *, limit: int) -> list[Document]:
+        query: Document = {"published_at": {"$exists": True}}
+        return [document async for document in self.sessions.find(query).sort("date", -1).limit(limit)]
 
     async def add_items(self, *, session_id: str, rows: list[RawRow]) -> UploadReport:
         session = await self.get(session_id)
@@ -292,6 +327,7 @@ class SessionService:
             location=Location(neighbourhood=neighbourhood) if neighbourhood else None,
             officer_badge=item.officer_badge,
             rating=item.rating,
+            allegations=item.allegations,
             external_reference=f"session {session['_id']}" + (f" #{item.ref}" if item.ref else ""),
         )
 
@@ -348,6 +384,7 @@ def session_out(document: Document, *, public: bool = False) -> SessionOut:
         notes=document.get("notes"),
         created_at=document.get("created_at"),
         created_by=None if public else document.get("created_by"),
+        published_at=document.get("published_at"),
     )
 
 
@@ -437,6 +474,19 @@ def build_sessions_router(sessions: SessionService, tokens: TokenStore) -> APIRo
             return await sessions.add_items(session_id=session_id, rows=rows)
         except UploadError as error:
             raise ApiError(400, "invalid_upload", str(error)) from None
+
+    @router.post(
+        "/staff/sessions/{session_id}/publish",
+        response_model=SessionOut,
+        summary='Publish the session\'s "you said, we did" summary on the public list',
+    )
+    async def publish_session(session_id: str, principal: Annotated[Principal, Depends(staff)]) -> SessionOut:
+        await load(session_id)
+        return session_out(await sessions.publish(session_id=session_id, actor=principal.name))
+
+    @router.get("/sessions", summary="Published sessions, newest first (public)")
+    async def published_sessions(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, list[SessionOut]]:
+        return {"items": [session_out(document, public=True) for document in await sessions.published(limit=limit)]}
 
     @router.get(
         "/sessions/{session_id}/summary",

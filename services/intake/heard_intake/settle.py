@@ -67,9 +67,6 @@ class SubmissionSettler:
         self.serial = serial
         self.max_batch = max_batch
         self.gather_seconds = gather_seconds
-        # One `update` command for a whole batch. Off for FerretDB 1.x, which deadlocks under load on commands
-        # that update many documents (measured: `bulk_write` and `update_many` both hung it within seconds).
-        self.batched_updates = True
         self.unsettled: set[str] = set()
         self._queue: list[NewSubmission] = []
         self._worker: asyncio.Task[None] | None = None
@@ -117,12 +114,6 @@ class SubmissionSettler:
     async def settle(self, batch: list[NewSubmission]) -> None:
         await self.audit.start_chains([submission.first_entry for submission in batch])
         async with self.serial.all_of(submission.feedback_id for submission in batch):
-            if not self.batched_updates:
-                for submission in batch:
-                    if not (await self.feedback.update_one(*_combined(submission))).matched_count:
-                        for update in _apart(submission):
-                            await self.feedback.update_one(*update)
-                return
             together = [UpdateOne(*_combined(submission)) for submission in batch]
             result = await self.feedback.bulk_write(together, ordered=False)
             if result.matched_count < len(together):

@@ -15,6 +15,10 @@ The signals, each reported as a machine-readable reason:
   ``misconduct-negated:``/``misconduct-hypothetical:``/``misconduct-topic:``/``misconduct-third-party:`` and
   can only keep an item from being *critical*; it never removes any other negative signal.
 
+* ``model:negative-0.83`` / ``model:misconduct-0.91`` - the learned model (``severity_model.py``, trained by
+  bench/severity/train.py over ``severity_features.py``), consulted after the rules; between its threshold and its
+  "sure" level the reason reads ``uncertain:...`` and the assessment is flagged ``uncertain`` for a person to confirm.
+
 Sentiment
 ---------
 English is scored by VADER (``vaderSentiment``: lexicon and rules shipped inside the wheel, nothing downloaded).
@@ -39,11 +43,14 @@ import copy
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal, Protocol
 
 import snowballstemmer  # type: ignore[import-untyped]
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from heard_intake.severity_features import fold, normalised, text_features, unaccented
+from heard_intake.severity_model import ModelThresholds, severity_model
 
 Severity = Literal["positive", "neutral", "negative", "critical"]
 Language = Literal["en", "es"]
@@ -64,7 +71,7 @@ class SeverityAssessment:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Compound-score thresholds, tuned on bench/severity/labelled.jsonl (bench/severity/evaluate.py --sweep)."""
+    """Compound-score thresholds, swept on the first 391 items of bench/severity/labelled.jsonl (VADER's own -0.05)."""
 
     negative: float = -0.05  # compound of the whole text below this is a negative signal
     clause: float = -0.3  # compound of one clause about the service at or below this is a negative signal
@@ -84,6 +91,8 @@ class TextSignals:
     cues: tuple[str, ...]
     misconduct: tuple[str, ...]
     notes: tuple[str, ...]
+    negative_score: float = 0.0  # the learned model's P(negative | text); severity_model.py
+    critical_score: float = 0.0  # the learned model's P(misconduct allegation | text)
 
 
 def _words(text: str) -> frozenset[str]:
@@ -861,28 +870,6 @@ _CLAUSE_WIDE_NEGATION: Final[re.Pattern[str]] = re.compile(
 
 # -- text normalisation ------------------------------------------------------------------------------------
 
-_FOLD: Final[dict[int, str]] = str.maketrans(
-    {
-        "á": "a",
-        "é": "e",
-        "í": "i",
-        "ó": "o",
-        "ú": "u",
-        "ü": "u",
-        "Á": "A",
-        "É": "E",
-        "Í": "I",
-        "Ó": "O",
-        "Ú": "U",
-        "Ü": "U",
-        "’": "'",
-        "‘": "'",
-        "“": '"',
-        "”": '"',
-        "«": '"',
-        "»": '"',
-    }
-)
 _WORD = re.compile(r"[\w'@-]+")
 _EDGE_PUNCT = "¿¡\"'“”‘’«»()[]{}.,;:!?…"
 _CLAUSE_BREAK = re.compile(r"[,;:.!?…]|\b(?:but|however|pero|aunque|sino)\b")
@@ -893,11 +880,6 @@ _SPANISH_MARKERS: Final[frozenset[str]] = _words(
 _ENGLISH_MARKERS: Final[frozenset[str]] = _words(
     "the and to of in is was my i for it on with that but they he she you we were are this have at"
 )
-
-
-def fold(text: str) -> str:
-    """Lower case, accents off (ñ kept), typographic quotes straightened: the form every pattern is written for."""
-    return text.translate(_FOLD).lower()
 
 
 def detect_language(text: str, declared: str) -> Language:
@@ -978,7 +960,7 @@ class _Engine:
     def compound(self, text: str, language: Language, *, service_only: bool = False) -> float:
         """VADER's compound score; `service_only` leaves out INCIDENT_WORDS."""
         if language == "en":
-            prepared = _apply_idioms(text.translate(_FOLD), self.en.idioms)
+            prepared = _apply_idioms(unaccented(text), self.en.idioms)
         else:
             prepared = self._spanish_for_vader(text)
         analyzer = self.service_vader if service_only else self.vader
@@ -986,7 +968,7 @@ class _Engine:
 
     def _spanish_for_vader(self, text: str) -> str:
         """Spanish text as the token stream VADER's English rules understand (see module docstring)."""
-        folded = _apply_idioms(text.translate(_FOLD), self.es.idioms)
+        folded = _apply_idioms(unaccented(text), self.es.idioms)
         out: list[str] = []
         for raw in folded.split():
             core = raw.strip(_EDGE_PUNCT)
@@ -1030,8 +1012,9 @@ _ENGINE_LOCK = threading.Lock()
 
 
 def warm_up() -> None:
-    """Builds the analyzer now (reads VADER's lexicon from its package) instead of on the first assessment."""
+    """Builds the analyzer and the learned model now instead of on the first assessment."""
     _engine()
+    severity_model()
 
 
 def _engine() -> _Engine:
@@ -1047,7 +1030,38 @@ def _engine() -> _Engine:
 
 
 def analyse_text(text: str, language: str = "en") -> TextSignals:
-    """Sentiment, complaint cues and misconduct allegations of one text. Pure; no I/O after the first call."""
+    """Sentiment, complaint cues, misconduct allegations and the learned model's scores of one text.
+
+    Pure; no I/O after the first call.
+    """
+    signals = rule_signals(text, language)
+    model = severity_model()
+    features = model_features(text, signals)
+    return replace(
+        signals,
+        negative_score=model.negative.probability(features),
+        critical_score=model.critical.probability(features),
+    )
+
+
+def model_features(text: str, signals: TextSignals) -> dict[str, float]:
+    """What the learned model reads: the text's own features plus what the rules found (bench/severity/train.py)."""
+    features = text_features(text, signals.language)
+    if signals.compound < 0:
+        features["r:sentiment-negative"] = -signals.compound
+    elif signals.compound > 0:
+        features["r:sentiment-positive"] = signals.compound
+    if signals.clause_compound < 0:
+        features["r:clause-negative"] = -signals.clause_compound
+    for cue in signals.cues:
+        features["r:" + cue] = 1.0
+    if signals.misconduct:
+        features["r:misconduct"] = 1.0
+    return normalised(features)
+
+
+def rule_signals(text: str, language: str) -> TextSignals:
+    """The hand-written part: VADER sentiment, complaint cues and misconduct patterns."""
     engine = _engine()
     effective = detect_language(text, language)
     compiled = engine.es if effective == "es" else engine.en
@@ -1193,9 +1207,21 @@ def _allegation(folded: str, start: int, end: int) -> str | None:
 
 
 def decide(
-    *, kind: str, rating: int | None, signals: TextSignals, thresholds: Thresholds = DEFAULT_THRESHOLDS
+    *,
+    kind: str,
+    rating: int | None,
+    signals: TextSignals,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    model_thresholds: ModelThresholds | None = None,
 ) -> SeverityAssessment:
-    """Combines the kind, the rating and the text's signals; any negative signal wins."""
+    """Combines the kind, the rating and the text's signals; any negative signal wins.
+
+    Rules first: a misconduct pattern makes the item critical, the kind, a low rating, VADER or a complaint cue
+    make it negative. Then the learned model: a misconduct score at or above its threshold makes the item critical
+    and a negative score at or above its threshold makes it negative; between a threshold and its "sure" level
+    the item is flagged `uncertain` (reason `uncertain:...`), so that a person confirms its severity.
+    """
+    limits = model_thresholds or severity_model().thresholds
     reasons: list[str] = []
     if kind in NEGATIVE_KINDS:
         reasons.append(f"kind:{kind}")
@@ -1206,11 +1232,20 @@ def decide(
     if signals.clause_compound <= thresholds.clause:
         reasons.append(f"clause-sentiment:{signals.clause_compound:.2f}")
     reasons.extend(signals.cues)
+    notes = list(signals.notes)
     allegations = [f"misconduct:{name}" for name in signals.misconduct]
     if allegations:
-        return SeverityAssessment("critical", True, allegations + reasons + list(signals.notes))
+        return SeverityAssessment("critical", True, allegations + reasons + notes)
+    if signals.critical_score >= limits.critical:
+        uncertain = signals.critical_score < limits.critical_sure
+        model_reason = f"{'uncertain' if uncertain else 'model'}:misconduct-{signals.critical_score:.2f}"
+        return SeverityAssessment("critical", True, [model_reason, *reasons, *notes], uncertain=uncertain)
     if reasons:
-        return SeverityAssessment("negative", True, reasons + list(signals.notes))
+        return SeverityAssessment("negative", True, reasons + notes)
+    if signals.negative_score >= limits.negative:
+        uncertain = signals.negative_score < limits.negative_sure
+        model_reason = f"{'uncertain' if uncertain else 'model'}:negative-{signals.negative_score:.2f}"
+        return SeverityAssessment("negative", True, [model_reason, *notes], uncertain=uncertain)
     positive: list[str] = []
     if kind == "praise":
         positive.append("kind:praise")
@@ -1219,8 +1254,8 @@ def decide(
     if signals.compound >= thresholds.positive:
         positive.append(f"sentiment:{signals.compound:.2f}")
     if positive:
-        return SeverityAssessment("positive", False, positive + list(signals.notes))
-    return SeverityAssessment("neutral", False, list(signals.notes))
+        return SeverityAssessment("positive", False, positive + notes)
+    return SeverityAssessment("neutral", False, notes)
 
 
 def assess_severity(*, kind: str, text: str, rating: int | None, language: str = "en") -> SeverityAssessment:

@@ -5,6 +5,7 @@ at runtime, and `staff` is local to `build_router`.
 """
 
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -14,7 +15,17 @@ from heard_intake import access, domain
 from heard_intake.auth import STAFF_ROLES, Principal, TokenStore, require_role
 from heard_intake.ledger import public_entry
 from heard_intake.service import FeedbackNotFound, IntakeService, public_view, staff_view
-from heard_shared.events import Contact, FeedbackInboundV1, FeedbackKind, Language, Location, utc_now
+from heard_shared.allegations import ALLEGATIONS, AllegationCategory
+from heard_shared.events import (
+    Allegations,
+    Contact,
+    FeedbackInboundV1,
+    FeedbackKind,
+    Language,
+    Location,
+    Severity,
+    utc_now,
+)
 from heard_shared.http import ApiError
 
 EMERGENCY_NOTICE = (
@@ -33,6 +44,7 @@ class SubmitFeedbackRequest(BaseModel):
     officer_badge: Annotated[str, Field(max_length=40)] | None = None
     rating: Annotated[int, Field(ge=1, le=5)] | None = None
     contact: Contact | None = None
+    allegations: Allegations | None = None
 
 
 class SubmitFeedbackResponse(BaseModel):
@@ -68,6 +80,33 @@ class ReferRequest(BaseModel):
     suggested_unit_id: Annotated[str, Field(min_length=1, max_length=80)] | None = None
 
 
+class TriageRequest(BaseModel):
+    """Confirm (send nothing, or the current values) or change the kind and the severity."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: FeedbackKind | None = Field(default=None, description="The kind it really is; omitted: unchanged.")
+    severity: Severity | None = Field(default=None, description="The severity it really has; omitted: unchanged.")
+    reason: Annotated[str, Field(max_length=2000)] | None = Field(
+        default=None,
+        description="Why. Required (at least 10 characters) to lower the severity; shown to the oversight board.",
+    )
+
+
+class AllegationCategoryOut(BaseModel):
+    code: AllegationCategory
+    label: dict[Language, str]
+    description: dict[Language, str]
+
+
+class AllegationCategoriesOut(BaseModel):
+    categories: list[AllegationCategoryOut]
+    notice: str = (
+        "Declaring any of these makes the feedback critical: it goes straight to professional standards and the "
+        "civilian oversight board is told. / Declarar cualquiera de estas hace que la queja sea crítica: va "
+        "directamente a asuntos internos y se informa a la junta civil de supervisión."
+    )
+
+
 class NoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: Annotated[str, Field(min_length=1, max_length=5000)]
@@ -85,6 +124,9 @@ StatusFilter = Literal[
     "reopened",
     "referred",
 ]
+
+
+TriageFilter = Literal["needed", "awaiting", "flagged", "not_required", "done"]
 
 
 def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url: str) -> APIRouter:
@@ -107,7 +149,7 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
         except FeedbackNotFound:
             raise ApiError(404, "feedback_not_found", "No such feedback.") from None
         except domain.GuardViolation as refused:
-            raise ApiError(409, refused.code, refused.message) from None
+            raise ApiError(refused.status, refused.code, refused.message) from None
 
     async def load_for(principal: Principal, feedback_id: str, *, act: bool) -> dict[str, Any]:
         """The item, if this principal may see it (or, with `act`, change it)."""
@@ -144,6 +186,17 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
             feedback_id=submission.feedback_id,
             tracking_code=submission.tracking_code,
             status_url=f"{public_base_url}/v1/feedback/{submission.tracking_code}",
+        )
+
+    @router.get(
+        "/allegation-categories",
+        response_model=AllegationCategoriesOut,
+        tags=["resident"],
+        summary="The misconduct a resident may declare, in English and Spanish; any of them makes the item critical",
+    )
+    async def allegation_categories() -> AllegationCategoriesOut:
+        return AllegationCategoriesOut.model_validate(
+            {"categories": [allegation.as_json() for allegation in ALLEGATIONS]}
         )
 
     @router.get("/feedback/{tracking_code}", tags=["resident"], summary="See status and answer by tracking code")
@@ -183,6 +236,12 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
         principal: Annotated[Principal, Depends(staff)],
         unit_id: str | None = None,
         status: StatusFilter | None = None,
+        triage: Annotated[
+            TriageFilter | None,
+            Query(description="needed: every item a person must still triage (awaiting or flagged)."),
+        ] = None,
+        severity: Severity | None = None,
+        allegation: AllegationCategory | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
         try:
@@ -190,7 +249,15 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
         except access.AccessDenied as denied:
             raise ApiError(403, denied.code, denied.message) from None
         now = utc_now()  # one instant for ordering and for the `overdue` flags, so they agree
-        items = await service.list_for_staff(unit_id=scope, status=status, limit=limit, now=now)
+        items = await service.list_for_staff(
+            unit_id=scope,
+            status=status,
+            limit=limit,
+            now=now,
+            triage=triage,
+            severity=severity,
+            allegation=allegation,
+        )
         return {"items": [staff_view(item, now=now) for item in items]}
 
     @router.get("/staff/feedback/{feedback_id}", tags=["staff"])
@@ -208,6 +275,34 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
     ) -> dict[str, Any]:
         await load_for(principal, feedback_id, act=True)
         return await guarded(service.answer(feedback_id=feedback_id, answer=body.answer, actor=principal.name))
+
+    @router.post(
+        "/staff/feedback/{feedback_id}/triage",
+        tags=["staff"],
+        summary="Confirm or change kind and severity: raising is free; lowering needs a reason and is audited",
+        description="Lowering a critical item needs the professional_standards or oversight role (403 "
+        "`lowering_critical_needs_role`); lowering anything needs `reason` (422 `reason_required`). Publishes "
+        "`feedback.triaged`; routing re-derives the deadlines and the chain.",
+    )
+    async def triage(
+        feedback_id: str, body: TriageRequest, principal: Annotated[Principal, Depends(staff)]
+    ) -> dict[str, Any]:
+        document = await load(feedback_id)
+        try:
+            access.check_can_triage(principal, document.get("unit_id"))
+        except access.AccessDenied as denied:
+            raise ApiError(403, denied.code, denied.message) from None
+        return await guarded(
+            service.triage(
+                feedback_id=feedback_id,
+                kind=body.kind,
+                severity=body.severity,
+                reason=body.reason,
+                actor=principal.name,
+                role=access.acting_role(principal),
+                may_lower_critical=access.may_lower_critical(principal),
+            )
+        )
 
     @router.post("/staff/feedback/{feedback_id}/close", tags=["staff"])
     async def close(feedback_id: str, principal: Annotated[Principal, Depends(staff)]) -> dict[str, Any]:
@@ -239,6 +334,24 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
     ) -> dict[str, Any]:
         await load_for(principal, feedback_id, act=True)
         return await guarded(service.add_note(feedback_id=feedback_id, text=body.text, actor=principal.name))
+
+    @router.get(
+        "/oversight/severity-changes",
+        tags=["oversight"],
+        summary="Every lowering (or raising) of severity by staff, newest first, from the audit ledger",
+    )
+    async def severity_changes(
+        principal: Annotated[Principal, Depends(staff)],
+        direction: Literal["lowered", "raised"] = "lowered",
+        before: Annotated[datetime | None, Query(description="Only changes before this time (paging).")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        try:
+            access.check_can_audit(principal)
+        except access.AccessDenied as denied:
+            raise ApiError(403, denied.code, denied.message) from None
+        changes = await service.severity_changes(direction=direction, limit=limit, before=before)
+        return {"direction": direction, "items": changes}
 
     @router.get(
         "/oversight/feedback/{feedback_id}/audit",

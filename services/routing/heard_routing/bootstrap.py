@@ -41,6 +41,7 @@ def create_app(settings: RoutingSettings) -> FastAPI:
     platform.consumer.subscribe(topics.CLOSED, (ev.CLOSED,), service.on_closed)
     platform.consumer.subscribe(topics.REOPENED, (ev.REOPENED,), service.on_reopened)
     platform.consumer.subscribe(topics.REFERRED, (ev.REFERRED,), service.on_referred)
+    platform.consumer.subscribe(topics.TRIAGED, (ev.TRIAGED,), service.on_triaged)
 
     async def relay() -> None:
         await platform.outbox.run([cases])

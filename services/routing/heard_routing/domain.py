@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from heard_routing.policy import PS_LEVEL, TOP_LEVEL, Areas, Organisation, RoutingRules, SlaPolicy
-from heard_shared.events import FeedbackSubmittedV1
+from heard_shared.events import SEVERITY_RANK, FeedbackSubmittedV1
 
-Stage = Literal["acknowledge", "answer"]
+# What the running clock waits for: a person's triage (items not assessed negative), an acknowledgement,
+# or an answer (negative items).
+Stage = Literal["triage", "acknowledge", "answer"]
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,98 @@ def assign(feedback: FeedbackSubmittedV1, *, org: Organisation, rules: RoutingRu
     return Assignment(rules.fallback_unit, org.chain(rules.fallback_unit), "fallback")
 
 
+def start_higher(assignment: Assignment, *, severity: str, policy: SlaPolicy) -> Assignment:
+    """Misconduct goes straight up: a new assignment starts at its severity's level (critical: professional
+    standards, unless the policy says otherwise). A recusal already starts at professional standards."""
+    level = policy.start_level(severity)
+    if assignment.recused_badge is not None or level <= assignment.level:
+        return assignment
+    return dataclasses.replace(
+        assignment, unit_id=assignment.chain[level], level=level, rule=f"{severity}:{assignment.rule}"
+    )
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """What an item waits for now (`stage`; None when nothing is owed) and the deadlines that apply."""
+
+    stage: Stage | None
+    acknowledge_by: datetime | None = None
+    answer_by: datetime | None = None
+    triage_by: datetime | None = None
+
+    @property
+    def due_at(self) -> datetime | None:
+        if self.stage is None:
+            return None
+        return {"triage": self.triage_by, "acknowledge": self.acknowledge_by, "answer": self.answer_by}[self.stage]
+
+
+def first_deadlines(
+    *, negative: bool, severity: str, level: int, now: datetime, policy: SlaPolicy, acknowledged: bool, triaged: bool
+) -> Deadlines:
+    """Every item gets a clock: negative items must be acknowledged and answered; the others must be triaged
+    by a person (who then confirms or changes kind and severity) — praise included."""
+    if not negative:
+        return Deadlines(None) if triaged else Deadlines("triage", triage_by=now + policy.triage)
+    windows = policy.windows(severity=severity, level=level)
+    return Deadlines("answer" if acknowledged else "acknowledge", now + windows.acknowledge, now + windows.answer, None)
+
+
+@dataclass(frozen=True)
+class CaseAtTriage:
+    """What routing knows of an item when a person's triage decision arrives."""
+
+    severity: str
+    negative: bool
+    level: int
+    start_level: int
+    chain: list[str]
+    recused: bool
+    acknowledged: bool
+    acknowledge_by: datetime | None
+    answer_by: datetime | None
+
+
+@dataclass(frozen=True)
+class Retriaged:
+    level: int
+    start_level: int
+    unit_id: str
+    deadlines: Deadlines
+    newly_critical: bool
+
+
+def after_triage(case: CaseAtTriage, *, severity: str, negative: bool, now: datetime, policy: SlaPolicy) -> Retriaged:
+    """Re-derives the chain position and the deadlines from a person's triage decision.
+
+    - The start level follows the new severity (raised to critical: professional standards; lowered from
+      critical: back to the assigned unit). An item that escalation or a contest already moved above its start
+      stays where it is, or goes higher: responsibility that moved up because nobody acted never moves down.
+    - Not negative: a person has looked at it and nothing more is owed, so the clock stops.
+    - Negative: deadlines of the new severity from now; a raise never makes a deadline later than it was.
+    - A recused item stays with professional standards whatever its severity.
+    """
+    new_start = case.start_level if case.recused else policy.start_level(severity)
+    moved = case.level != case.start_level
+    level = max(case.level, new_start) if moved else new_start
+    raised = SEVERITY_RANK[severity] > SEVERITY_RANK[case.severity]
+    newly_critical = severity == "critical" and case.severity != "critical"
+    if not negative:
+        deadlines = Deadlines(None)
+    else:
+        windows = policy.windows(severity=severity, level=level)
+        acknowledge_by, answer_by = now + windows.acknowledge, now + windows.answer
+        if raised and case.negative:
+            acknowledge_by = min(acknowledge_by, case.acknowledge_by or acknowledge_by)
+            answer_by = min(answer_by, case.answer_by or answer_by)
+        deadlines = Deadlines("answer" if case.acknowledged else "acknowledge", acknowledge_by, answer_by)
+    return Retriaged(level, new_start, case.chain[level], deadlines, newly_critical)
+
+
 @dataclass(frozen=True)
 class Clock:
-    """The SLA clock of one negative item, as the scheduler sees it."""
+    """The SLA clock of one item, as the scheduler sees it."""
 
     feedback_id: str
     severity: str
@@ -72,7 +164,7 @@ class Clock:
 
 @dataclass(frozen=True)
 class Escalation:
-    reason: Literal["acknowledge_overdue", "answer_overdue", "reminder", "referral_limit"]
+    reason: Literal["acknowledge_overdue", "answer_overdue", "reminder", "referral_limit", "triage_overdue"]
     from_level: int
     level: int
     repeat: int
@@ -80,14 +172,19 @@ class Escalation:
 
 
 def escalate(clock: Clock, *, now: datetime, policy: SlaPolicy) -> Escalation:
-    """One step up the chain; at the top, a reminder that repeats forever on a fixed period.
+    """One step up the chain; at the top, a reminder that repeats forever on a fixed period (the triage window
+    for an item nobody has triaged, `top_reminder_period` otherwise).
 
     The next window starts from `now` (the firing time), so after downtime a missed deadline
     fires once, late, and the next level still gets its full window.
     """
     if clock.level >= TOP_LEVEL:
-        return Escalation("reminder", clock.level, clock.level, clock.repeat + 1, now + policy.top_reminder_period)
+        # An item still waiting for triage is reminded once per triage window; an unanswered one more often.
+        period = policy.triage if clock.stage == "triage" else policy.top_reminder_period
+        return Escalation("reminder", clock.level, clock.level, clock.repeat + 1, now + period)
     level = clock.level + 1
+    if clock.stage == "triage":
+        return Escalation("triage_overdue", clock.level, level, 0, now + policy.triage)
     windows = policy.windows(severity=clock.severity, level=level)
     window = windows.acknowledge if clock.stage == "acknowledge" else windows.answer
     reason: Literal["acknowledge_overdue", "answer_overdue"] = (

@@ -14,6 +14,7 @@ AGE_BANDS: tuple[tuple[str, float], ...] = (
 
 class EscalationMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.negative_open = Gauge(
             "heard_negative_open",
             "Open (unanswered) negative feedback by escalation level and age band.",
@@ -22,7 +23,8 @@ class EscalationMetrics:
         )
         self.overdue_unescalated = Gauge(
             "heard_escalation_overdue_unescalated",
-            "Deadlines passed longer than the grace period ago that have not fired; must stay 0.",
+            "Deadlines of any item (triage, acknowledge, answer) passed longer than the grace period ago that have "
+            "not fired; must stay 0.",
             registry=registry,
         )
         self.escalations = Counter(
@@ -55,10 +57,23 @@ class EscalationMetrics:
         )
         self.routed = Counter(
             "heard_routed_total",
-            "Feedback routed, by rule kind (rule, fallback, recusal, commendation).",
+            "Routing decisions, by rule kind (rule, fallback, recusal, commendation, critical = started higher "
+            "by severity, referral, triage = re-derived after a person's triage).",
             ["rule_kind"],
             registry=registry,
         )
+        self.awaiting_triage = Gauge(
+            "heard_awaiting_triage",
+            "Open items not assessed negative that no person has triaged yet, by escalation level.",
+            ["level"],
+            registry=registry,
+        )
+        self.oldest_untriaged = Gauge(
+            "heard_oldest_untriaged_age_seconds",
+            "Age of the oldest item still waiting for a person's triage (0 when none).",
+            registry=registry,
+        )
         for level in range(5):
+            self.awaiting_triage.labels(str(level)).set(0)
             for band, _ in AGE_BANDS:
                 self.negative_open.labels(str(level), band).set(0)

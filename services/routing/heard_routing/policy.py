@@ -35,9 +35,17 @@ class SchedulerPolicy(Strict):
     overdue_grace: Duration = timedelta(seconds=60)
 
 
+Level = Annotated[int, Field(ge=0, le=TOP_LEVEL)]
+# Where an item starts on its chain when the policy file does not say: misconduct goes straight up.
+DEFAULT_START_LEVELS: dict[str, int] = {"critical": PS_LEVEL}
+
+
 class SlaPolicy(Strict):
     severities: dict[Literal["negative", "critical"], Windows]
-    levels: dict[Annotated[int, Field(ge=0, le=TOP_LEVEL)], Windows] = Field(default_factory=dict)
+    levels: dict[Level, Windows] = Field(default_factory=dict)
+    # Items not assessed negative get a clock too: a person must triage them within this window.
+    triage: Duration = timedelta(days=2)
+    start_levels: dict[Literal["positive", "neutral", "negative", "critical"], Level] = Field(default_factory=dict)
     top_reminder_period: Duration
     max_referrals: Annotated[int, Field(ge=0, le=10)] = 2
     scheduler: SchedulerPolicy = SchedulerPolicy()
@@ -50,9 +58,22 @@ class SlaPolicy(Strict):
         return self
 
     def windows(self, *, severity: str, level: int) -> Windows:
-        if level in self.levels:
-            return self.levels[level]
-        return self.severities["critical" if severity == "critical" else "negative"]
+        """The severity's windows, shortened by the level's where those are shorter.
+
+        A per-level window caps the severity's, never extends it: a critical item that starts at
+        professional standards keeps its critical deadlines, and moving up never buys time.
+        """
+        windows = self.severities["critical" if severity == "critical" else "negative"]
+        cap = self.levels.get(level)
+        if cap is None:
+            return windows
+        return Windows(acknowledge=min(windows.acknowledge, cap.acknowledge), answer=min(windows.answer, cap.answer))
+
+    def start_level(self, severity: str) -> int:
+        """The level an item of this severity starts at: 0 (its unit) unless the policy, or the default for
+        critical items (professional standards), says otherwise."""
+        configured = {str(name): level for name, level in self.start_levels.items()}
+        return configured.get(severity, DEFAULT_START_LEVELS.get(severity, 0))
 
 
 class NamedUnit(Strict):

@@ -10,17 +10,20 @@ fire anything, and the event id (feedback, level, repeat) is the same on every r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from heard_routing import domain
 from heard_routing.metrics import AGE_BANDS, EscalationMetrics
 from heard_routing.policy import LEVEL_NAMES, Areas, Organisation, RoutingRules, SlaPolicy
 from heard_shared import events as ev
+from heard_shared import mongo
 from heard_shared.events import CloudEvent, deterministic_event_id, utc_now
 from heard_shared.kafka import TRANSIENT_ERRORS
 from heard_shared.logs import get_logger
@@ -30,12 +33,42 @@ from heard_shared.outbox import OutboxRelay, OutgoingEvent, with_outbox
 log = get_logger(__name__)
 
 
-# Fields present only while a clock runs; stopping the clock unsets them.
-STOPPED_CLOCK = {"due_ms": "", "deadline_ms": "", "open_since_ms": ""}
+# Fields present only while a clock runs; stopping the clock unsets them. `open_since_ms` marks unanswered
+# negative items, `triage_since_ms` items waiting for a person's triage: each gauge is one index range.
+STOPPED_CLOCK = {"due_ms": "", "deadline_ms": "", "open_since_ms": "", "triage_since_ms": ""}
 
 
-def _running_clock(deadline: datetime, submitted_at: datetime) -> Document:
-    return {"due_ms": epoch_ms(deadline), "deadline_ms": epoch_ms(deadline), "open_since_ms": epoch_ms(submitted_at)}
+def _running_clock(deadline: datetime, submitted_at: datetime, *, stage: str = "acknowledge") -> Document:
+    since = "triage_since_ms" if stage == "triage" else "open_since_ms"
+    return {"due_ms": epoch_ms(deadline), "deadline_ms": epoch_ms(deadline), since: epoch_ms(submitted_at)}
+
+
+def _clock_fields(deadlines: domain.Deadlines, submitted_at: datetime) -> tuple[Document, Document]:
+    """($set, $unset) that make a case's clock match `deadlines`: running for its stage, or stopped."""
+    due_at = deadlines.due_at
+    if deadlines.stage is None or due_at is None:
+        return {"clock": "stopped"}, STOPPED_CLOCK
+    running = _running_clock(due_at, submitted_at, stage=deadlines.stage)
+    return (
+        {
+            "clock": "open",
+            "stage": deadlines.stage,
+            "due_at": due_at,
+            "acknowledge_by": deadlines.acknowledge_by,
+            "sla_answer_by": deadlines.answer_by,
+            "answer_by": deadlines.answer_by,
+            "triage_by": deadlines.triage_by,
+            **running,
+        },
+        {field: "" for field in STOPPED_CLOCK if field not in running},
+    )
+
+
+def _rule_kind(rule: str) -> str:
+    """A bounded metric label: 'critical:north-precinct' → critical, 'north-precinct' → rule."""
+    if ":" in rule:
+        return rule.split(":")[0]
+    return rule if rule in ("fallback", "commendation", "triage", "contest") else "rule"
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -70,7 +103,7 @@ class RoutingService:
     async def ensure_indexes(self) -> None:
         # The scheduling keys exist only while a clock runs (they are unset when it stops), so each
         # query is one single-field index range over open items, on MongoDB and on the local servers.
-        for key in ("due_ms", "deadline_ms", "open_since_ms"):
+        for key in STOPPED_CLOCK:
             await self.cases.create_index(key, sparse=True)
         await self.outbox.ensure_indexes(self.cases)
 
@@ -82,11 +115,29 @@ class RoutingService:
         if existing and "routed_at" in existing:
             return
         early: Document = (existing or {}).get("early", {})
-        assignment = domain.assign(data, org=self.org, rules=self.rules, areas=self.areas)
+        triage: Document | None = early.get("triage")
+        if triage:
+            # A person triaged the item before its submission reached routing: their decision stands.
+            data = data.model_copy(update={k: triage[k] for k in ("kind", "severity", "negative")})
+        assignment = domain.start_higher(
+            domain.assign(data, org=self.org, rules=self.rules, areas=self.areas),
+            severity=data.severity,
+            policy=self.policy,
+        )
         now = utc_now()
+        deadlines = domain.first_deadlines(
+            negative=data.negative,
+            severity=data.severity,
+            level=assignment.level,
+            now=now,
+            policy=self.policy,
+            acknowledged="acknowledged_at" in early,
+            triaged=triage is not None,
+        )
         case: Document = {
             "unit_id": assignment.unit_id,
             "level": assignment.level,
+            "start_level": assignment.level,
             "max_level": assignment.level,
             "chain": assignment.chain,
             "rule": assignment.rule,
@@ -99,46 +150,35 @@ class RoutingService:
             "routed_at": now,
             "recused_badge": assignment.recused_badge,
             "commendation_badge": assignment.commendation_badge,
-            "clock": "none",
             "fencing": 0,
             "repeat": 0,
             "round": 0,
             "lease_owner": None,
         }
-        acknowledge_by = answer_by = None
-        if data.negative:
-            windows = self.policy.windows(severity=data.severity, level=assignment.level)
-            acknowledge_by, answer_by = now + windows.acknowledge, now + windows.answer
-            acknowledged = "acknowledged_at" in early
-            due_at = answer_by if acknowledged else acknowledge_by
-            stopped = "answered_at" in early or "closed_at" in early
-            case |= {
-                "clock": "stopped" if stopped else "open",
-                "stage": "answer" if acknowledged else "acknowledge",
-                "due_at": due_at,
-                "acknowledge_by": acknowledge_by,
-                "sla_answer_by": answer_by,
-            }
-            if not stopped:
-                case |= _running_clock(due_at, data.submitted_at)
+        if triage:
+            case |= {"triaged_at": triage["at"], "triage_ids": [triage["event_id"]]}
+        if "acknowledged_at" in early:
+            case["acknowledged_at"] = early["acknowledged_at"]
+        clock, _ = _clock_fields(deadlines, data.submitted_at)
+        if "answered_at" in early or "closed_at" in early:
+            clock = {k: v for k, v in clock.items() if not k.endswith("_ms")} | {"clock": "stopped"}
+        case |= clock
         routed = self._routed_event(
             {"_id": data.feedback_id, **case},
             unit_id=assignment.unit_id,
             level=assignment.level,
             rule=assignment.rule,
             now=now,
-            acknowledge_by=acknowledge_by,
-            answer_by=answer_by,
+            acknowledge_by=deadlines.acknowledge_by,
+            answer_by=deadlines.answer_by,
+            triage_by=deadlines.triage_by,
+            critical_on_arrival=data.severity == "critical",
             event_id=deterministic_event_id(data.feedback_id, "routed", 0),
         )
         await self.cases.update_one(
             {"_id": data.feedback_id}, with_outbox({"$set": case}, OutgoingEvent(ev.ROUTED, routed)), upsert=True
         )
-        self.metrics.routed.labels(
-            assignment.rule.split(":")[0]
-            if ":" in assignment.rule
-            else ("fallback" if assignment.rule == "fallback" else "rule")
-        ).inc()
+        self.metrics.routed.labels(_rule_kind(assignment.rule)).inc()
         await self.outbox.try_flush(self.cases, data.feedback_id)
 
     async def on_acknowledged(self, event: CloudEvent[Any]) -> None:
@@ -146,6 +186,13 @@ class RoutingService:
         case = await self.cases.find_one({"_id": data.feedback_id})
         if case is None or "routed_at" not in case:
             await self._remember_early(data.feedback_id, "acknowledged_at", data.acknowledged_at)
+            return
+        if case.get("stage") == "triage" and "acknowledged_at" not in case:
+            # Acknowledging is not triage: the triage clock keeps running. Kept for when triage makes it negative.
+            await self.cases.update_one(
+                {"_id": data.feedback_id, "acknowledged_at": {"$exists": False}},
+                {"$set": {"acknowledged_at": data.acknowledged_at}},
+            )
             return
         if case.get("clock") == "open" and case.get("stage") == "acknowledge":
             # The answer deadline of the current level still applies; it may already have passed.
@@ -279,6 +326,7 @@ class RoutingService:
                         "unit_id": assignment.unit_id,
                         "chain": assignment.chain,
                         "level": assignment.level,
+                        "start_level": assignment.level,
                         "rule": assignment.rule,
                     },
                     "$push": {"referral_ids": event.id},
@@ -287,6 +335,108 @@ class RoutingService:
             ),
         )
         await self.outbox.try_flush(self.cases, data.feedback_id)
+
+    async def on_triaged(self, event: CloudEvent[Any]) -> None:
+        """A person confirmed or changed kind and severity: the chain position and deadlines follow (see
+        `domain.after_triage`). Raising an item to critical tells the oversight board at once."""
+        data: ev.FeedbackTriagedV1 = event.data
+        case = await self.cases.find_one({"_id": data.feedback_id})
+        if case is None or "routed_at" not in case:
+            await self._remember_early_triage(data, event.id)
+            return
+        if event.id in case.get("triage_ids", []):
+            return
+        decided: Document = {
+            "kind": data.kind,
+            "severity": data.severity,
+            "negative": data.negative,
+            "triaged_at": data.triaged_at,
+        }
+        changed = (data.severity, data.negative) != (case["severity"], case["negative"])
+        if case.get("clock") != "open" or not changed:
+            # Answered or closed: on record only. Unchanged: a triage clock stops, a negative clock runs on.
+            # No fencing needed: a scheduler that leased this case cannot fire once the clock is stopped.
+            update: Document = {"$set": decided, "$push": {"triage_ids": event.id}}
+            if case.get("clock") == "open" and case.get("stage") == "triage" and not data.negative:
+                update = {"$set": {**decided, "clock": "stopped"}, "$push": update["$push"], "$unset": STOPPED_CLOCK}
+            await self.cases.update_one({"_id": data.feedback_id}, update)
+            return
+        result = domain.after_triage(
+            domain.CaseAtTriage(
+                severity=case["severity"],
+                negative=case["negative"],
+                level=case["level"],
+                start_level=case.get("start_level", domain.starting_level(case["chain"][0], self.org)),
+                chain=case["chain"],
+                recused=case.get("recused_badge") is not None,
+                acknowledged="acknowledged_at" in case,
+                acknowledge_by=case.get("acknowledge_by"),
+                answer_by=case.get("sla_answer_by"),
+            ),
+            severity=data.severity,
+            negative=data.negative,
+            now=utc_now(),
+            policy=self.policy,
+        )
+        now = utc_now()
+        clock, stopped = _clock_fields(result.deadlines, case["submitted_at"])
+        routed = self._routed_event(
+            {**case, **decided},
+            unit_id=result.unit_id,
+            level=result.level,
+            rule="triage",
+            now=now,
+            acknowledge_by=result.deadlines.acknowledge_by,
+            answer_by=result.deadlines.answer_by,
+            triage_by=None,
+            critical_on_arrival=result.newly_critical,
+            event_id=deterministic_event_id(data.feedback_id, "routed", "triage", event.id),
+        )
+        update = {
+            "$set": {
+                **decided,
+                **clock,
+                "unit_id": result.unit_id,
+                "level": result.level,
+                "start_level": result.start_level,
+                "max_level": max(result.level, case.get("max_level", 0)),
+                "rule": "triage",
+                "repeat": 0,
+                "lease_owner": None,
+                "lease_token": None,
+            },
+            "$push": {"triage_ids": event.id},
+            "$inc": {"fencing": 1},
+        }
+        if stopped:
+            update["$unset"] = stopped
+        applied = await self.cases.update_one(
+            {"_id": data.feedback_id, "fencing": case["fencing"]}, with_outbox(update, OutgoingEvent(ev.ROUTED, routed))
+        )
+        if not applied.modified_count:
+            # The scheduler leased or fired it between our read and write: run again on fresh state.
+            raise RuntimeError(f"case {data.feedback_id} changed while applying a triage; retrying")
+        self.metrics.routed.labels("triage").inc()
+        await self.outbox.try_flush(self.cases, data.feedback_id)
+
+    async def _remember_early_triage(self, data: ev.FeedbackTriagedV1, event_id: str) -> None:
+        """Triage overtook `submitted` (another topic): the latest decision is applied when it is routed."""
+        decision = {
+            "kind": data.kind,
+            "severity": data.severity,
+            "negative": data.negative,
+            "at": data.triaged_at,
+            "event_id": event_id,
+        }
+        with contextlib.suppress(DuplicateKeyError):  # the case exists and holds a later decision: keep it
+            await self.cases.update_one(
+                {
+                    "_id": data.feedback_id,
+                    "$or": [{"early.triage": {"$exists": False}}, {"early.triage.at": {"$lt": data.triaged_at}}],
+                },
+                {"$set": {"early.triage": decision}},
+                upsert=True,
+            )
 
     def _routed_event(
         self,
@@ -299,6 +449,8 @@ class RoutingService:
         acknowledge_by: datetime | None,
         answer_by: datetime | None,
         event_id: str,
+        triage_by: datetime | None = None,
+        critical_on_arrival: bool = False,
     ) -> CloudEvent[ev.FeedbackRoutedV1]:
         return ev.new_event(
             ev.ROUTED,
@@ -313,6 +465,10 @@ class RoutingService:
                 acknowledge_by=acknowledge_by,
                 answer_by=answer_by,
                 routed_at=now,
+                triage_by=triage_by,
+                # Absent unless true, so most routed events look as they always did to older consumers.
+                critical_on_arrival=True if critical_on_arrival else None,
+                oversight_board_id=self.org.oversight_board.id if critical_on_arrival else None,
             ),
             source=self.source,
             subject=case["_id"],
@@ -350,7 +506,9 @@ class RoutingService:
                 "$inc": {"fencing": 1},
             },
         )
-        claimed = [c async for c in self.cases.find({"_id": {"$in": candidates}, "lease_token": token})]
+        # An answer may stop a clock between the lease and this read: such an item is no longer this replica's.
+        won = {"_id": {"$in": candidates}, "lease_token": token, "clock": "open"}
+        claimed = [c async for c in self.cases.find(won)]
         return sorted(claimed, key=lambda c: c["deadline_ms"])
 
     async def fire(self, case: Document) -> bool:
@@ -457,9 +615,7 @@ class RoutingService:
         for band, limit in AGE_BANDS:
             lower = 0 if limit == float("inf") else now_ms - int(limit * 1000)
             for level in range(5):
-                count = await self.cases.count_documents(
-                    {"open_since_ms": {"$gt": lower, "$lte": upper}, "level": level}
-                )
+                count = await mongo.count(self.cases, {"open_since_ms": {"$gt": lower, "$lte": upper}, "level": level})
                 self.metrics.negative_open.labels(str(level), band).set(count)
             upper = lower
         oldest = await self.cases.find_one(
@@ -467,8 +623,19 @@ class RoutingService:
         )
         self.metrics.oldest_unanswered.set((now - oldest["submitted_at"]).total_seconds() if oldest else 0)
         grace_ms = int(self.policy.scheduler.overdue_grace.total_seconds() * 1000)
-        overdue = await self.cases.count_documents({"deadline_ms": {"$lt": now_ms - grace_ms}})
+        overdue = await mongo.count(self.cases, {"deadline_ms": {"$lt": now_ms - grace_ms}})
         self.metrics.overdue_unescalated.set(overdue)
+        await self.refresh_triage_gauges(now)
+
+    async def refresh_triage_gauges(self, now: datetime) -> None:
+        """Items no person has triaged yet (not assessed negative), by level, and the oldest one's age."""
+        for level in range(5):
+            count = await self.cases.count_documents({"triage_since_ms": {"$gt": 0}, "level": level})
+            self.metrics.awaiting_triage.labels(str(level)).set(count)
+        oldest = await self.cases.find_one(
+            {"triage_since_ms": {"$gt": 0}}, {"submitted_at": 1}, sort=[("triage_since_ms", 1)]
+        )
+        self.metrics.oldest_untriaged.set((now - oldest["submitted_at"]).total_seconds() if oldest else 0)
 
     async def run_gauges(self, interval: timedelta = timedelta(seconds=5)) -> None:
         while True:

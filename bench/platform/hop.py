@@ -1,0 +1,205 @@
+"""Routing's hop throughput against a bare aiokafka consume→produce relay on the same broker, in one run.
+
+    .venv/bin/python bench/platform/hop.py [--events 2000] [--rounds 3]
+
+Starts Kafka and the default MongoDB-wire store through heard_devstack under its own profile
+(`bench-platform`, ports +HEARD_PORT_OFFSET or +18000, state in .heard/bench-platform), then alternates:
+
+- relay: `--events` valid `feedback.submitted` events are preloaded into a topic of their own; then a relay
+  written the way a competent engineer writes one with aiokafka (one group member, `getmany` of up to 500,
+  `send` of every record without waiting, wait for the batch's deliveries, `commit`; producer `acks=all`
+  with idempotence, as every Heard producer) copies them to another topic;
+- routing: routing is stopped, `--events` new `feedback.submitted` events are preloaded, routing is started
+  (`python -m heard_routing`, as `make up` runs it, scheduler included) and works the backlog off.
+
+Throughput is counted on the output topic from the first to the last output record's broker-side timestamp,
+so process start-up and the consumer group join are left out of both. Prints each round and the medians,
+and the routing/relay ratio (issue 8's goal: ≥ 0.3). Asserts nothing. The machine is shared with the
+broker, the store and whatever else runs: the absolute figures are a floor, the ratio is the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from heard_devstack import Profile, Stack, mongodb_mode
+from heard_shared import events as ev
+from heard_shared import topics
+
+PROFILE = Profile("bench-platform", int(os.environ.get("HEARD_PORT_OFFSET", "18000")))
+KINDS = ("complaint", "concern", "praise", "suggestion")
+NEIGHBOURHOODS = ("Northgate", "Riverside", "Old Town", "Eastfield")
+
+
+def submitted(feedback_id: str) -> bytes:
+    kind = random.choice(KINDS)
+    negative = kind in ("complaint", "concern")
+    data = ev.FeedbackSubmittedV1(
+        feedback_id=feedback_id,
+        channel="api",
+        kind=kind,
+        language="en",
+        text="The patrol car was parked across the bike lane on Elm Street again this morning.",
+        location=ev.PublicLocation(neighbourhood=random.choice(NEIGHBOURHOODS)),
+        severity="negative" if negative else "positive",
+        negative=negative,
+        submitted_at=datetime.now(UTC),
+    )
+    return ev.encode(ev.new_event(ev.SUBMITTED, data, source="urn:heard:intake", subject=feedback_id))
+
+
+async def preload(bootstrap: str, topic: str, count: int) -> set[str]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    ids = {str(uuid.uuid4()) for _ in range(count)}
+    try:
+        for feedback_id in ids:
+            await producer.send(topic, submitted(feedback_id), key=feedback_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return ids
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        numbers = consumer.partitions_for_topic(topic) or range(topics.PARTITIONS)
+        partitions = [TopicPartition(topic, p) for p in numbers]
+        offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return offsets
+    finally:
+        await consumer.stop()
+
+
+async def output_span(
+    bootstrap: str, topic: str, start: dict[TopicPartition, int], count: int, timeout: float
+) -> tuple[float, int]:
+    """Reads `count` records written after `start`; returns (last - first broker timestamp in s, records seen)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    stamps: list[int] = []
+    try:
+        consumer.assign(list(start))
+        for partition, offset in start.items():
+            consumer.seek(partition, offset)
+        deadline = time.monotonic() + timeout
+        while len(stamps) < count and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                stamps += [record.timestamp for record in records]
+    finally:
+        await consumer.stop()
+    if len(stamps) < 2:
+        return 0.0, len(stamps)
+    return (max(stamps) - min(stamps)) / 1000, len(stamps)
+
+
+async def relay(bootstrap: str, source: str, target: str, count: int, group: str) -> None:
+    """The baseline: what a competent engineer writes with aiokafka for an at-least-once hop."""
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await consumer.start()
+    await producer.start()
+    relayed = 0
+    try:
+        while relayed < count:
+            batches = await consumer.getmany(timeout_ms=100, max_records=500)
+            deliveries = [
+                await producer.send(target, record.value, key=record.key)
+                for records in batches.values()
+                for record in records
+            ]
+            await asyncio.gather(*deliveries)
+            await consumer.commit()
+            relayed += len(deliveries)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def relay_round(bootstrap: str, count: int, round_: int) -> float:
+    source, target = f"bench.relay.in.{round_}", f"bench.relay.out.{round_}"
+    await topics.ensure_topics(bootstrap, (source, target))
+    await preload(bootstrap, source, count)
+    start = await end_offsets(bootstrap, target)
+    reader = asyncio.create_task(output_span(bootstrap, target, start, count, timeout=600))
+    await relay(bootstrap, source, target, count, group=f"bench-relay-{round_}")
+    span, seen = await reader
+    return (seen - 1) / span if span else float("nan")
+
+
+async def routing_round(stack: Stack, count: int) -> float:
+    bootstrap = stack.kafka_bootstrap
+    stack.stop_process("routing")
+    await preload(bootstrap, topics.SUBMITTED, count)
+    start = await end_offsets(bootstrap, topics.ROUTED)
+    reader = asyncio.create_task(output_span(bootstrap, topics.ROUTED, start, count, timeout=1800))
+    await asyncio.to_thread(stack.start_service, "routing")
+    span, seen = await reader
+    if seen < count:
+        print(f"  routing produced only {seen} of {count} routed events before the timeout", flush=True)
+    return (seen - 1) / span if span else float("nan")
+
+
+async def measure(stack: Stack, args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    relay_rates: list[float] = []
+    routing_rates: list[float] = []
+    for round_ in range(1, args.rounds + 1):
+        relay_rates.append(await relay_round(stack.kafka_bootstrap, args.events, round_))
+        routing_rates.append(await routing_round(stack, args.events))
+        print(
+            f"round {round_}: relay {relay_rates[-1]:8.0f} events/s   routing {routing_rates[-1]:8.0f} events/s"
+            f"   ratio {routing_rates[-1] / relay_rates[-1]:.3f}",
+            flush=True,
+        )
+    return relay_rates, routing_rates
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000, help="events preloaded per measured phase")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument("--keep", action="store_true", help="leave the bench stack running afterwards")
+    args = parser.parse_args()
+
+    stack = Stack(PROFILE)
+    stack.down()
+    for leftover in ("kafka", "mongodb", "logs", "run"):
+        shutil.rmtree(stack.state / leftover, ignore_errors=True)
+    try:
+        print(f"starting Kafka, {mongodb_mode()} and routing (profile {PROFILE.name}) ...", flush=True)
+        stack.up_infra()
+        stack.start_service("routing")
+        relay_rates, routing_rates = asyncio.run(measure(stack, args))
+    finally:
+        if not args.keep:
+            stack.down()
+    relay_median, routing_median = statistics.median(relay_rates), statistics.median(routing_rates)
+    print(
+        f"\n{args.events} events per phase, {args.rounds} alternating rounds, store {mongodb_mode()}, shared machine\n"
+        f"bare aiokafka relay (median): {relay_median:8.0f} events/s\n"
+        f"routing hop (median):         {routing_median:8.0f} events/s\n"
+        f"routing / relay:              {routing_median / relay_median:.3f}   (goal >= 0.3)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

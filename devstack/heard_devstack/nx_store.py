@@ -1,0 +1,159 @@
+"""Runs nx-27017, the local MongoDB-wire store, with its update operators fixed for the values Heard stores.
+
+nx-27017 0.8.1 (over neosqlite 1.17.2) applies an update in one of two ways, both inside the lock it holds
+per database for the whole command, so either is atomic against other commands: with SQL JSON functions,
+or by reading the document, applying the operators in Python and writing it back. The SQL way stores a
+date given to `$set` as text, and a document pushed into an array (with every document already in it) as
+a JSON string, and cannot remove documents by value; the Python way keeps every type but ignores dotted
+paths in `$unset` and `$inc`. So an update is applied in two steps within the one command: `$set` and the
+array operators the Python way, then every other operator (`$unset`, `$inc`, ...) the SQL way.
+
+Its filters are fixed where they differ from MongoDB on what Heard asks:
+- `$or`/`$and` beside other fields were translated to SQL without parentheses, so `{"_id": a, "$or": [x, y]}`
+  became `_id = a AND x OR y`: an update meant for one document could change another (measured: an audit head
+  and routing decisions written to the wrong items). Each logical condition is now one parenthesised term.
+- null and missing: `{f: None}` inside `$or`/`$and` (evaluated in Python when a sibling such as `$in` has no SQL
+  form) matched only a missing field, not a null one; `$exists` in SQL took a null value for a missing field;
+  `$ne: None` matched missing fields in both tiers. Now, as on MongoDB, `{f: None}` matches null or missing,
+  `$exists` asks only whether the field is there, and `$ne: None` needs a value that is not null.
+tests/storage checks the result through the wire, as it would any MongoDB.
+
+    python -m heard_devstack.nx_store --data-dir DIR --host 127.0.0.1 -p PORT [nx-27017's other options]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neosqlite import query_operators
+from neosqlite.collection.query_helper._sql_query_builder import SqlQueryBuilderMixin
+from neosqlite.collection.query_helper._sql_updates import SqlUpdatesMixin
+from neosqlite.collection.query_helper.query_builder import QueryBuilderMixin
+from neosqlite.collection.query_helper.update_operations import UpdateOperationsMixin
+from neosqlite.collection.sql_translator_unified import SQLClauseBuilder, SQLOperatorTranslator
+from nx_27017.nx_27017 import main
+
+PYTHON_WAY = frozenset({"$set", "$push", "$addToSet", "$pull", "$pullAll"})
+
+_sql_tier = SqlUpdatesMixin._can_use_sql_updates
+_update = UpdateOperationsMixin._internal_update
+
+
+def _can_use_sql_updates(
+    self: SqlUpdatesMixin, update_spec: dict[str, Any], doc_id: int, original_doc: dict[str, Any] | None = None
+) -> bool:
+    return PYTHON_WAY.isdisjoint(update_spec) and bool(_sql_tier(self, update_spec, doc_id, original_doc))
+
+
+def _internal_update(
+    self: UpdateOperationsMixin,
+    doc_id: Any,
+    update_spec: dict[str, Any],
+    original_doc: dict[str, Any],
+    array_filters: list[dict[str, Any]] | None = None,
+    query_filter: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    python = {op: fields for op, fields in update_spec.items() if op in PYTHON_WAY}
+    rest = {op: fields for op, fields in update_spec.items() if op not in PYTHON_WAY}
+    if not python or not rest or array_filters:
+        result: tuple[dict[str, Any], bool] = _update(
+            self, doc_id, update_spec, original_doc, array_filters, query_filter
+        )
+        return result
+    # The Python way first: it writes back the whole document as it read it, and a document as loaded keeps
+    # every type, while one handed back by the SQL way has dates as text.
+    document, changed = _update(self, doc_id, python, original_doc, None, query_filter)
+    document, also_changed = _update(self, doc_id, rest, document, None, query_filter)
+    return document, bool(changed or also_changed)
+
+
+# -- filters ---------------------------------------------------------------------------------------------------
+
+_logical_condition = SQLClauseBuilder._build_logical_condition
+_translate_operator = SQLOperatorTranslator.translate_operator
+_operator_clause = SqlQueryBuilderMixin._build_operator_clause
+_apply_query = QueryBuilderMixin._apply_query
+_field_exists = query_operators._field_exists
+_get_nested_field = query_operators._get_nested_field
+
+
+def _build_logical_condition(
+    self: SQLClauseBuilder, operator: str, conditions: list[dict[str, Any]], context: str = "direct"
+) -> tuple[str | None, list[Any]]:
+    sql, params = _logical_condition(self, operator, conditions, context)
+    return (f"({sql})" if sql else sql), params
+
+
+def _json_type(field_access: str) -> str | None:
+    """`json_type(data, path)`: SQL NULL for a missing field, 'null' for a null one (None for a real column)."""
+    if "extract(" not in field_access:
+        return None
+    return field_access.replace("jsonb_extract(", "json_type(").replace("json_extract(", "json_type(")
+
+
+def _null_semantics(json_type: str, operator: str, value: Any) -> str | None:
+    """The SQL for `$exists` and `$ne: None` on a JSON field, or None for any other operator."""
+    if operator == "$exists" and isinstance(value, bool):
+        return f"{json_type} IS {'NOT ' if value else ''}NULL"
+    if operator == "$ne" and value is None:
+        return f"({json_type} IS NOT NULL AND {json_type} != 'null')"
+    return None
+
+
+def _translate(
+    self: SQLOperatorTranslator, field_access: str, operator: str, value: Any
+) -> tuple[str | None, list[Any]]:
+    json_type = _json_type(field_access)
+    if json_type is not None and (sql := _null_semantics(json_type, operator, value)) is not None:
+        return sql, []
+    result: tuple[str | None, list[Any]] = _translate_operator(self, field_access, operator, value)
+    return result
+
+
+def _build_operator_clause(
+    self: SqlQueryBuilderMixin, json_path: str, operators: dict[str, Any], *args: Any, **kwargs: Any
+) -> tuple[str | None, list[Any]]:
+    ours = [
+        sql for op, value in operators.items() if (sql := _null_semantics(f"json_type(data, {json_path})", op, value))
+    ]
+    if not ours:
+        result: tuple[str | None, list[Any]] = _operator_clause(self, json_path, operators, *args, **kwargs)
+        return result
+    rest = {op: value for op, value in operators.items() if _null_semantics("", op, value) is None}
+    if not rest:
+        return " AND ".join(ours), []
+    sql, params = _operator_clause(self, json_path, rest, *args, **kwargs)
+    return (None, []) if sql is None else (" AND ".join([*ours, sql]), params)
+
+
+def _with_null_equality(query: dict[str, Any]) -> dict[str, Any]:
+    """`{f: None}` as `{f: {"$eq": None}}`, which the Python tier already matches on null or missing."""
+    if not any(value is None and not field.startswith("$") for field, value in query.items()):
+        return query
+    return {
+        field: {"$eq": None} if value is None and not field.startswith("$") else value for field, value in query.items()
+    }
+
+
+def _python_apply_query(self: QueryBuilderMixin, query: dict[str, Any], document: dict[str, Any]) -> bool:
+    return bool(_apply_query(self, _with_null_equality(query), document))
+
+
+def _ne(field: str, value: Any, document: dict[str, Any]) -> bool:
+    if value is None:
+        return _field_exists(field, document) and _get_nested_field(field, document) is not None
+    return bool(_python_ne(field, value, document))
+
+
+_python_ne = query_operators._ne
+
+SqlUpdatesMixin._can_use_sql_updates = _can_use_sql_updates
+UpdateOperationsMixin._internal_update = _internal_update
+SQLClauseBuilder._build_logical_condition = _build_logical_condition
+SQLOperatorTranslator.translate_operator = _translate
+SqlQueryBuilderMixin._build_operator_clause = _build_operator_clause
+QueryBuilderMixin._apply_query = _python_apply_query
+query_operators._ne = _ne
+
+if __name__ == "__main__":
+    main()

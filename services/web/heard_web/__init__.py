@@ -1,0 +1,1 @@
+"""Heard web: the resident site, the staff console and the oversight view, rendered on the server."""
