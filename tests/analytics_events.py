@@ -13,7 +13,8 @@ SOURCE = "urn:heard:test:analytics"
 
 def lifecycle(item: str, neighbourhood: str, start: datetime, variant: int) -> list[CloudEvent[Any]]:
     """A complaint's events by `variant`: submitted, routed, acknowledged; escalated for every third; withdrawn for
-    every fifth (n % 5 == 4); else answered and closed, and contested (reopened, routed one level up) for n % 4 == 1."""
+    every fifth (n % 5 == 4); else answered and closed, and contested (reopened, routed one level up) for n % 4 == 1.
+    Allegations (critical) for n % 3 == 1, confirmed at triage; even ones lowered at triage to neutral."""
 
     def at(hours: float) -> datetime:
         return start + timedelta(hours=hours)
@@ -29,9 +30,10 @@ def lifecycle(item: str, neighbourhood: str, start: datetime, variant: int) -> l
         language="en",
         text="redacted",
         location=ev.PublicLocation(neighbourhood=neighbourhood),
-        severity="negative",
+        severity="critical" if variant % 3 == 1 else "negative",
         negative=True,
         submitted_at=start,
+        allegations=(["force", "discourtesy"] if variant % 6 == 1 else ["discourtesy"]) if variant % 3 == 1 else None,
     )
     routed = ev.FeedbackRoutedV1(
         feedback_id=item,
@@ -49,6 +51,20 @@ def lifecycle(item: str, neighbourhood: str, start: datetime, variant: int) -> l
     out.append(
         event(ev.ACKNOWLEDGED, ev.FeedbackAcknowledgedV1(feedback_id=item, acknowledged_at=at(2 + variant)), "ack")
     )
+    if variant % 2 == 0 or variant % 3 == 1:
+        lowered = variant % 2 == 0
+        triaged = ev.FeedbackTriagedV1(
+            feedback_id=item,
+            decision="lowered" if lowered else "confirmed",
+            kind="complaint",
+            severity="neutral" if lowered else submitted.severity,
+            negative=not lowered,
+            previous_kind="complaint",
+            previous_severity=submitted.severity,
+            by_role="professional_standards" if submitted.severity == "critical" else "supervisor",
+            triaged_at=at(1),
+        )
+        out.append(event(ev.TRIAGED, triaged, "triaged"))
     if variant % 3 == 0:
         escalated = ev.FeedbackEscalatedV1(
             feedback_id=item,
@@ -81,7 +97,16 @@ def lifecycle(item: str, neighbourhood: str, start: datetime, variant: int) -> l
 
 
 def data_time(data: Any) -> datetime:
-    for name in ("submitted_at", "routed_at", "acknowledged_at", "answered_at", "fired_at", "closed_at", "reopened_at"):
+    for name in (
+        "submitted_at",
+        "triaged_at",
+        "routed_at",
+        "acknowledged_at",
+        "answered_at",
+        "fired_at",
+        "closed_at",
+        "reopened_at",
+    ):
         if (moment := getattr(data, name, None)) is not None:
             return moment  # type: ignore[no-any-return]
     raise AssertionError(data)

@@ -86,6 +86,56 @@ def test_an_answered_contested_item_counts_each_stage_once_with_its_time() -> No
     assert counters["answer_due"] == counters["answered_in_time"] == 1
 
 
+def test_allegations_are_counted_each_and_once_per_item() -> None:
+    counters = facts.contribution(fold(lifecycle("item-a", "Northgate", START, 1)))  # force and discourtesy
+    ((counters_of_cell),) = counters.values()
+    assert counters_of_cell["with_allegation"] == 1
+    assert counters_of_cell["allegation_force"] == counters_of_cell["allegation_discourtesy"] == 1
+    assert not any(
+        name.startswith("allegation_") and name not in ("allegation_force", "allegation_discourtesy")
+        for name in counters_of_cell
+    )
+    plain = facts.contribution(fold(lifecycle("item-b", "Northgate", START, 3)))
+    assert not any("allegation" in name for counters in plain.values() for name in counters)
+
+
+@pytest.mark.parametrize(
+    ("variant", "triaged", "lowered"), [(0, True, True), (1, True, False), (3, False, False), (4, True, True)]
+)
+def test_triage_counts_the_items_a_person_triaged_and_those_it_lowered(
+    variant: int, triaged: bool, lowered: bool
+) -> None:
+    ((counters),) = facts.contribution(fold(lifecycle("item-t", "Northgate", START, variant))).values()
+    assert counters.get("triaged", 0) == int(triaged)
+    assert counters.get("lowered_at_triage", 0) == int(lowered)
+
+
+def test_the_latest_triage_decides_and_neutral_to_positive_lowers_nothing() -> None:
+    events = lifecycle("item-l", "Northgate", START, 0)  # lowered from negative to neutral at hour 1
+    first = next(e for e in events if e.type == ev.TRIAGED.event_type)
+    raised_back = first.model_copy(
+        update={
+            "id": "item-l-triaged-again",
+            "data": first.data.model_copy(
+                update={"decision": "raised", "severity": "negative", "triaged_at": START + timedelta(hours=2)}
+            ),
+        }
+    )
+    ((counters),) = facts.contribution(fold([*events, raised_back])).values()
+    assert counters["triaged"] == 1 and "lowered_at_triage" not in counters
+    assert fold([raised_back, *events]) == fold([*events, raised_back])
+    to_positive = first.model_copy(update={"data": first.data.model_copy(update={"severity": "positive"})})
+    neutral_item = [
+        e.model_copy(update={"data": e.data.model_copy(update={"severity": "neutral", "negative": False})})
+        if e.type == ev.SUBMITTED.event_type
+        else e
+        for e in events
+        if e.type != ev.TRIAGED.event_type
+    ]
+    ((counters),) = facts.contribution(fold([*neutral_item, to_positive])).values()
+    assert counters["triaged"] == 1 and "lowered_at_triage" not in counters
+
+
 def test_a_withdrawal_is_counted_as_such_and_never_as_a_closing_time() -> None:
     state = fold(lifecycle("item-5", "Northgate", START, 4))  # variant 4: withdrawn
     counters = facts.contribution(state)[facts.cell_of(state).id]  # type: ignore[union-attr]

@@ -17,7 +17,17 @@ from heard_shared.logs import configure_logging
 from heard_shared.mongo import Document
 from heard_shared.runtime import build_platform
 
-CONSUMED = (ev.SUBMITTED, ev.ROUTED, ev.ACKNOWLEDGED, ev.ANSWERED, ev.ESCALATED, ev.CLOSED, ev.REOPENED, ev.REFERRED)
+CONSUMED = (
+    ev.SUBMITTED,
+    ev.ROUTED,
+    ev.ACKNOWLEDGED,
+    ev.ANSWERED,
+    ev.ESCALATED,
+    ev.CLOSED,
+    ev.REOPENED,
+    ev.REFERRED,
+    ev.TRIAGED,
+)
 
 
 def build_service(

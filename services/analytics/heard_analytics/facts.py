@@ -17,19 +17,18 @@ from typing import Any
 from heard_analytics import histogram
 from heard_analytics.areas import Areas
 from heard_shared import events as ev
-from heard_shared.events import CloudEvent
+from heard_shared.allegations import ALLEGATION_CODES
+from heard_shared.events import SEVERITY_RANK, CloudEvent
 
 Facts = dict[str, Any]
 Counters = dict[str, int]
 
 KINDS: tuple[str, ...] = ("complaint", "concern", "question", "suggestion", "praise")
 # Categories that may be published. Anything else a submitter wrote is counted as "other" (it is free text);
-# an item without a category is "none". Triage (issue 9) will add allegation types: extend this vocabulary
-# (and the translations) rather than publishing raw values.
+# an item without a category is "none". Allegation types are counted apart (an item may declare several).
 CATEGORIES: tuple[str, ...] = ("conduct", "response_time", "traffic", "parking", "speeding", "other", "none")
 OVERSIGHT_BOARD_LEVEL = 4
 ESCALATION_LEVELS = (1, 2, 3)
-SEVERITY_RANK = {"positive": 0, "neutral": 1, "negative": 2, "critical": 3}
 
 # Stages after submission whose time since submission is kept as a histogram.
 TIMED_STAGES: tuple[str, ...] = (
@@ -39,6 +38,12 @@ TIMED_STAGES: tuple[str, ...] = (
     "board",
     "closed",
 )
+
+
+def allegation_counter(code: str) -> str:
+    return f"allegation_{code}"
+
+
 # Every counter a cell holds (besides the `t_<stage>_<bin>` histograms); the data dictionary describes each.
 COUNTERS: tuple[str, ...] = (
     "submitted",
@@ -56,7 +61,10 @@ COUNTERS: tuple[str, ...] = (
     "answered_in_time",
     "session_items",
     "session_answered",
+    "triaged",
     "lowered_at_triage",
+    "with_allegation",
+    *(allegation_counter(code) for code in ALLEGATION_CODES),
 )
 
 
@@ -122,6 +130,7 @@ def merge(facts: Facts, event: CloudEvent[Any], areas: Areas) -> Facts:
                 "negative": 1 if data.negative else 0,
                 "channel": data.channel,
                 "language": data.language,
+                "allegations": list(data.allegations or ()),
             }
     elif isinstance(data, ev.FeedbackRoutedV1):
         out["level"] = max(out.get("level", 0), data.level)
@@ -165,6 +174,16 @@ def merge(facts: Facts, event: CloudEvent[Any], areas: Areas) -> Facts:
             or (_ms(data.closed_at) == closed_at and data.resolution == "answered")
         ):
             out |= {"closed_at": _ms(data.closed_at), "resolution": data.resolution}
+    elif isinstance(data, ev.FeedbackTriagedV1):
+        # The latest triage decides; on a tie the lower severity wins, so the order of arrival never matters.
+        triaged_at, severity = _ms(data.triaged_at), data.severity
+        last = out.get("triaged_at")
+        if (
+            last is None
+            or triaged_at > last
+            or (triaged_at == last and SEVERITY_RANK[severity] < SEVERITY_RANK[out["severity_after_triage"]])
+        ):
+            out |= {"triaged_at": triaged_at, "severity_after_triage": severity}
     elif isinstance(data, ev.FeedbackReopenedV1):
         out["contested_at"] = _earliest(out.get("contested_at"), _ms(data.reopened_at))
         out["last_reopened_at"] = _latest(out.get("last_reopened_at"), _ms(data.reopened_at))
@@ -268,9 +287,17 @@ def contribution(facts: Facts) -> dict[str, Counters]:
         counters["session_items"] = 1
         if facts.get("answered_at") is not None:
             counters["session_answered"] = 1
-    triaged = facts.get("severity_after_triage")  # set by triage's events once they exist (issue 9)
-    if triaged is not None and SEVERITY_RANK.get(triaged, 0) < SEVERITY_RANK.get(facts.get("severity", ""), 0):
-        counters["lowered_at_triage"] = 1
+    triaged = facts.get("severity_after_triage")
+    if triaged is not None:
+        counters["triaged"] = 1
+        # Lowered as triage names it (positive and neutral are one step): against the severity intake assessed.
+        if SEVERITY_RANK[triaged] < SEVERITY_RANK[facts["severity"]]:
+            counters["lowered_at_triage"] = 1
+    allegations: list[str] = facts.get("allegations") or []
+    for code in allegations:
+        counters[allegation_counter(code)] = 1
+    if allegations:
+        counters["with_allegation"] = 1
     return {cell.id: counters}
 
 

@@ -15,8 +15,9 @@ from typing import Any, Literal
 from heard_analytics import privacy
 from heard_analytics.areas import UNKNOWN_PRECINCT, UNSPECIFIED, Areas
 from heard_analytics.cube import ALL, PublicYear, place_key
-from heard_analytics.facts import CATEGORIES, ESCALATION_LEVELS, KINDS
+from heard_analytics.facts import CATEGORIES, ESCALATION_LEVELS, KINDS, allegation_counter
 from heard_analytics.privacy import Published
+from heard_shared.allegations import ALLEGATION_CODES
 
 DAY = 86400.0
 LEVEL_NAMES = ("assigned unit", "supervisor", "commander", "professional standards", "civilian oversight board")
@@ -298,11 +299,12 @@ def kinds(year: PublicYear, f: Filters) -> Table:
 
 
 def other(year: PublicYear, f: Filters) -> Table:
-    """Contests and their outcomes, withdrawals, severity lowered at triage, public feedback sessions."""
+    """Contests and their outcomes, withdrawals, triage and the severities it lowered, public feedback sessions."""
     table = Table(
         "other",
         "Contests, withdrawals, triage and sessions",
-        "Answers residents contested and what became of them; items withdrawn; severity lowered at triage; "
+        "Answers residents contested and what became of them; items withdrawn; items a person triaged and how many "
+        "of them had their severity lowered; "
         "feedback gathered at public feedback sessions.",
         (
             Column("measure", "string", "What is counted.", published=False),
@@ -318,7 +320,8 @@ def other(year: PublicYear, f: Filters) -> Table:
         ("contest_withdrawn", "contested"),
         ("contest_pending", "contested"),
         ("withdrawn", "submitted"),
-        ("lowered_at_triage", "submitted"),
+        ("triaged", "submitted"),
+        ("lowered_at_triage", "triaged"),
         ("session_items", "submitted"),
         ("session_answered", "session_items"),
     ):
@@ -328,6 +331,48 @@ def other(year: PublicYear, f: Filters) -> Table:
                 "items": year.count(measure, **where),
                 "share": year.share(measure, base, **where),
                 "share_of": base,
+            }
+        )
+    return table
+
+
+ANY_ALLEGATION = "any"
+
+
+def allegations(year: PublicYear, f: Filters) -> Table:
+    """Items by the misconduct residents declared; an item may declare several, so the rows do not add up."""
+    table = Table(
+        "allegations",
+        "By allegation type",
+        "Items whose resident declared each kind of misconduct (heard_shared.allegations), for the whole year. An "
+        "item may declare several, so the rows add up to more than the items with any allegation.",
+        (
+            Column(
+                "allegation",
+                "string",
+                "The allegation category, or `any` for items with at least one.",
+                enum=(ANY_ALLEGATION, *ALLEGATION_CODES),
+                published=False,
+            ),
+            Column("items", "integer", "How many items declared it."),
+            Column("share", "number", "As a share of all items (`any`) or of the items with any allegation."),
+        ),
+    )
+    where = {"place": f.area, "kind": f.kind}
+    table.rows.append(
+        {
+            "allegation": ANY_ALLEGATION,
+            "items": year.count("with_allegation", **where),
+            "share": year.share("with_allegation", "submitted", **where),
+        }
+    )
+    for code in ALLEGATION_CODES:
+        measure = allegation_counter(code)
+        table.rows.append(
+            {
+                "allegation": code,
+                "items": year.count(measure, **where),
+                "share": year.share(measure, "with_allegation", **where),
             }
         )
     return table
@@ -357,6 +402,7 @@ def report(
         trend(year, f),
         equity(year, f, areas),
         kinds(year, f),
+        allegations(year, f),
         other(year, f),
     ]
     return Report(f, generated_at, open_items, {t.id: t for t in tables})

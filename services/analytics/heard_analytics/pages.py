@@ -15,9 +15,10 @@ from markupsafe import Markup
 from heard_analytics import charts, histogram, i18n
 from heard_analytics.areas import Areas
 from heard_analytics.cube import ALL
-from heard_analytics.figures import FUNNEL, Filters, Report, area_choices
+from heard_analytics.figures import ANY_ALLEGATION, FUNNEL, Filters, Report, area_choices
 from heard_analytics.i18n import N_
 from heard_analytics.privacy import PrivacyRules, Published
+from heard_shared.allegations import ALLEGATIONS
 
 LOCALES = {"en": "en_US", "es": "es_US"}
 
@@ -63,6 +64,7 @@ OTHER_LABELS = {
     "contest_withdrawn": N_("Contested, then withdrawn"),
     "contest_pending": N_("Contested, still waiting"),
     "withdrawn": N_("Withdrawn by the resident"),
+    "triaged": N_("Kind and severity confirmed or changed by a person (triage)"),
     "lowered_at_triage": N_("Severity lowered at triage"),
     "session_items": N_("Gathered at public feedback sessions"),
     "session_answered": N_("Session items answered"),
@@ -72,6 +74,7 @@ BASE_LABELS = {
     "contested": N_("of contested answers"),
     "submitted": N_("of all items"),
     "session_items": N_("of session items"),
+    "triaged": N_("of triaged items"),
 }
 AREA_SPECIAL = {"Unspecified neighbourhood": N_("Unspecified neighbourhood"), "Place not given": N_("Place not given")}
 
@@ -211,6 +214,11 @@ def render_transparency(report: Report, *, language: str, areas: Areas, rules: P
         "action_labels": ACTION_LABELS,
         "other_labels": OTHER_LABELS,
         "base_labels": BASE_LABELS,
+        # The contract's list carries both languages; "any" is the page's own row.
+        "allegation_labels": {
+            ANY_ALLEGATION: _("Any allegation"),
+            **{a.code: a.label_es if language == "es" else a.label_en for a in ALLEGATIONS},
+        },
         "area_special": AREA_SPECIAL,
         "funnel_chart": funnel_chart,
         "trend_chart": trend_chart,

@@ -142,7 +142,8 @@ class ReadModel:
         if entry is None:
             await self.open_items.delete_one({"_id": feedback_id})
         else:
-            await self.open_items.replace_one({"_id": feedback_id}, entry, upsert=True)
+            # `_id` in the replacement too: nx-27017 gives an upserted replacement a new ObjectId otherwise.
+            await self.open_items.replace_one({"_id": feedback_id}, {"_id": feedback_id, **entry}, upsert=True)
 
     async def finish_pending(self) -> int:
         """Completes every change a crash left half-done (run at start-up; events would also finish them)."""
