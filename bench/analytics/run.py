@@ -116,8 +116,7 @@ async def seed_databases(
     for year in sorted({y for t in todo for y in years[t.label]}):
         holders = [clients[t.label].db for t in todo if year in years[t.label]]
         for batch in seed.items_of_year(year, per_year, now=now, areas=areas, seed=11):
-            for db in holders:
-                await seed.write(db, batch, now=now)
+            await asyncio.gather(*(seed.write(db, batch, now=now) for db in holders))  # one lock per database
         print(f"  {year} seeded ({time.perf_counter() - started:.0f} s so far)", flush=True)
     for target in targets:
         db = clients[target.label].db
