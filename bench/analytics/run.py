@@ -46,6 +46,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
+from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -59,7 +60,7 @@ from heard_devstack import Profile, Stack
 from heard_shared import events as ev
 from heard_shared import topics
 from heard_shared.events import CLOUDEVENTS_CONTENT_TYPE, encode, new_event, utc_now
-from heard_shared.mongo import MongoResource
+from heard_shared.mongo import Document, MongoResource
 
 FILTERS: tuple[dict[str, str], ...] = (
     {},
@@ -100,32 +101,36 @@ async def seed_databases(
     reuse: bool,
 ) -> None:
     """Seeds each database with its years; a year several databases hold is made once and written to each."""
-    clients = {t.label: MongoResource(uri, t.database, app_name="bench-analytics") for t in targets}
+    # No socket timeout: on a loaded shared machine one bulk write of a seeding batch can take longer than the
+    # services' 30 s, and a bench that dies after twenty minutes of seeding measures nothing.
+    client: AsyncMongoClient[Document] = AsyncMongoClient(uri, appname="bench-analytics", socketTimeoutMS=None)
+    databases = {t.label: client[t.database] for t in targets}
     marker = {"_id": "seed", "per_year": per_year, "years": years}
     todo = []
     for target in targets:
-        db = clients[target.label].db
+        db = databases[target.label]
         if reuse and await db["bench"].find_one({"_id": "seed", "years": years[target.label]}) is not None:
             print(f"  {target.label}: reusing the seeded database", flush=True)
             continue
-        await clients[target.label].client.drop_database(target.database)
+        await client.drop_database(target.database)
         await ReadModel(items=db["items"], cells=db["cells"], open_items=db["open_items"], areas=areas).ensure_indexes()
         todo.append(target)
     now = utc_now()
     started = time.perf_counter()
     for year in sorted({y for t in todo for y in years[t.label]}):
-        holders = [clients[t.label].db for t in todo if year in years[t.label]]
+        holders = [databases[t.label] for t in todo if year in years[t.label]]
         for batch in seed.items_of_year(year, per_year, now=now, areas=areas, seed=11):
-            await asyncio.gather(*(seed.write(db, batch, now=now) for db in holders))  # one lock per database
+            for db in holders:
+                await seed.write(db, batch, now=now)
         print(f"  {year} seeded ({time.perf_counter() - started:.0f} s so far)", flush=True)
     for target in targets:
-        db = clients[target.label].db
+        db = databases[target.label]
         if target in todo:
             await db["bench"].replace_one({"_id": "seed"}, {**marker, "years": years[target.label]}, upsert=True)
         cells = await db["cells"].count_documents({})
         open_items = await db["open_items"].count_documents({})
         print(f"  {target.label}: {cells:,} cells, {open_items:,} open items with a deadline", flush=True)
-        await clients[target.label].close()
+    await client.close()
 
 
 def cpu_seconds(pid: int | None) -> float:
