@@ -34,9 +34,11 @@ class Bar:
     display: str
 
 
-def _header(chart_id: str, title: str, description: str, width: int, height: int) -> str:
+def _header(chart_id: str, title: str, description: str, width: int, height: int, role: str = "img") -> str:
+    """`role="img"` hides the drawing's parts from assistive technology; a chart with links is a named `group`
+    instead (an image's children are presentational, so links inside one would be nested interactive content)."""
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="chart" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="{role}" class="chart" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc" preserveAspectRatio="xMinYMin meet">'
         f'<title id="{chart_id}-title">{escape(title)}</title><desc id="{chart_id}-desc">{escape(description)}</desc>'
         + HATCH.format(id=f"{chart_id}-hatch")
@@ -149,7 +151,7 @@ def choropleth(
             return SCALE[2]
         return SCALE[min(len(SCALE) - 1, int((value - low) / (high - low) * len(SCALE)))]
 
-    parts = [_header(chart_id, title, description, width, height)]
+    parts = [_header(chart_id, title, description, width, height, role="group")]
     for region in regions:
         number = region.value.number()
         fill = f"url(#{chart_id}-hatch)" if number is None else colour(number)
