@@ -75,7 +75,7 @@ async def test_a_resident_filters_downloads_the_csv_behind_a_table_and_reads_it_
         rows = await download_csv(page, "funnel")
         response = await http.get(f"{base}/v1/transparency", params={"year": query["year"][0], "kind": "complaint"})
         table = response.json()["tables"]["funnel"]
-        assert list(rows[0]) == [column["name"] for column in table["columns"]]
+        assert list(rows[0]) == list(table["rows"][0])
         assert [row["stage"] for row in rows] == [row["stage"] for row in table["rows"]]
         for row, expected in zip(rows, table["rows"], strict=True):
             items = expected["items"]
