@@ -53,7 +53,6 @@ CONTRACT: dict[str, dict[str, frozenset[str] | None]] = {
     "heard_scheduler_heartbeat_timestamp_seconds": {},
     "heard_answers_total": {"severity": None, "within_sla": frozenset({"true", "false"})},
     "heard_analytics_events_total": {"type": None},
-    "heard_analytics_feedback_submitted_total": {"severity": None},
     "heard_consumer_lag_messages": {"service": None, "group": None, "topic": None},
     "heard_notify_deliveries_total": {
         "channel": frozenset({"email", "webhook", "sms"}),
@@ -62,10 +61,13 @@ CONTRACT: dict[str, dict[str, frozenset[str] | None]] = {
     "heard_notify_oldest_queued_age_seconds": {},
     "heard_notify_follow_up_answers_total": {"answer": frozenset({"yes", "no"})},
     "heard_notify_unsubscribes_total": {"channel": frozenset({"email", "sms"})},
+    "heard_analytics_freshness_lag_seconds": {},
 }
 HISTOGRAMS: dict[str, dict[str, frozenset[str] | None]] = {
     "heard_escalation_delay_seconds": {},
     "heard_notify_attempt_duration_seconds": {"channel": frozenset({"email", "webhook", "sms"})},
+    "heard_analytics_event_visible_seconds": {},
+    "heard_analytics_publish_seconds": {},
 }
 for _name, _labels in HISTOGRAMS.items():
     CONTRACT[f"{_name}_bucket"] = {**_labels, "le": None}
@@ -79,6 +81,9 @@ REQUIRED_ALERTS = {
     "HeardSchedulerHeartbeatStale": {"page"},
     "HeardSchedulerHeartbeatAbsent": {"page"},
     "HeardDeadLetterReceived": {"page", "ticket"},
+    # Issue 11: the public figures follow the events within 2 s; an alert fires when they lag.
+    "HeardAnalyticsFiguresStale": {"ticket"},
+    "HeardAnalyticsFreshnessAbsent": {"ticket"},
 }
 # Multi-window burn rates (Google SRE workbook): alert -> (severity, long window, short window, burn rate).
 BURN_RATE_ALERTS = {
@@ -417,6 +422,48 @@ def test_overdue_stat_turns_red_above_zero() -> None:
         assert steps[0]["color"] == "green"
         red = [step["value"] for step in steps if step["color"] == "red"]
         assert red and 0 < red[0] <= 1, steps
+
+
+def test_analytics_freshness_is_alerted_per_worst_replica_and_on_the_dashboard() -> None:
+    alerts = alert_rules()
+    assert " ".join(str(alerts["HeardAnalyticsFiguresStale"]["expr"]).split()) == (
+        "max(heard_analytics_freshness_lag_seconds) > 30"
+    )
+    assert " ".join(str(alerts["HeardAnalyticsFreshnessAbsent"]["expr"]).split()) == (
+        "absent(heard_analytics_freshness_lag_seconds)"
+    )
+    for where, expr in all_expressions():
+        if "heard_analytics_freshness_lag_seconds" in metric_names(expr):  # one value per replica: never summed
+            assert re.search(r"\b(?:max|absent)(?:\s+by\s*\([^()]*\))?\s*\(\s*heard_analytics_freshness", expr), where
+    shown = {name for _, expr in dashboard_expressions() for name in metric_names(expr)}
+    assert {
+        "heard_analytics_freshness_lag_seconds",
+        "heard_analytics_event_visible_seconds_bucket",
+        "heard_analytics_publish_seconds_bucket",
+    } <= shown
+
+
+def test_the_freshness_histogram_has_a_bucket_at_the_two_second_promise() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from heard_analytics import service
+    from heard_analytics.areas import Areas
+    from heard_analytics.privacy import PrivacyRules
+
+    registry = CollectorRegistry()
+    unused: Any = None  # no database: only the metrics it registers are read
+    areas = Areas.load(ROOT / "config" / "population.yaml", ROOT / "config" / "precincts.geojson")
+    service.AnalyticsService(
+        items=unused, cells=unused, open_items=unused, areas=areas, rules=PrivacyRules(), registry=registry
+    )
+    bounds = {
+        float(sample.labels["le"])
+        for metric in registry.collect()
+        if metric.name == "heard_analytics_event_visible_seconds"
+        for sample in metric.samples
+        if sample.name.endswith("_bucket")
+    }
+    assert service.FRESHNESS_OBJECTIVE_SECONDS == 2.0 and 2.0 in bounds
 
 
 # --- promtool --------------------------------------------------------------------------------------------------

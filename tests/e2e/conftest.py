@@ -29,6 +29,8 @@ def platform(stack: Stack) -> Iterator[Stack]:
         # Every request comes from 127.0.0.1: keep the limiter in the path, with room for a whole test run.
         "HEARD_INTAKE_RATE_LIMIT_WRITE_BURST": "2000",
         "HEARD_INTAKE_RATE_LIMIT_READ_BURST": "20000",
+        # One item must show in the public figures, so tests can follow it there.
+        "HEARD_ANALYTICS_SUPPRESSION_THRESHOLD": "1",
         # Notify: webhook receivers in the tests listen on 127.0.0.1; retries and follow-ups in seconds.
         "HEARD_NOTIFY_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
         "HEARD_NOTIFY_RETRY_BASE_SECONDS": "0.5",
@@ -54,6 +56,17 @@ def platform(stack: Stack) -> Iterator[Stack]:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as client:
         yield client
+
+
+async def public_count(
+    http: httpx.AsyncClient, platform: Stack, table: str, key: str, value: str, column: str, **filters: str
+) -> int:
+    """One count of analytics' public figures: `column` of the row of `table` whose `key` is `value`."""
+    response = await http.get(f"{platform.service_url('analytics')}/v1/transparency", params=filters)
+    assert response.status_code == 200, response.text
+    row = next(r for r in response.json()["tables"][table]["rows"] if r[key] == value)
+    figure = row[column]
+    return figure if isinstance(figure, int) else 0  # "<1" (zero) is published as an object
 
 
 def staff(token: str = ADMIN_TOKEN) -> dict[str, str]:

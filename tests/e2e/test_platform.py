@@ -10,7 +10,7 @@ import pytest
 
 from heard_devstack import SERVICES, Stack
 from heard_shared import topics
-from tests.e2e.conftest import staff, submit
+from tests.e2e.conftest import public_count, staff, submit
 from tests.helpers import TopicReader, eventually, produce, unique
 
 pytestmark = pytest.mark.e2e
@@ -61,12 +61,10 @@ async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack
     assert resident["status"] == "closed"
     assert resident["answer"]["text"].startswith("We spoke")
 
-    async def counted() -> dict[str, Any] | None:
-        stats = (await http.get(f"{platform.service_url('analytics')}/v1/stats")).json()
-        return dict(stats) if stats["events"].get("org.heard.feedback.closed.v1") else None
+    async def closed_in_public_figures() -> int:
+        return await public_count(http, platform, "funnel", "stage", "closed", "items", kind="complaint")
 
-    stats = await eventually(counted, what="analytics to count the closed feedback")
-    assert stats["feedback"]["answered"] >= 1
+    assert await eventually(closed_in_public_figures, what="analytics to publish the closed complaint") >= 1
 
     async def delivered() -> list[dict[str, Any]] | None:
         response = await http.get(

@@ -26,7 +26,7 @@ from pymongo import AsyncMongoClient
 
 from heard_devstack import SERVICES, Stack
 from heard_shared import topics
-from tests.e2e.conftest import CITY_SYSTEMS, staff, submit
+from tests.e2e.conftest import CITY_SYSTEMS, public_count, staff, submit
 from tests.helpers import TopicReader, eventually, produce
 from tests.mailpit import Mailpit
 
@@ -228,10 +228,9 @@ async def test_personal_data_never_leaves_intake(platform: Stack, http: httpx.As
     await eventually(mailed, what="the answer e-mail to the canary address in Mailpit")
 
     async def counted() -> bool:
-        stats = (await http.get(f"{platform.service_url('analytics')}/v1/stats")).json()
-        return bool(stats["events"].get("org.heard.feedback.answered.v1"))
+        return await public_count(http, platform, "other", "measure", "contested", "items") >= 1
 
-    await eventually(counted, what="analytics to count the answer")
+    await eventually(counted, what="analytics to count the contest")
 
     # Stop the services so whatever they buffered reaches their log files before those are searched.
     for service in SERVICES:

@@ -1,111 +1,242 @@
-"""Read model and statistics built from every feedback topic.
+"""Analytics' service layer: consumes events into the read model, and answers for the public figures.
 
-Each event is recorded once by its id (insert-or-skip), and the per-item read model is updated
-with `$set`/`$max` of facts, so redelivery never double counts. Statistics are computed from the
-read model on request rather than kept as counters that could drift.
+Requests never read items and never wait for suppression: figures come from the last suppressed copy of each
+year's tables, which a background publisher keeps current. Several times a second it reads the cell documents
+changed since its last look (so a replica also sees what other replicas applied), suppresses again, off the event
+loop, each year whose counters changed and that someone reads, and swaps the new copy in. An event is "visible"
+once a copy made after it was applied is being served; that delay is the freshness the gauge reports.
 """
 
 from __future__ import annotations
 
-import statistics
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
-from heard_shared import events as ev
+from heard_analytics import cube, figures, privacy, records
+from heard_analytics.areas import Areas
+from heard_analytics.facts import KINDS
+from heard_analytics.projection import Freshness, ReadModel
 from heard_shared.events import CloudEvent, utc_now
+from heard_shared.logs import get_logger
 from heard_shared.mongo import Document
+
+log = get_logger(__name__)
+
+# A replica stamps `updated_at` with its own clock; re-reading this far back covers clock skew between replicas.
+REFRESH_OVERLAP = timedelta(seconds=5)
+LEVELS = 5
+# The freshness promise: an event shows in the public figures within this many seconds (an SLO bucket boundary).
+FRESHNESS_OBJECTIVE_SECONDS = 2.0
+# How often the publisher looks for changed cells when the last pass found none.
+PUBLISH_INTERVAL_SECONDS = 0.2
+# What the item-level file reads of an item's facts.
+ITEM_FIELDS = dict.fromkeys(
+    (
+        "submitted_at",
+        "month",
+        "precinct",
+        "neighbourhood",
+        "kind",
+        "category",
+        "negative",
+        "acknowledged_at",
+        "answered_at",
+        "reached",
+        "closed_at",
+        "resolution",
+        "last_reopened_at",
+    ),
+    1,
+)
 
 
 class AnalyticsService:
     def __init__(
-        self, *, events: AsyncCollection[Document], items: AsyncCollection[Document], registry: CollectorRegistry
+        self,
+        *,
+        items: AsyncCollection[Document],
+        cells: AsyncCollection[Document],
+        open_items: AsyncCollection[Document],
+        areas: Areas,
+        rules: privacy.PrivacyRules,
+        registry: CollectorRegistry,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.events = events
         self.items = items
+        self.cells = cells
+        self.open_items = open_items
+        self.areas = areas
+        self.rules = rules
+        self.clock = clock
+        self.model = ReadModel(items=items, cells=cells, open_items=open_items, areas=areas, clock=clock)
+        self.index = cube.CellIndex(areas, rules)
+        self.freshness = Freshness()
+        self._watermark: datetime | None = None
+        # Held while the cell index changes and while a year is suppressed from it.
+        self._lock = asyncio.Lock()
+        # The suppressed copy served for each year someone has read (the publisher keeps these current).
+        self._public: dict[int, cube.PublicYear] = {}
         self.events_total = Counter(
-            "heard_analytics_events_total", "Feedback events counted, by type.", ["type"], registry=registry
-        )
-        self.submitted_total = Counter(
-            "heard_analytics_feedback_submitted_total",
-            "Feedback submitted, by severity.",
-            ["severity"],
+            "heard_analytics_events_total",
+            "Feedback events applied to the read model, by type.",
+            ["type"],
             registry=registry,
         )
+        self.publish_seconds = Histogram(
+            "heard_analytics_publish_seconds",
+            "Time to suppress one year's tables again after its counters changed.",
+            registry=registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+        )
+        self.visible_seconds = Histogram(
+            "heard_analytics_event_visible_seconds",
+            "Time from an event's creation to its effect being visible in the public figures.",
+            registry=registry,
+            buckets=(0.1, 0.25, 0.5, 1, FRESHNESS_OBJECTIVE_SECONDS, 5, 10, 30, 60, 300),
+        )
+        lag = Gauge(
+            "heard_analytics_freshness_lag_seconds",
+            "How far the public figures lag behind the events: the age of the oldest event being applied, else "
+            "the lag of the last one applied (for a minute), else 0.",
+            registry=registry,
+        )
+        lag.set_function(self.freshness.lag_seconds)
 
-    async def ensure_indexes(self) -> None:
-        await self.events.create_index("type")
+    async def start(self) -> None:
+        await self.model.ensure_indexes()
+        await self.model.finish_pending()
+
+    # -- events ----------------------------------------------------------------------------------
 
     async def on_event(self, event: CloudEvent[Any]) -> None:
+        key = f"{event.source}|{event.id}"
+        self.freshness.started(key, event.time)
         try:
-            await self.events.insert_one(
-                {
-                    "_id": f"{event.source}|{event.id}",
-                    "type": event.type,
-                    "feedback_id": event.subject,
-                    "recorded_at": utc_now(),
-                }
-            )
-            first_time = True
-        except DuplicateKeyError:
-            first_time = False
-        await self._apply(event)
-        if first_time:
+            changed = await self.model.apply(event)
+        except BaseException:
+            self.freshness.abandoned(key)
+            raise
+        if changed:
             self.events_total.labels(event.type).inc()
-            if isinstance(event.data, ev.FeedbackSubmittedV1):
-                self.submitted_total.labels(event.data.severity).inc()
-
-    async def _apply(self, event: CloudEvent[Any]) -> None:
-        data = event.data
-        update: Document
-        if isinstance(data, ev.FeedbackSubmittedV1):
-            update = {
-                "$set": {
-                    "severity": data.severity,
-                    "negative": data.negative,
-                    "kind": data.kind,
-                    "category": data.category,
-                    "language": data.language,
-                    "channel": data.channel,
-                    "neighbourhood": data.location.neighbourhood if data.location else None,
-                    "submitted_at": data.submitted_at,
-                }
-            }
-        elif isinstance(data, ev.FeedbackRoutedV1):
-            update = {"$set": {"unit_id": data.unit_id, "rule": data.rule, "routed_at": data.routed_at}}
-        elif isinstance(data, ev.FeedbackAcknowledgedV1):
-            update = {"$set": {"acknowledged_at": data.acknowledged_at}}
-        elif isinstance(data, ev.FeedbackAnsweredV1):
-            update = {"$set": {"answered_at": data.answered_at}}
-        elif isinstance(data, ev.FeedbackEscalatedV1):
-            update = {"$max": {"max_level": data.level}, "$addToSet": {"escalation_ids": event.id}}
-        elif isinstance(data, ev.FeedbackClosedV1):
-            update = {"$set": {"closed_at": data.closed_at, "resolution": data.resolution}}
+            self.freshness.applied(key)  # visible once the publisher serves a copy that includes it
         else:
-            return
-        await self.items.update_one({"_id": event.subject}, update, upsert=True)
+            self.freshness.abandoned(key)  # nothing to show: a redelivery, or a fact already known
 
-    async def stats(self) -> dict[str, Any]:
-        by_type: dict[str, int] = {}
-        async for record in self.events.find({}, {"type": 1}):
-            by_type[record["type"]] = by_type.get(record["type"], 0) + 1
-        items = [item async for item in self.items.find({"submitted_at": {"$exists": True}})]
-        negative = [i for i in items if i.get("negative")]
-        answer_seconds = [(i["answered_at"] - i["submitted_at"]).total_seconds() for i in items if i.get("answered_at")]
-        by_severity: dict[str, int] = {}
-        for item in items:
-            by_severity[item["severity"]] = by_severity.get(item["severity"], 0) + 1
-        return {
-            "events": by_type,
-            "feedback": {
-                "total": len(items),
-                "by_severity": by_severity,
-                "negative": len(negative),
-                "negative_unanswered": sum(1 for i in negative if not i.get("answered_at")),
-                "answered": len(answer_seconds),
-                "escalated": sum(1 for i in items if i.get("escalation_ids")),
-                "median_time_to_answer_seconds": statistics.median(answer_seconds) if answer_seconds else None,
-            },
-        }
+    async def run_publisher(self) -> None:
+        """Background task: keeps the served copies current (see the module docstring)."""
+        while True:
+            try:
+                busy = await self.publish_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # MongoDB away, or a bug in one pass: keep serving the last copy, try again
+                log.exception("publishing the public figures failed")
+                busy = False
+            # A pause even after work: under a steady stream the publisher would otherwise hold a core.
+            await asyncio.sleep(PUBLISH_INTERVAL_SECONDS if not busy else PUBLISH_INTERVAL_SECONDS / 4)
+
+    async def publish_once(self) -> bool:
+        """One pass: read changed cells, suppress again the years read whose counters changed. True if it did work."""
+        pass_started = self.freshness.clock()
+        async with self._lock:
+            await self._refresh()
+            # The years someone read, and the latest, which the page opens on.
+            years = {*self._public, *self.index.known_years()[-1:]}
+            changed = [
+                year
+                for year in sorted(years)
+                if (tables := self.index.years.get(year)) is not None
+                and (year not in self._public or tables.version != self._public[year].version)
+            ]
+            for year in changed:
+                await self._suppress(year)
+        for lag in self.freshness.published(pass_started):
+            self.visible_seconds.observe(lag)
+        return bool(changed)
+
+    async def _suppress(self, year: int) -> cube.PublicYear:
+        """Suppresses a year again and serves the result. Called holding the lock, so the tables hold still."""
+        started = time.perf_counter()
+        # CPU work: off the event loop, so the consumer and requests keep going.
+        served = self._public[year] = await asyncio.to_thread(self.index.published, year)
+        self.publish_seconds.observe(time.perf_counter() - started)
+        return served
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def _refresh(self) -> None:
+        """Takes in the cells changed since the last look."""
+        started = self.clock()
+        since = None if self._watermark is None else self._watermark - REFRESH_OVERLAP
+        query: Document = {} if since is None else {"updated_at": {"$gte": since}}
+        self.index.update([cell async for cell in self.cells.find(query, {"applied_tokens": 0})])
+        self._watermark = started
+
+    async def published(self, year: int) -> cube.PublicYear:
+        """The served copy of a year; only the first request for a year waits for its suppression."""
+        if (served := self._public.get(year)) is not None:
+            return served
+        async with self._lock:
+            if (served := self._public.get(year)) is not None:
+                return served
+            if self._watermark is None:
+                await self._refresh()
+            return await self._suppress(year)
+
+    def default_year(self) -> int:
+        years = self.index.known_years()
+        return years[-1] if years else self.clock().year
+
+    async def report(self, filters: figures.Filters) -> figures.Report:
+        year = await self.published(filters.year)
+        return figures.report(
+            year,
+            filters,
+            self.areas,
+            overdue=await self.overdue(filters),
+            open_items=await self.open_total(),
+            generated_at=self.clock(),
+        )
+
+    async def open_total(self) -> privacy.Published:
+        """Items still open, citywide and across all years: the freshness line's second figure."""
+        total = sum(int(tables.counts[cube.MEASURE_INDEX["open"]].sum()) for tables in self.index.years.values())
+        return privacy.count(total, privacy.SHOWN if total >= self.rules.threshold else privacy.PRIMARY, self.rules)
+
+    async def overdue(self, filters: figures.Filters) -> list[privacy.Published]:
+        """Overdue now by level for the filter's area and kind, suppressed over the whole level × area × kind table."""
+        places, kinds_axis = cube.place_axis(self.areas), cube.kind_axis()
+        place_leaf, kind_index = places.index, kinds_axis.index
+        leaves = np.zeros((LEVELS, places.leaves, len(KINDS)), dtype=np.int64)
+        async for entry in self.open_items.find(
+            {"due": {"$lt": int(self.clock().timestamp() * 1000)}},
+            {"precinct": 1, "neighbourhood": 1, "kind": 1, "level": 1},
+        ):
+            place = place_leaf.get(cube.place_key(str(entry["precinct"]), str(entry["neighbourhood"])))
+            kind = kind_index.get(str(entry["kind"]))
+            if place is None or kind is None or place >= places.leaves:
+                continue
+            leaves[min(int(entry.get("level", 0)), LEVELS - 1), place, kind] += 1
+        level_totals = np.vstack([np.eye(LEVELS, dtype=np.int64), np.ones((1, LEVELS), dtype=np.int64)])
+        table = np.einsum("lpk,Ll,Pp,Kk->LPK", leaves, level_totals, places.matrix(), kinds_axis.matrix())
+        groups = [[(LEVELS, tuple(range(LEVELS)))], list(places.groups), list(kinds_axis.groups)]
+        status = await asyncio.to_thread(privacy.suppress, table, groups, self.rules.threshold)
+        p, k = places.index[filters.area], kinds_axis.index[filters.kind]
+        return [privacy.count(int(table[level, p, k]), int(status[level, p, k]), self.rules) for level in range(LEVELS)]
+
+    async def item_release(self, year: int, *, key: bytes) -> records.Release:
+        """A year's item-level rows, generalised against the figures served for that year (records.py)."""
+        public = await self.published(year)
+        items = records.YearItems(year)
+        query: Document = {"month": {"$gte": f"{year:04d}-01", "$lte": f"{year:04d}-12"}}
+        async for item in self.items.find(query, ITEM_FIELDS):
+            if "submitted_at" in item:
+                items.add(item)
+        return await asyncio.to_thread(records.release, items, public, now=self.clock(), key=key)

@@ -1,0 +1,203 @@
+"""Analytics' read model on the real broker and database: redelivered and reordered events change no figure, and a
+rebuild from the topics gives the same public figures as the live consumer.
+
+Each test writes its items into a year of its own (far in the future), so the figures it compares are its own, even
+though the topics also hold every other test's events.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import CollectorRegistry
+
+from heard_analytics import cli, figures, opendata, rebuild
+from heard_analytics.bootstrap import build_service, subscribe
+from heard_analytics.config import AnalyticsSettings
+from heard_analytics.service import AnalyticsService
+from heard_devstack import Stack
+from heard_shared import events as ev
+from heard_shared import topics
+from heard_shared.events import CloudEvent
+from heard_shared.kafka import EventConsumer, Inbox, KafkaDeadLetterSink, create_broker
+from heard_shared.metrics import ServiceMetrics
+from heard_shared.mongo import MongoResource
+from tests.analytics_events import lifecycle
+from tests.helpers import eventually, unique
+
+pytestmark = pytest.mark.integration
+
+KEY = b"integration-public-id-key"
+
+
+@dataclass
+class Live:
+    """Analytics consuming the real topics into its own database, the way the service does (own consumer group)."""
+
+    settings: AnalyticsSettings
+    service: AnalyticsService
+    mongo: MongoResource
+    group: str
+    stop: Callable[[], Awaitable[None]]
+
+
+@pytest.fixture
+async def live(stack: Stack) -> AsyncIterator[Live]:
+    settings = AnalyticsSettings(
+        kafka_bootstrap_servers=stack.kafka_bootstrap,
+        mongodb_uri=stack.mongodb_uri,
+        mongodb_database=unique("analytics_live").replace("-", "_"),
+        suppression_threshold=1,
+        min_items_for_statistics=1,
+    )
+    await topics.ensure_topics(stack.kafka_bootstrap)
+    mongo = MongoResource(stack.mongodb_uri, settings.mongodb_database, app_name="analytics-live-test")
+    service = build_service(settings, mongo.db, CollectorRegistry())
+    await service.start()
+    broker = create_broker(stack.kafka_bootstrap, client_id="analytics-live-test")
+    sink = KafkaDeadLetterSink(stack.kafka_bootstrap, client_id="analytics-live-test")
+    group = unique("analytics-live")
+    consumer = EventConsumer(
+        broker, group_id=group, inbox=Inbox(mongo.db["inbox"]), metrics=ServiceMetrics("test"), dead_letters=sink
+    )
+    subscribe(consumer, service)
+    consumer.register()
+    await sink.start()
+    await broker.start()
+    stopped = False
+
+    async def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            await broker.stop()
+            await sink.stop()
+
+    try:
+        yield Live(settings, service, mongo, group, stop)
+    finally:
+        await stop()
+        await mongo.client.drop_database(mongo.db.name)
+        await mongo.close()
+
+
+async def publish(bootstrap: str, events: list[CloudEvent[Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for event in events:
+            spec = ev.EVENT_SPECS[event.type]
+            await producer.send_and_wait(spec.topic, ev.encode(event), key=(event.subject or "").encode())
+    finally:
+        await producer.stop()
+
+
+async def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await reader.start()
+    try:
+        return dict(await reader.end_offsets(await rebuild.consumed_partitions(bootstrap)))
+    finally:
+        await reader.stop()
+
+
+async def caught_up(live: Live, until: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """Waits until the live consumer group has committed every offset up to `until`; returns its offsets."""
+    assert until, "the topics have partitions"
+    admin = AIOKafkaAdminClient(bootstrap_servers=live.settings.kafka_bootstrap_servers)
+    await admin.start()
+
+    async def committed() -> dict[TopicPartition, int] | None:
+        offsets = {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(live.group)).items()}
+        done = all(offsets.get(tp, 0) >= end for tp, end in until.items() if end > 0)
+        return {tp: max(offsets.get(tp, 0), 0) for tp in until} if done else None
+
+    try:
+        return await eventually(committed, timeout=90, what="the live consumer to catch up")
+    finally:
+        await admin.close()
+
+
+async def public_figures(service: AnalyticsService, year: int, **where: str) -> dict[str, Any]:
+    """Every table of the JSON API for a filter, as the public reads it."""
+    await service.publish_once()
+    report = await service.report(figures.Filters(year, **where))
+    rules = service.rules
+    return {
+        table.id: [{c.name: opendata.json_value(row.get(c.name), rules) for c in table.columns} for row in table.rows]
+        for table in report.tables.values()
+        if table.id != "overdue"  # "right now": compared separately, it depends on the clock
+    }
+
+
+async def test_redelivered_and_reordered_events_change_no_figure(live: Live, stack: Stack) -> None:
+    year = random.randint(2100, 2149)
+    start = datetime(year, 3, 2, 9, tzinfo=UTC)
+    in_order: list[CloudEvent[Any]] = []
+    shuffled: list[CloudEvent[Any]] = []
+    for n in range(10):
+        # The same ten histories, once in Northgate as they happened, once in Old Town in any order and twice over.
+        in_order += lifecycle(unique("in-order"), "Northgate", start + timedelta(days=n), n)
+        again = lifecycle(unique("shuffled"), "Old Town", start + timedelta(days=n), n)
+        copies = [e.model_copy(update={"id": e.id + "-copy"}) for e in again]  # the same facts under new ids
+        mixed = again + again + copies  # the same ids twice: the inbox; new ids: the read model itself
+        random.Random(n).shuffle(mixed)
+        shuffled += mixed
+    await publish(stack.kafka_bootstrap, in_order + shuffled)
+    await caught_up(live, await end_offsets(stack.kafka_bootstrap))
+
+    north = await public_figures(live.service, year, area="north/Northgate")
+    old_town = await public_figures(live.service, year, area="central/Old Town")
+    assert north == old_town
+    funnel = {row["stage"]: row["items"] for row in north["funnel"]}
+    # Escalated: items 0, 3, 6, 9, and the contested 1 and 5 (a contest reopens one level up); 4 and 9 withdrawn.
+    assert (funnel["submitted"], funnel["escalated_1"], funnel["closed"]) == (10, 6, 8)
+    contested = next(row for row in north["other"] if row["measure"] == "contested")
+    assert contested["items"] == 2
+
+
+async def test_a_rebuild_from_the_topics_publishes_the_same_figures_as_the_live_read_model(
+    live: Live, stack: Stack
+) -> None:
+    year = random.randint(2150, 2199)
+    start = datetime(year, 5, 1, 8, tzinfo=UTC)
+    events = [e for n in range(12) for e in lifecycle(unique("rebuilt"), "Southport", start + timedelta(days=n), n)]
+    await publish(stack.kafka_bootstrap, events)
+    offsets = await caught_up(live, await end_offsets(stack.kafka_bootstrap))
+    await live.stop()  # freeze the live read model at those offsets
+
+    fresh = MongoResource(stack.mongodb_uri, unique("analytics_rebuilt").replace("-", "_"), app_name="rebuild-test")
+    try:
+        rebuilt = build_service(live.settings, fresh.db, CollectorRegistry())
+        await rebuilt.start()
+        report = await rebuild.replay(rebuilt.model, stack.kafka_bootstrap, until=offsets)
+        assert report.events >= len(events) and report.changed >= len(events)
+
+        assert await rebuild.differences(live.mongo.db, fresh.db) == []
+        for where in ({}, {"area": "south/Southport"}, {"kind": "complaint"}):
+            assert await public_figures(rebuilt, year, **where) == await public_figures(live.service, year, **where)
+        rows = (await rebuilt.item_release(year, key=KEY)).rows
+        assert rows == (await live.service.item_release(year, key=KEY)).rows and len(rows) == 12
+        assert await rebuilt.overdue(figures.Filters(year)) == await live.service.overdue(figures.Filters(year))
+
+        # The operator's command does the same into a database of its own, and says it matches.
+        summary = await cli.rebuild_into(
+            live.settings, database=fresh.db.name, replace=True, compare=True, concurrency=1
+        )
+        assert summary["matches_live"] is True and summary["events"] == report.events, summary
+        with pytest.raises(SystemExit, match="not empty"):
+            await cli.rebuild_into(live.settings, database=fresh.db.name, replace=False, compare=False, concurrency=1)
+        with pytest.raises(SystemExit, match="live database"):
+            await cli.rebuild_into(
+                live.settings, database=live.settings.mongodb_database, replace=True, compare=False, concurrency=1
+            )
+    finally:
+        await fresh.client.drop_database(fresh.db.name)
+        await fresh.close()
