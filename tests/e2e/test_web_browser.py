@@ -95,7 +95,9 @@ async def sign_in(page: Page, base: str, name: str, token: str) -> None:
     await page.goto(f"{base}/staff/sign-in")
     await page.fill("#name", name)
     await page.fill("#token", token)
-    await page.click("main button[type=submit]")
+    # The form posts and redirects; wait for the page it lands on, or the next reload races the navigation.
+    async with page.expect_navigation():
+        await page.click("main button[type=submit]")
 
 
 async def reload_until(page: Page, selector: str, text: str, what: str, timeout: float = 60) -> None:

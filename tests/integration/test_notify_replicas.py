@@ -1,5 +1,6 @@
-"""Three notify dispatchers share one delivery ledger on a real MongoDB-wire server and send through the real
-Mailpit: every delivery goes out exactly once (counted by Message-ID in Mailpit), each with one attempt."""
+"""Notify dispatchers on a real MongoDB-wire server sending through the real Mailpit: three replicas send every
+delivery exactly once (counted by Message-ID in Mailpit), each with one attempt; a stop mid-send finishes the
+message on the wire instead of leaving it to be sent again."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from heard_devstack import Stack
-from heard_notify.channels import CaptureSms, SmtpSender, WebhookSender
+from heard_notify.channels import CaptureSms, Email, Outcome, SmtpSender, WebhookSender
 from heard_notify.contacts import load_directory
 from heard_notify.intake import IntakeContacts
 from heard_notify.keys import NotifyKeys
@@ -76,6 +77,33 @@ def dispatcher(stack: Stack, mongo: MongoResource, owner: str, wake: asyncio.Eve
     )
 
 
+def assigned(feedback_id: str, now: datetime) -> Document:
+    """A unit's "new item" e-mail, due now."""
+    return DeliveryLedger.new(
+        delivery=delivery_id("urn:test", feedback_id, "unit:north-patrol/duty-desk", "email", "assigned", ""),
+        feedback_id=feedback_id,
+        event_id=feedback_id,
+        event_type="org.heard.feedback.routed.v1",
+        recipient="unit:north-patrol/duty-desk",
+        audience="staff",
+        channel="email",
+        template="assigned",
+        variant="",
+        urgent=False,
+        context={
+            "unit_name": "North Precinct Patrol",
+            "level": 0,
+            "severity": "positive",
+            "unit_id": "north-patrol",
+            "acknowledge_by": None,
+            "answer_by": None,
+        },
+        due_at=now,
+        now=now,
+        give_up_at=now + timedelta(minutes=5),
+    )
+
+
 async def test_three_replicas_send_each_delivery_exactly_once(stack: Stack) -> None:
     database = unique("notify_replicas").replace("-", "_")
     mongos = [MongoResource(stack.mongodb_uri, database, app_name=f"replica-{i}") for i in range(3)]
@@ -83,32 +111,7 @@ async def test_three_replicas_send_each_delivery_exactly_once(stack: Stack) -> N
     await ledger.ensure_indexes()
     now = utc_now()
     batch = unique("batch")
-    documents = [
-        DeliveryLedger.new(
-            delivery=delivery_id("urn:test", f"{batch}-{i}", "unit:north-patrol/duty-desk", "email", "assigned", ""),
-            feedback_id=f"{batch}-{i}",
-            event_id=f"{batch}-{i}",
-            event_type="org.heard.feedback.routed.v1",
-            recipient="unit:north-patrol/duty-desk",
-            audience="staff",
-            channel="email",
-            template="assigned",
-            variant="",
-            urgent=False,
-            context={
-                "unit_name": "North Precinct Patrol",
-                "level": 0,
-                "severity": "positive",
-                "unit_id": "north-patrol",
-                "acknowledge_by": None,
-                "answer_by": None,
-            },
-            due_at=now,
-            now=now,
-            give_up_at=now + timedelta(minutes=5),
-        )
-        for i in range(DELIVERIES)
-    ]
+    documents = [assigned(f"{batch}-{i}", now) for i in range(DELIVERIES)]
     assert await ledger.record(documents) == DELIVERIES
     assert await ledger.record(documents) == 0, "recording the same deliveries again adds nothing"
 
@@ -196,4 +199,39 @@ async def test_a_newer_top_level_reminder_suppresses_the_older_ones_still_queued
             "r4": ("queued", None),
         }
     finally:
+        await mongo.close()
+
+
+async def test_a_stop_mid_send_lets_the_message_finish_and_records_it_once(stack: Stack) -> None:
+    mongo = MongoResource(stack.mongodb_uri, unique("notify_drain").replace("-", "_"), app_name="drain")
+    ledger = DeliveryLedger(mongo.db["deliveries"])
+    item = unique("item")
+    document = assigned(item, utc_now())
+    await ledger.record([document])
+    on_the_wire, release = asyncio.Event(), asyncio.Event()
+    replica = dispatcher(stack, mongo, "draining", asyncio.Event())
+    real_send = replica.email.send
+
+    async def slow_send(mail: Email, *, sent_at: datetime) -> Outcome:
+        on_the_wire.set()
+        await release.wait()  # a slow SMTP server: the stop arrives while the message is being sent
+        return await real_send(mail, sent_at=sent_at)
+
+    replica.email.send = slow_send  # type: ignore[method-assign]
+    task = asyncio.create_task(replica.run())
+    try:
+        await asyncio.wait_for(on_the_wire.wait(), timeout=30)
+        task.cancel()
+        await asyncio.sleep(0.2)
+        assert not task.done(), "the stop waits for the message on the wire"
+        release.set()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=30)
+        stored = await ledger.get(document["_id"])
+        assert stored is not None and stored["status"] == "sent" and stored["attempts"] == 1
+        async with httpx.AsyncClient(timeout=30) as http:
+            counts = await Mailpit(http, stack.mailpit_url).message_ids()
+        assert counts[f"{document['_id']}@replicas.heard.example"] == 1
+    finally:
+        task.cancel()
+        await replica.email.close()
         await mongo.close()

@@ -59,6 +59,8 @@ class Timing:
     retry_cap: float
     give_up_after: timedelta
     max_attempts: int
+    # How long a stop waits for messages already on the wire (k8s gives 30 s between SIGTERM and SIGKILL).
+    shutdown_grace: timedelta = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -325,9 +327,21 @@ class Dispatcher:
                     self.wake.clear()
                     await _wait(self.wake, self.poll_seconds)
         finally:
-            for task in self.running:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """On shutdown, a message already on the wire finishes and records its outcome, so the next start does not
+        send it again (a stop mid-send looks like a crash: e-mail and webhooks go out twice, SMS becomes maybe_sent);
+        deliveries not yet sending go back to the queue at once. Bounded by the channel timeouts."""
+        for task in self.running:
+            if task.get_name().removeprefix("deliver-") not in self.sending:
                 task.cancel()
-            await asyncio.gather(*self.running, return_exceptions=True)
+        running = set(self.running)
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.timing.shutdown_grace.total_seconds())
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def tick(self) -> int:
         free = self.concurrency - len(self.running)
