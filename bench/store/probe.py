@@ -1,6 +1,6 @@
 """Store probe: how a MongoDB-wire server answers Heard's own queries with a department's year stored.
 
-    .venv/bin/python bench/store/probe.py [--items 100000] [--server nx-27017|ferretdb] [--uri URI]
+    .venv/bin/python bench/store/probe.py [--items 100000] [--server nx-27017|mongod] [--uri URI]
 
 Seeds `--items` intake records (with tracking-code hashes) and as many routing cases (one open clock in
 ten, the rest stopped), then, while a background writer changes cases at `--write-rate` conditional
@@ -11,7 +11,7 @@ updates per second, times the reads and writes the platform makes on its hot pat
 - a gauge count over an `open_since_ms` range;
 - 100 concurrent `$inc` on one document (a lost update shows as a total under 100).
 
-`--uri` measures any server (a production MongoDB, a FerretDB on PostgreSQL you started yourself);
+`--uri` measures any server you started yourself (a production MongoDB, a FerretDB on PostgreSQL);
 otherwise a server is started through heard_devstack under the `bench-store` profile. Prints p50/p99 per
 operation; asserts nothing. The machine is shared: compare servers measured in one sitting.
 """
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--write-rate", type=float, default=40.0)
-    parser.add_argument("--server", default="nx-27017")
+    parser.add_argument("--server", choices=["nx-27017", "mongod"], default="nx-27017")
     parser.add_argument("--uri", default=os.environ.get("MONGODB_URI"))
     args = parser.parse_args()
     if args.uri:
