@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -368,8 +369,13 @@ async def test_mailpit_down_for_a_while_then_every_message_arrives_once(
         platform.start_mailpit()
     for resident in residents:
         await mail_to(mailpit, resident, "We received your feedback")
-    counts = await mailpit.message_ids()
-    assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n > 1}
+    await asyncio.sleep(2)  # room for a second copy to arrive, were one sent
+    # Only the residents' messages: staff reminders from earlier tests keep flowing, and one that Mailpit stored
+    # while being stopped, before it acknowledged, is retried by notify as SMTP requires (same Message-ID).
+    sent: Counter[str] = Counter()
+    for resident in residents:
+        sent.update(m["MessageID"] for m in await mailpit.to(resident) if m["Subject"] == "We received your feedback")
+    assert len(sent) == len(residents) and set(sent.values()) == {1}, sent
 
 
 async def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(
