@@ -20,7 +20,7 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
    have running clocks with deadlines days away, like a real backlog. (The seeded items carry the seeding day's
    timestamps rather than a year's spread; every hot query is an index range or lookup, so that only shifts which
    age band a count lands in.) Only the difference to N is seeded: the second size tops the first one up.
-   Past `--real-seed` items (default 10,000) the rest is copied in bulk instead (`BulkCopy`): the documents the
+   Past `--real-seed` items (default 1,000) the rest is copied in bulk instead (`BulkCopy`): the documents the
    four services stored for the seeded items are written again under fresh ids, with their own tracking codes and
    re-hashed audit chains. Seeding through the services measured 2–25 submissions/s and 0.3–7 routed/s on the
    shared machine (load average 15–36 on 2 cores), so 100,000 items that way would take many hours; copies hold
@@ -859,7 +859,7 @@ def main() -> int:
     parser.add_argument("--ramp", type=float, nargs="+", default=[20, 30, 40, 60, 80, 100], help="submissions/s")
     parser.add_argument("--step-seconds", type=float, default=60, help="length of each ramp step")
     parser.add_argument(
-        "--real-seed", type=int, default=10_000, help="items seeded through intake; past this, stored ones are copied"
+        "--real-seed", type=int, default=1_000, help="items seeded through intake; past this, stored ones are copied"
     )
     parser.add_argument("--reuse", action="store_true", help="keep what an earlier --keep run stored")
     parser.add_argument("--keep", action="store_true", help="leave the stack running and its data in place")

@@ -16,6 +16,11 @@ Its filters are fixed where they differ from MongoDB on what Heard asks:
   form) matched only a missing field, not a null one; `$exists` in SQL took a null value for a missing field;
   `$ne: None` matched missing fields in both tiers. Now, as on MongoDB, `{f: None}` matches null or missing,
   `$exists` asks only whether the field is there, and `$ne: None` needs a value that is not null.
+Each write command runs in one SQLite transaction. nx-27017 leaves SQLite in autocommit, so an `insert_many`
+or an `update_many` of N documents was N commits: measured 2.1 ms a document against 1.0 ms in one transaction
+(1,500-byte routing cases, five indexes). The command already holds the database's lock from start to end, so
+the only change readers can see is that a multi-document write appears at once, which MongoDB also allows.
+
 tests/storage checks the result through the wire, as it would any MongoDB.
 
     python -m heard_devstack.nx_store --data-dir DIR --host 127.0.0.1 -p PORT [nx-27017's other options]
@@ -23,6 +28,7 @@ tests/storage checks the result through the wire, as it would any MongoDB.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from neosqlite import query_operators
@@ -31,6 +37,7 @@ from neosqlite.collection.query_helper._sql_updates import SqlUpdatesMixin
 from neosqlite.collection.query_helper.query_builder import QueryBuilderMixin
 from neosqlite.collection.query_helper.update_operations import UpdateOperationsMixin
 from neosqlite.collection.sql_translator_unified import SQLClauseBuilder, SQLOperatorTranslator
+from nx_27017 import handler as nx_handler
 from nx_27017.nx_27017 import main
 
 PYTHON_WAY = frozenset({"$set", "$push", "$addToSet", "$pull", "$pullAll"})
@@ -65,6 +72,39 @@ def _internal_update(
     document, changed = _update(self, doc_id, python, original_doc, None, query_filter)
     document, also_changed = _update(self, doc_id, rest, document, None, query_filter)
     return document, bool(changed or also_changed)
+
+
+# -- transactions ------------------------------------------------------------------------------------------------
+
+WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "findandmodify"})
+Reply = tuple[int, Any]
+
+
+def _in_one_transaction(
+    handle: Callable[[nx_handler.NeoSQLiteHandler, dict[str, Any]], Reply],
+) -> Callable[[nx_handler.NeoSQLiteHandler, dict[str, Any]], Reply]:
+    """`handle` (a command handler, unlocked) with a write command wrapped in BEGIN ... COMMIT."""
+
+    def handle_in_transaction(self: nx_handler.NeoSQLiteHandler, msg: dict[str, Any]) -> Reply:
+        body = next((doc for kind, doc in msg.get("sections", ()) if kind == "body" and isinstance(doc, dict)), {})
+        command = next(iter(body), None)
+        # A client-side transaction (autocommit false) is nx-27017's own business.
+        if command not in WRITE_COMMANDS or body.get("autocommit") is False:
+            return handle(self, msg)
+        connection = self.get_database(nx_handler._msg_db_name(msg)).db
+        if connection.in_transaction:
+            return handle(self, msg)
+        connection.execute("BEGIN")
+        try:
+            reply = handle(self, msg)
+        except BaseException:
+            if connection.in_transaction:
+                connection.rollback()
+            raise
+        connection.commit()  # a no-op if the handler committed on its own
+        return reply
+
+    return handle_in_transaction
 
 
 # -- filters ---------------------------------------------------------------------------------------------------
@@ -154,6 +194,10 @@ SQLOperatorTranslator.translate_operator = _translate
 SqlQueryBuilderMixin._build_operator_clause = _build_operator_clause
 QueryBuilderMixin._apply_query = _python_apply_query
 query_operators._ne = _ne
+for _name in ("handle_insert", "handle_command"):
+    # Inside the handler's own per-database lock, which `_serialize` takes around the unwrapped function.
+    _unlocked = getattr(nx_handler.NeoSQLiteHandler, _name).__wrapped__
+    setattr(nx_handler.NeoSQLiteHandler, _name, nx_handler._serialize(_in_one_transaction(_unlocked)))
 
 if __name__ == "__main__":
     main()

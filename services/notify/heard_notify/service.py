@@ -312,7 +312,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.wake = wake
-        self.running: set[asyncio.Task[None]] = set()
+        self.running: dict[asyncio.Task[None], str] = {}  # each delivery task, with its delivery id
         self.sending: set[str] = set()  # deliveries marked as sending by this process and not finished yet
 
     async def run(self) -> None:
@@ -333,8 +333,8 @@ class Dispatcher:
         """On shutdown, a message already on the wire finishes and records its outcome, so the next start does not
         send it again (a stop mid-send looks like a crash: e-mail and webhooks go out twice, SMS becomes maybe_sent);
         deliveries not yet sending go back to the queue at once. Bounded by the channel timeouts."""
-        for task in self.running:
-            if task.get_name().removeprefix("deliver-") not in self.sending:
+        for task, delivery_id in self.running.items():
+            if delivery_id not in self.sending:
                 task.cancel()
         running = set(self.running)
         if running:
@@ -351,12 +351,12 @@ class Dispatcher:
         claimed = await self.ledger.claim_due(owner=self.owner, now=now, lease=self.timing.lease, limit=free)
         for one in claimed:
             task = asyncio.create_task(self.deliver(one), name=f"deliver-{one.id}")
-            self.running.add(task)
+            self.running[task] = one.id
             task.add_done_callback(self._done)
         return len(claimed)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self.running.discard(task)
+        self.running.pop(task, None)
         if self.concurrency - len(self.running) >= max(1, self.concurrency // 4):
             self.wake.set()  # enough slots are free to claim a batch (one claim per slot would cost a query each)
         if not task.cancelled() and task.exception() is not None:
