@@ -21,6 +21,13 @@ or an `update_many` of N documents was N commits: measured 2.1 ms a document aga
 (1,500-byte routing cases, five indexes). The command already holds the database's lock from start to end, so
 the only change readers can see is that a multi-document write appears at once, which MongoDB also allows.
 
+Commands run on a pool of threads of their own, as many as clients can plausibly have waiting. nx-27017 hands
+each command to `asyncio.to_thread`, whose default pool has min(32, cores + 4) threads: six here. When six
+commands queued behind one database's lock (a busy service's connection pool does that), every other command
+waited for a thread too, drivers' heartbeats included; after 5 s the drivers marked the server unknown and
+paused their pools, so every service failed at once (measured in the scale bench: intake answering 503 and the
+routing scheduler's heartbeat 130 s stale at 20 submissions/s). A thread waiting for a lock costs nothing.
+
 tests/storage checks the result through the wire, as it would any MongoDB.
 
     python -m heard_devstack.nx_store --data-dir DIR --host 127.0.0.1 -p PORT [nx-27017's other options]
@@ -28,8 +35,12 @@ tests/storage checks the result through the wire, as it would any MongoDB.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from neosqlite import query_operators
 from neosqlite.collection.query_helper._sql_query_builder import SqlQueryBuilderMixin
@@ -105,6 +116,19 @@ def _in_one_transaction(
         return reply
 
     return handle_in_transaction
+
+
+# -- threads -----------------------------------------------------------------------------------------------------
+
+COMMAND_THREADS = 256
+T = TypeVar("T")
+_command_threads = ThreadPoolExecutor(max_workers=COMMAND_THREADS, thread_name_prefix="nx-command")
+
+
+async def _to_command_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`asyncio.to_thread` on the command pool."""
+    call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_command_threads, call)
 
 
 # -- filters ---------------------------------------------------------------------------------------------------
@@ -194,6 +218,8 @@ SQLOperatorTranslator.translate_operator = _translate
 SqlQueryBuilderMixin._build_operator_clause = _build_operator_clause
 QueryBuilderMixin._apply_query = _python_apply_query
 query_operators._ne = _ne
+# nx-27017's server calls `asyncio.to_thread` through the module; this process runs nothing else.
+asyncio.to_thread = _to_command_thread
 for _name in ("handle_insert", "handle_command"):
     # Inside the handler's own per-database lock, which `_serialize` takes around the unwrapped function.
     _unlocked = getattr(nx_handler.NeoSQLiteHandler, _name).__wrapped__
