@@ -25,9 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from heard_devstack import Profile, Stack
-from heard_routing.service import epoch_ms
 from heard_shared.events import utc_now
-from heard_shared.mongo import MongoResource
+from heard_shared.mongo import MongoResource, epoch_ms
 from tests.integration.scheduler_support import build_scheduler, open_case
 
 

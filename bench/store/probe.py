@@ -35,9 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from heard_devstack import Profile, Stack
-from heard_routing.service import epoch_ms
 from heard_shared.events import utc_now
-from heard_shared.mongo import MongoResource, count
+from heard_shared.mongo import MongoResource, count, epoch_ms
 from tests.integration.scheduler_support import open_case
 
 DATABASE = "bench_store_probe"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient, UpdateMany, UpdateOne
@@ -40,6 +41,12 @@ class MongoResource:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Scheduling keys are integers: every MongoDB-wire server indexes numbers, not all index dates (nx-27017
+    evaluates a date range in Python, document by document)."""
+    return int(moment.timestamp() * 1000)
 
 
 async def count(collection: AsyncCollection[Document], query: Document) -> int:

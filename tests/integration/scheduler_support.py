@@ -8,10 +8,10 @@ from typing import Any
 from heard_routing.config import CONFIG_DIR
 from heard_routing.metrics import EscalationMetrics
 from heard_routing.policy import SchedulerPolicy, load_all
-from heard_routing.service import RoutingService, epoch_ms
+from heard_routing.service import RoutingService
 from heard_shared.kafka import EventPublisher
 from heard_shared.metrics import ServiceMetrics
-from heard_shared.mongo import MongoResource
+from heard_shared.mongo import MongoResource, epoch_ms
 from heard_shared.outbox import OutboxRelay
 
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from heard_devstack import Stack
-from heard_routing.service import RoutingService, epoch_ms
+from heard_routing.service import RoutingService
 from heard_shared import events as ev
 from heard_shared import topics
 from heard_shared.events import PublicLocation, utc_now
-from heard_shared.mongo import MongoResource
+from heard_shared.mongo import MongoResource, epoch_ms
 from tests.helpers import unique
 from tests.integration.scheduler_support import RecordingPublisher, build_scheduler
 

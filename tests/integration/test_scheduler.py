@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 
 from heard_devstack import ROOT, Stack
-from heard_routing.service import RoutingService, epoch_ms
+from heard_routing.service import RoutingService
 from heard_shared.events import utc_now
-from heard_shared.mongo import MongoResource
+from heard_shared.mongo import MongoResource, epoch_ms
 from tests.helpers import unique
 from tests.integration.scheduler_support import build_scheduler, open_case
 

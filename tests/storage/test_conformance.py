@@ -17,12 +17,11 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from heard_intake.service import IntakeService
-from heard_routing.service import epoch_ms
 from heard_shared import events as ev
 from heard_shared.events import utc_now
 from heard_shared.kafka import Inbox
 from heard_shared.metrics import ServiceMetrics
-from heard_shared.mongo import GroupInsert, MongoResource, count
+from heard_shared.mongo import GroupInsert, MongoResource, count, epoch_ms
 from heard_shared.outbox import OUTBOX_FIELD, PENDING_FIELD, OutboxRelay, OutgoingEvent, outbox_fields, with_outbox
 from tests.integration.scheduler_support import RecordingPublisher, build_scheduler, open_case
 

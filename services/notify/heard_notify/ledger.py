@@ -8,7 +8,12 @@ marked as sending; an attempt found marked but without an outcome was interrupte
 the dispatcher treats per channel (e-mail and webhooks are resent under the same Message-ID / webhook-id,
 which receivers deduplicate on; SMS is recorded as "maybe sent" and not resent blindly).
 
-Statuses: queued → sent, or failed / bounced / suppressed / maybe_sent. Attempts are kept as JSON strings
+Statuses: queued → sent, or failed / bounced / suppressed / maybe_sent. While a delivery is queued it carries
+`claimable_ms`, the moment (epoch ms) from which a replica may claim it: the later of its due time and the end
+of its current lease. Claims are one range over that single integer field, which every MongoDB-wire server
+answers from an index; a date range over (status, due_at) was evaluated document by document on nx-27017
+(measured: 2–3 s a claim with 8,000 deliveries queued, holding the store meanwhile). A finished delivery has no
+`claimable_ms`, so the range only ever covers the queue. Attempts are kept as JSON strings
 in `attempt_log` (strings behave the same on MongoDB and the local MongoDB-wire servers; embedded
 documents inside $push do not), and flags are 0/1 integers rather than booleans for the same reason.
 """
@@ -27,7 +32,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from heard_shared.events import deterministic_event_id, utc_now
-from heard_shared.mongo import DUPLICATE_KEY, Document
+from heard_shared.mongo import DUPLICATE_KEY, Document, epoch_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FINAL_STATUSES = ("sent", "failed", "bounced", "suppressed", "maybe_sent")
@@ -61,7 +66,12 @@ class DeliveryLedger:
         self.deliveries = deliveries
 
     async def ensure_indexes(self) -> None:
-        await self.deliveries.create_index([("status", ASCENDING), ("due_at", ASCENDING)])
+        await self.deliveries.create_index("claimable_ms", sparse=True)
+        # Deliveries queued before `claimable_ms` existed get it once (ids first: no cursor open while writing).
+        unkeyed: Document = {"status": "queued", "claimable_ms": {"$exists": False}}
+        for document in await self.deliveries.find(unkeyed, {"due_at": 1, "lease_until": 1}).to_list():
+            claimable = epoch_ms(max(document["due_at"], document["lease_until"]))
+            await self.deliveries.update_one({"_id": document["_id"], **unkeyed}, {"$set": {"claimable_ms": claimable}})
         await self.deliveries.create_index([("feedback_id", ASCENDING), ("created_at", ASCENDING)])
         await self.deliveries.create_index([("recipient", ASCENDING), ("created_at", ASCENDING)])
 
@@ -85,7 +95,7 @@ class DeliveryLedger:
         status: str = "queued",
         reason: str | None = None,
     ) -> Document:
-        return {
+        document: Document = {
             "_id": delivery,
             "feedback_id": feedback_id,
             "event_id": event_id,
@@ -110,6 +120,9 @@ class DeliveryLedger:
             "created_at": now,
             "updated_at": now,
         }
+        if status == "queued":
+            document["claimable_ms"] = epoch_ms(due_at)
+        return document
 
     async def record(self, documents: Iterable[Document]) -> int:
         """Inserts deliveries that do not exist yet; returns how many were new."""
@@ -127,15 +140,16 @@ class DeliveryLedger:
 
     async def claim_due(self, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
         """Takes up to `limit` due deliveries for this replica; another replica's live lease is respected."""
-        due: Document = {"status": "queued", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
+        due: Document = {"claimable_ms": {"$lte": epoch_ms(now)}}
         # Ids first, claims after: no cursor stays open while writing (SQLite-backed servers hold writers back).
         candidates = [
             document["_id"]
-            async for document in self.deliveries.find(due, {"_id": 1}).sort("due_at", ASCENDING).limit(limit)
+            async for document in self.deliveries.find(due, {"_id": 1}).sort("claimable_ms", ASCENDING).limit(limit)
         ]
         if not candidates:
             return []
-        lease_fields: Document = {"lease_until": now + lease, "updated_at": now}
+        lease_until = now + lease
+        lease_fields: Document = {"lease_until": lease_until, "claimable_ms": epoch_ms(lease_until), "updated_at": now}
         claim: Document = {"$set": lease_fields, "$inc": {"attempts": 1}}
         # One write claims the batch: each document is re-checked and updated atomically on its own, so of two
         # replicas racing for one delivery only one matches; the claim token then reads back exactly ours.
@@ -163,7 +177,9 @@ class DeliveryLedger:
         # No attempt is made, so none is logged; the reason says why it was never sent.
         ids = [document["_id"] for document in found]
         suppressed = {"status": "suppressed", "reason": reason, "finished_at": now, "updated_at": now}
-        await self.deliveries.update_many({**moot, "_id": {"$in": ids}}, {"$set": suppressed})
+        await self.deliveries.update_many(
+            {**moot, "_id": {"$in": ids}}, {"$set": suppressed, "$unset": {"claimable_ms": ""}}
+        )
         counts: dict[str, int] = {}
         async for document in self.deliveries.find({"_id": {"$in": ids}, "finished_at": now}, {"channel": 1}):
             counts[document["channel"]] = counts.get(document["channel"], 0) + 1
@@ -201,6 +217,10 @@ class DeliveryLedger:
         }
         if next_due is not None:
             update["$set"]["due_at"] = next_due
+        if status == "queued":
+            update["$set"]["claimable_ms"] = epoch_ms(next_due or claimed.document["due_at"])
+        else:
+            update["$unset"] = {"claimable_ms": ""}
         if status in FINAL_STATUSES:
             update["$set"]["finished_at"] = now
         result = await self.deliveries.update_one({"_id": claimed.id, "attempts": claimed.attempt}, update)
@@ -211,7 +231,13 @@ class DeliveryLedger:
         await self.deliveries.update_one(
             {"_id": claimed.id, "attempts": claimed.attempt, "status": "queued"},
             {
-                "$set": {"lease_until": EPOCH, "lease_owner": None, "due_at": due, "updated_at": now},
+                "$set": {
+                    "lease_until": EPOCH,
+                    "lease_owner": None,
+                    "due_at": due,
+                    "claimable_ms": epoch_ms(due),
+                    "updated_at": now,
+                },
                 "$inc": {"attempts": -1},
             },
         )
@@ -233,8 +259,9 @@ class DeliveryLedger:
         return [document async for document in cursor]
 
     async def oldest_due_queued(self, now: datetime) -> datetime | None:
+        """The due time of the longest-waiting delivery nobody holds (one being sent is not waiting)."""
         document = await self.deliveries.find_one(
-            {"status": "queued", "due_at": {"$lte": now}}, {"due_at": 1}, sort=[("due_at", ASCENDING)]
+            {"claimable_ms": {"$lte": epoch_ms(now)}}, {"due_at": 1}, sort=[("claimable_ms", ASCENDING)]
         )
         return document["due_at"] if document else None
 

@@ -333,8 +333,8 @@ class Dispatcher:
         """On shutdown, a message already on the wire finishes and records its outcome, so the next start does not
         send it again (a stop mid-send looks like a crash: e-mail and webhooks go out twice, SMS becomes maybe_sent);
         deliveries not yet sending go back to the queue at once. Bounded by the channel timeouts."""
-        for task, delivery_id in self.running.items():
-            if delivery_id not in self.sending:
+        for task, held in self.running.items():
+            if held not in self.sending:
                 task.cancel()
         running = set(self.running)
         if running:

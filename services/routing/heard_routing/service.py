@@ -27,7 +27,7 @@ from heard_shared import mongo
 from heard_shared.events import CloudEvent, deterministic_event_id, utc_now
 from heard_shared.kafka import TRANSIENT_ERRORS
 from heard_shared.logs import get_logger
-from heard_shared.mongo import Document, GroupFindById, GroupInsert, GroupUpdate
+from heard_shared.mongo import Document, GroupFindById, GroupInsert, GroupUpdate, epoch_ms
 from heard_shared.outbox import (
     PENDING_FIELD,
     SEQUENCE_FIELD,
@@ -83,11 +83,6 @@ def _rule_kind(rule: str) -> str:
     if ":" in rule:
         return rule.split(":")[0]
     return rule if rule in ("fallback", "commendation", "triage", "contest") else "rule"
-
-
-def epoch_ms(moment: datetime) -> int:
-    """Scheduling keys are integers: every MongoDB-wire server indexes numbers, not all index dates."""
-    return int(moment.timestamp() * 1000)
 
 
 class RoutingService:
