@@ -25,10 +25,12 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
    re-hashed audit chains. Seeding through the services measured 2–25 submissions/s and 0.3–7 routed/s on the
    shared machine (load average 15–36 on 2 cores), so 100,000 items that way would take many hours; copies hold
    what intake, routing, notify and analytics would store for the same items, minus their past events on Kafka.
-2. A steady load, `--run-seconds` long, with routing restarted on config/sla-policy.seconds.yaml (as the README's
-   demo does) so the new items' deadlines fall due during the run: `--rate` submissions/s over HTTP, every negative
-   item answered over the staff API (bootstrap admin token) 0.5–20 s after its 202 (about 5/s at 20/s: some before
-   their first deadline, most after climbing a few levels or reaching the board), and `--gets` tracking-code GETs/s
+2. A steady load, `--run-seconds` long, with routing restarted on bench/platform/sla-policy.bench.yaml, so the new
+   items' deadlines fall due during the run (acknowledge in 15 s, answer in 45 s, triage in 60 s, reminders at the
+   top every 60 s; the demo's seconds policy would turn 20 submissions/s into hundreds of escalations a second, see
+   the file): `--rate` submissions/s over HTTP, every negative item answered over the staff API (bootstrap admin
+   token) 0.5–20 s after its 202 (about 5/s at 20/s: some before their first deadline, some after it), and
+   `--gets` tracking-code GETs/s
    of random stored items. Measured through public surfaces only: submission → `feedback.routed` (request sent to
    the routed record's Kafka timestamp), `feedback.escalated` lateness (its `fired_at` minus its `deadline`),
    tracking-code GET latency, escalations fired after an answer was accepted (its 200 received) and answered items
@@ -77,7 +79,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from heard_devstack import ROOT, SERVICES, Profile, Stack, mongodb_mode
+from heard_devstack import SERVICES, Profile, Stack, mongodb_mode
 from heard_intake.config import IntakeSettings
 from heard_intake.domain import GuardViolation, new_tracking_code, tracking_code_hash
 from heard_intake.ledger import GENESIS_HASH, HEAD_HASH_FIELD, HEAD_SEQ_FIELD, AuditLedger, entry_hash
@@ -91,7 +93,7 @@ from heard_shared.runtime import Platform, build_platform
 T = TypeVar("T")
 PROFILE = Profile("bench-scale", int(os.environ.get("HEARD_PORT_OFFSET", "17000")))
 ADMIN_TOKEN = "heard_bench_scale_admin_token_0123456789"
-SECONDS_POLICY = str(ROOT / "config" / "sla-policy.seconds.yaml")
+RUN_POLICY = str(Path(__file__).with_name("sla-policy.bench.yaml"))
 BASE_ENV = {
     "HEARD_INTAKE_BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
     # Every request comes from 127.0.0.1: the limiter stays in the path, with room for the whole load.
@@ -874,14 +876,14 @@ async def ramp(load: Load, args: argparse.Namespace) -> float | None:
     return kept_up
 
 
-def restart_routing(stack: Stack, *, seconds_policy: bool) -> None:
-    """Routing with the seconds policy (deadlines fall due during a run) or the production one (for seeding)."""
+def restart_routing(stack: Stack, *, run_policy: bool) -> None:
+    """Routing with the bench's policy (deadlines fall due during a run) or the production one (for seeding)."""
     env = dict(stack.extra_env)
-    if (env.get("HEARD_ROUTING_SLA_POLICY_FILE") == SECONDS_POLICY) == seconds_policy:
+    if (env.get("HEARD_ROUTING_SLA_POLICY_FILE") == RUN_POLICY) == run_policy:
         return
     env.pop("HEARD_ROUTING_SLA_POLICY_FILE", None)
-    if seconds_policy:
-        env["HEARD_ROUTING_SLA_POLICY_FILE"] = SECONDS_POLICY
+    if run_policy:
+        env["HEARD_ROUTING_SLA_POLICY_FILE"] = RUN_POLICY
     stack.extra_env = env
     stack.stop_process("routing")
     stack.start_service("routing")
@@ -901,14 +903,14 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[int, float | N
                 stored = await seeder.stored()
                 print(f"\n== {size} items: {stored} stored, seeding {max(0, size - stored)} more", flush=True)
                 if size > stored:
-                    restart_routing(stack, seconds_policy=False)
+                    restart_routing(stack, run_policy=False)
                     if (real := min(size, args.real_seed) - stored) > 0:
                         await seeder.seed(real, observer, http, stack)
                     if (copies := size - await seeder.stored()) > 0:
                         bulk = BulkCopy(stack, seeder)
                         await bulk.copy(copies)
                         await bulk.close()
-                restart_routing(stack, seconds_policy=True)
+                restart_routing(stack, run_policy=True)
                 load = Load(stack, http, observer, seeder.tracking_codes())
                 answers = asyncio.create_task(load.answer_loop())
                 await steady_run(load, args)
