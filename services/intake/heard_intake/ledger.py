@@ -31,7 +31,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from heard_shared.events import utc_now
 from heard_shared.logs import get_logger
 from heard_shared.mongo import DUPLICATE_KEY, Document
-from heard_shared.outbox import DocumentLock
+from heard_shared.outbox import DocumentLock, relay_each
 
 log = get_logger(__name__)
 
@@ -318,14 +318,16 @@ class AuditLedger:
         lock: DocumentLock | None = None,
     ) -> int:
         """One pass over items with staged entries; `skip` names items whose writer is still finishing them."""
-        appended = 0
         # Ids first, work after, as in the outbox relay: no cursor stays open while appending.
         due = [document["_id"] async for document in records.find({DUE_FIELD: True}, {"_id": 1}).limit(limit)]
-        for feedback_id in due:
-            if feedback_id in skip:
-                continue
+
+        async def append(feedback_id: str) -> int:
             async with lock(feedback_id) if lock else contextlib.nullcontext():
-                appended += await self.flush(records, feedback_id)
+                return await self.flush(records, feedback_id)
+
+        appended, failure = await relay_each((feedback_id for feedback_id in due if feedback_id not in skip), append)
+        if failure is not None:
+            raise failure
         return appended
 
 
