@@ -478,6 +478,12 @@ async def main() -> None:
     parser.add_argument("--server", choices=["nx-27017", "mongod"], help="MongoDB-wire server (default: make up's)")
     parser.add_argument("--keep", action="store_true", help="leave MongoDB and Kafka running afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept stack and its seeded databases")
+    parser.add_argument(
+        "--measure",
+        choices=["latency", "freshness", "both"],
+        default="both",
+        help="what to measure (a run with --keep can seed and measure latency, a later --reuse run freshness)",
+    )
     args = parser.parse_args()
 
     profile = Profile("bench-analytics", int(os.environ.get("HEARD_PORT_OFFSET", "0")) + 1000)
@@ -508,10 +514,11 @@ async def main() -> None:
         await seed_databases(stack.mongodb_uri, targets, years, args.per_year, areas, reuse=args.reuse)
         for target in targets:
             start_analytics(stack, target)
-        print(f"latency: {args.rounds} rounds × {len(FILTERS)} filters × page and JSON, alternating", flush=True)
-        await measure_latency(targets, args.rounds)
-        summarise(targets)
-        for target in targets:
+        if args.measure in ("latency", "both"):
+            print(f"latency: {args.rounds} rounds × {len(FILTERS)} filters × page and JSON, alternating", flush=True)
+            await measure_latency(targets, args.rounds)
+            summarise(targets)
+        for target in targets if args.measure in ("freshness", "both") else []:
             for each in targets:
                 stack.stop_process(f"analytics-{each.label}")
             await skip_backlog(stack.kafka_bootstrap)
