@@ -3,8 +3,8 @@
     .venv/bin/python bench/analytics/run.py [--per-year 100000] [--years 10] [--rate 200] [--duration 60]
 
 Starts its own MongoDB-wire server (the devstack's default store, or MONGODB_URI) and Kafka broker through
-heard_devstack, on the ports of HEARD_PORT_OFFSET + 1000 (state under .heard/bench-analytics), and seeds two
-analytics databases with realistic items (bench/analytics/seed.py: the projection's own code makes the item,
+heard_devstack, on the ports of HEARD_PORT_OFFSET + 1000 (state under .heard/bench-analytics, or --stack-name), and
+seeds two analytics databases with realistic items (bench/analytics/seed.py: the projection's own code makes the item,
 cell and open-item documents): a department's year (`--per-year` items in the current year) and `--years` such
 years (the current one identical to the first database's). It starts one analytics process on each, as
 `make up` starts the service, and measures over HTTP:
@@ -479,6 +479,11 @@ async def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave MongoDB and Kafka running afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept stack and its seeded databases")
     parser.add_argument(
+        "--stack-name",
+        default="bench-analytics",
+        help="state folder under .heard (another name and HEARD_PORT_OFFSET let two runs go side by side)",
+    )
+    parser.add_argument(
         "--measure",
         choices=["latency", "freshness", "both"],
         default="both",
@@ -486,7 +491,7 @@ async def main() -> None:
     )
     args = parser.parse_args()
 
-    profile = Profile("bench-analytics", int(os.environ.get("HEARD_PORT_OFFSET", "0")) + 1000)
+    profile = Profile(args.stack_name, int(os.environ.get("HEARD_PORT_OFFSET", "0")) + 1000)
     stack = Stack(profile) if args.server is None else Stack(profile, mongodb_server=args.server)
     if not args.reuse:
         if any(stack.status().values()):

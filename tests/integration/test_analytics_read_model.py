@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 from pymongo.errors import ConnectionFailure
 
+from bench.analytics import seed
 from heard_analytics import cli, figures, opendata, rebuild
 from heard_analytics import facts as domain
 from heard_analytics.bootstrap import build_service, subscribe
@@ -258,7 +259,9 @@ def expected_read_model(events: list[CloudEvent[Any]], areas: Any) -> tuple[dict
 async def test_a_round_cut_anywhere_reaches_the_cells_exactly_once_after_redelivery(
     stack: Stack, collection: str, method: str, n: int
 ) -> None:
-    settings = AnalyticsSettings(mongodb_uri=stack.mongodb_uri, mongodb_database=unique("analytics_cut").replace("-", "_"))
+    settings = AnalyticsSettings(
+        mongodb_uri=stack.mongodb_uri, mongodb_database=unique("analytics_cut").replace("-", "_")
+    )
     mongo = MongoResource(stack.mongodb_uri, settings.mongodb_database, app_name="cut-test")
     start = datetime(2101, 2, 3, 9, tzinfo=UTC)
     histories = [lifecycle(unique("cut"), "Northgate", start + timedelta(days=k), k) for k in range(24)]
@@ -287,3 +290,41 @@ async def test_a_round_cut_anywhere_reaches_the_cells_exactly_once_after_redeliv
     finally:
         await mongo.client.drop_database(mongo.db.name)
         await mongo.close()
+
+
+async def test_the_bench_seeder_writes_the_read_model_the_projection_would(stack: Stack) -> None:
+    """bench/analytics/seed.py writes a million items in bulk, beside the projection: on a sample, the same cells,
+    open items and item facts as the projection applying the same events one by one."""
+    now = ev.utc_now()
+    seeded = MongoResource(stack.mongodb_uri, unique("analytics_seeded").replace("-", "_"), app_name="seed-test")
+    projected = MongoResource(stack.mongodb_uri, unique("analytics_projected").replace("-", "_"), app_name="seed-test")
+    settings = AnalyticsSettings(mongodb_uri=stack.mongodb_uri)
+    try:
+        model = build_service(settings, projected.db, CollectorRegistry()).model
+        await model.ensure_indexes()
+        areas, count = model.areas, 400
+        for year in (now.year - 1, now.year):  # a closed year, and one with items still open
+            for batch in seed.items_of_year(year, count, now=now, areas=areas, seed=3):
+                await seed.write(seeded.db, batch, now=now)
+
+            async def project(feedback_id: str, events: list[CloudEvent[Any]]) -> None:
+                for stand_in in events:
+                    await model.apply(seed.as_cloud_event(stand_in, feedback_id))
+
+            await asyncio.gather(
+                *(project(*history) for history in seed.histories(year, count, now=now, areas=areas, seed=3))
+            )
+
+        assert await rebuild.differences(seeded.db, projected.db) == []
+        assert await seeded.db["open_items"].count_documents({}) > 0, "the sample has items still waiting"
+
+        def facts(item: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in item.items() if k not in ("v", "by")}
+
+        stored = {doc["_id"]: facts(doc) async for doc in seeded.db["items"].find({})}
+        assert stored == {doc["_id"]: facts(doc) async for doc in projected.db["items"].find({})}
+        assert len(stored) == 800
+    finally:
+        for mongo in (seeded, projected):
+            await mongo.client.drop_database(mongo.db.name)
+            await mongo.close()
