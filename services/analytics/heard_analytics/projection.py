@@ -30,7 +30,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -70,8 +70,8 @@ class _Write:
 
     waiting: _Waiting
     version: int
-    changes: Document
-    pending: Document | None = field(default=None)
+    document: Document  # the whole item as written (a replacement: nx-27017 replaces faster than it `$set`s)
+    pending: bool
 
 
 class ReadModel:
@@ -154,7 +154,7 @@ class ReadModel:
         took, failed = await self._write_items(writes, token)
         for write, failure in failed.items():
             _settle(write.waiting.done, failure)
-        await self._finish(token, [{"_id": w.waiting.feedback_id, "pending": w.pending} for w in took if w.pending])
+        await self._finish(token, [w.document for w in took if w.pending])
         again: list[_Waiting] = []
         for write in writes:
             if write in took:
@@ -189,27 +189,28 @@ class ReadModel:
         desired = domain.contribution(after)
         delta = domain.difference(desired, applied)
         entry = domain.overdue_entry(after)
-        changes: Document = {**after, "v": version + 1, "by": token}
+        document: Document = {"_id": waiting.feedback_id, **after, "v": version + 1, "by": token}
+        if applied:
+            document["applied"] = applied
         pending: Document = {"token": token}
         if delta:
             pending["ops"] = [{"cell": cell_id, "inc": inc} for cell_id, inc in sorted(delta.items())]
             pending["applied"] = desired
         if entry != domain.overdue_entry(before):
             pending["open"] = entry
-        if len(pending) == 1:
-            return _Write(waiting, version, changes)
-        changes["pending"] = pending
-        return _Write(waiting, version, changes, pending)
+        if len(pending) > 1:
+            document["pending"] = pending
+        return _Write(waiting, version, document, pending=len(pending) > 1)
 
     async def _write_items(self, writes: list[_Write], token: str) -> tuple[list[_Write], dict[_Write, BaseException]]:
         """One unordered bulk write of conditional item writes: those that took, and those that failed for good.
 
         The rest found their item changed (or created) by another writer since the read, and are tried again.
         """
-        requests: list[InsertOne[Document] | UpdateOne] = [
-            InsertOne({"_id": w.waiting.feedback_id, **w.changes})
+        requests: list[InsertOne[Document] | ReplaceOne[Document]] = [
+            InsertOne(w.document)
             if w.version == 0
-            else UpdateOne({"_id": w.waiting.feedback_id, "v": w.version}, {"$set": w.changes})
+            else ReplaceOne({"_id": w.document["_id"], "v": w.version}, w.document)
             for w in writes
         ]
         failed: dict[_Write, BaseException] = {}
@@ -229,9 +230,9 @@ class ReadModel:
 
     async def _finish(self, token: str, items: list[Document] | None = None) -> None:
         """Brings the changes pending under `token` into the cells exactly once and the open items, then marks them
-        applied. `items`: those carrying the token (read from the store when not given)."""
+        applied. `items`: the whole documents carrying the token (read from the store when not given)."""
         if items is None:
-            items = [doc async for doc in self.items.find({"pending.token": token}, {"pending": 1})]
+            items = [doc async for doc in self.items.find({"pending.token": token})]
         if not items:
             return
         marker = f"applied_tokens.{token}"
@@ -270,15 +271,7 @@ class ReadModel:
         if open_changes:
             await self.open_items.bulk_write(open_changes, ordered=False)
         await self.items.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": item["_id"], "pending.token": token},
-                    {"$set": {"applied": item["pending"]["applied"]}, "$unset": {"pending": ""}}
-                    if "applied" in item["pending"]
-                    else {"$unset": {"pending": ""}},
-                )
-                for item in items
-            ],
+            [ReplaceOne({"_id": item["_id"], "pending.token": token}, _applied(item)) for item in items],
             ordered=False,
         )
         if increments:
@@ -290,6 +283,15 @@ class ReadModel:
         for token in sorted(tokens):
             await self._finish(token)
         return len(tokens)
+
+
+def _applied(item: Document) -> Document:
+    """The item once its pending change is in the cells: what it added is now what it has applied."""
+    pending: Document = item["pending"]
+    done = {k: v for k, v in item.items() if k != "pending"}
+    if "applied" in pending:
+        done["applied"] = pending["applied"]
+    return done
 
 
 def _cell_fields(cell_id: str) -> dict[str, Any]:
