@@ -151,7 +151,7 @@ async def test_redelivered_and_reordered_events_change_no_figure(live: Live, sta
         in_order += lifecycle(unique("in-order"), "Northgate", start + timedelta(days=n), n)
         again = lifecycle(unique("shuffled"), "Old Town", start + timedelta(days=n), n)
         copies = [e.model_copy(update={"id": e.id + "-copy"}) for e in again]  # the same facts under new ids
-        mixed = again + again + copies  # the same ids twice: the inbox; new ids: the read model itself
+        mixed = again + again + copies  # the same events twice, and the same facts under new ids
         random.Random(n).shuffle(mixed)
         shuffled += mixed
     await publish(stack.kafka_bootstrap, in_order + shuffled)
