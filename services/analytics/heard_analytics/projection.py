@@ -8,9 +8,9 @@ Three collections:
 - `open_items`: the items still waiting for an action, with their current level and deadline.
 
 Events are applied in rounds (group commit): the events that arrive while a round is on the wire go together in
-the next one, at most one per item, so under load one round serves a whole consumer batch with five round trips
-(read the items; write them; add to the cells; mark the items applied; clear the cells' markers) instead of about
-six single-document writes per event. A lone event goes out at once, so light traffic waits for nothing.
+the next one, at most one per item, so under load one round serves every lane of a consumer batch with a read and
+a few unordered bulk writes (items; cells; open items; items marked applied; the cells' markers cleared) instead of
+about six single-document writes per event. A lone event goes out at once, so light traffic waits for nothing.
 
 An item's counters move from the item to a cell in two steps, with no multi-document transaction (the local store,
 nx-27017, has none): each item's conditional write records its new facts and, under the round's fresh token, its
@@ -20,8 +20,10 @@ change applied and the cells forget the token. A crash anywhere leaves the pendi
 next event for any of them (a redelivery at the latest, since the consumer commits only after this completes), or
 the start-up, finishes the token first: it sums the changes of every item still carrying it, which are the same
 items, since none is marked applied before every cell holds the token. So each change reaches its cell exactly
-once. Every write is an update by `_id` (single-document atomic) with `$set`, `$unset`, `$inc` and
-`$setOnInsert`, sent in unordered bulk writes, which MongoDB 7/8 and nx-27017 both serve.
+once, given one writer per item at a time (Kafka gives a partition to one member of the group; a rebuild writes a
+database of its own). Every write is by `_id` and atomic on its document: conditional replacements of items
+(nx-27017 replaces a document faster than it applies `$set`), `$inc`, `$set`, `$unset` and `$setOnInsert` on
+cells, which MongoDB 7/8 and nx-27017 both serve.
 """
 
 from __future__ import annotations
