@@ -227,19 +227,20 @@ def as_cloud_event(stand_in: CloudEvent[Any], feedback_id: str) -> CloudEvent[An
 
 async def write(database: AsyncDatabase[Document], batch: Batch, *, now: datetime) -> None:
     """Stores a chunk as the projection would have: items, open items, and the cells' counters added."""
+    stamp = int(now.timestamp() * 1000)
     await database["items"].insert_many(batch.items, ordered=False)
     if batch.open_items:
         await database["open_items"].insert_many(batch.open_items, ordered=False)
     existing = {cell["_id"] async for cell in database["cells"].find({"_id": {"$in": list(batch.cells)}}, {"_id": 1})}
     fresh = [
-        {"_id": cell_id, **domain.Cell(*cell_id.split("|")).fields(), **counters, "updated_at": now}
+        {"_id": cell_id, **domain.Cell(*cell_id.split("|")).fields(), **counters, "updated_ms": stamp}
         for cell_id, counters in batch.cells.items()
         if cell_id not in existing
     ]
     if fresh:
         await database["cells"].insert_many(fresh, ordered=False)
     updates = [
-        UpdateOne({"_id": cell_id}, {"$inc": counters, "$set": {"updated_at": now}})
+        UpdateOne({"_id": cell_id}, {"$inc": counters, "$set": {"updated_ms": stamp}})
         for cell_id, counters in batch.cells.items()
         if cell_id in existing
     ]

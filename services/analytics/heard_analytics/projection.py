@@ -96,7 +96,7 @@ class ReadModel:
 
     async def ensure_indexes(self) -> None:
         await self.cells.create_index([("year", ASCENDING)])
-        await self.cells.create_index([("updated_at", ASCENDING)])
+        await self.cells.create_index([("updated_ms", ASCENDING)])
         await self.open_items.create_index([("due", ASCENDING)])
         await self.items.create_index([("pending.token", ASCENDING)], sparse=True)
 
@@ -247,12 +247,13 @@ class ReadModel:
         increments = {cell_id: {k: v for k, v in inc.items() if v} for cell_id, inc in sums.items()}
         increments = {cell_id: inc for cell_id, inc in increments.items() if inc}
         if increments:
-            now = self.clock()
+            # Epoch milliseconds: an integer range is an index range on nx-27017 too (a date is a scan there).
+            now = int(self.clock().timestamp() * 1000)
             # The filter fails on a cell that already carries the token; the upsert then collides on `_id`.
             cell_updates = [
                 UpdateOne(
                     {"_id": cell_id, marker: {"$exists": False}},
-                    {"$inc": inc, "$set": {marker: 1, "updated_at": now}, "$setOnInsert": _cell_fields(cell_id)},
+                    {"$inc": inc, "$set": {marker: 1, "updated_ms": now}, "$setOnInsert": _cell_fields(cell_id)},
                     upsert=True,
                 )
                 for cell_id, inc in sorted(increments.items())

@@ -24,7 +24,8 @@ from heard_shared.mongo import Document
 
 # Fields of a cell that are not figures: where it is, and bookkeeping.
 NOT_FIGURES = frozenset({"_id", "month", "year", "precinct", "neighbourhood", "kind", "category"}) | {
-    "updated_at",
+    "updated_at",  # before updated_ms
+    "updated_ms",
     "applied_tokens",
 }
 
