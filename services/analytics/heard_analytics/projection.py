@@ -128,11 +128,13 @@ class ReadModel:
             self._queue = later
             try:
                 again = await self._round(batch)
-            except BaseException as error:  # every caller of the round gets the failure as its own
+            except asyncio.CancelledError:  # shutting down: nobody is left waiting
+                for waiting in batch + self._queue:
+                    waiting.done.cancel()
+                raise
+            except Exception as error:  # noqa: BLE001 - every caller of the round gets the failure as its own
                 for waiting in batch:
                     _settle(waiting.done, error)
-                if isinstance(error, asyncio.CancelledError):
-                    raise
                 continue
             self._queue = again + self._queue  # lost a race: before anything that arrived meanwhile
 
