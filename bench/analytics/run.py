@@ -3,8 +3,8 @@
     .venv/bin/python bench/analytics/run.py [--per-year 100000] [--years 10] [--rate 200] [--duration 60]
 
 Starts its own MongoDB-wire server (the devstack's default store, or MONGODB_URI) and Kafka broker through
-heard_devstack, on the ports of HEARD_PORT_OFFSET + 1000 (state under .heard/bench-analytics), and seeds two
-analytics databases with realistic items (bench/analytics/seed.py: the projection's own code makes the item,
+heard_devstack, on the ports of HEARD_PORT_OFFSET + 1000 (state under .heard/bench-analytics, or --stack-name), and
+seeds two analytics databases with realistic items (bench/analytics/seed.py: the projection's own code makes the item,
 cell and open-item documents): a department's year (`--per-year` items in the current year) and `--years` such
 years (the current one identical to the first database's). It starts one analytics process on each, as
 `make up` starts the service, and measures over HTTP:
@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 from pymongo import AsyncMongoClient
@@ -109,7 +110,9 @@ async def seed_databases(
     todo = []
     for target in targets:
         db = databases[target.label]
-        if reuse and await db["bench"].find_one({"_id": "seed", "years": years[target.label]}) is not None:
+        seeded = await db["bench"].find_one({"_id": "seed"}) if reuse else None
+        # Compared here: nx-27017 cannot match a field against a list.
+        if seeded is not None and seeded.get("years") == years[target.label] and seeded.get("per_year") == per_year:
             print(f"  {target.label}: reusing the seeded database", flush=True)
             continue
         await client.drop_database(target.database)
@@ -212,7 +215,19 @@ def total(metrics_text: str, name: str, having: str = "") -> float:
 
 async def skip_backlog(bootstrap: str) -> None:
     """Moves analytics' consumer group to the end of its topics (no member may be running), so a run starts with
-    no events left over from the one before."""
+    no events left over from the one before. A member just stopped stays in the group until its session times out:
+    the commit is refused until then."""
+    for attempt in range(12):
+        try:
+            await _commit_end_offsets(bootstrap)
+            return
+        except CommitFailedError:
+            if attempt == 11:
+                raise
+            await asyncio.sleep(5)
+
+
+async def _commit_end_offsets(bootstrap: str) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -478,9 +493,20 @@ async def main() -> None:
     parser.add_argument("--server", choices=["nx-27017", "mongod"], help="MongoDB-wire server (default: make up's)")
     parser.add_argument("--keep", action="store_true", help="leave MongoDB and Kafka running afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept stack and its seeded databases")
+    parser.add_argument(
+        "--stack-name",
+        default="bench-analytics",
+        help="state folder under .heard (another name and HEARD_PORT_OFFSET let two runs go side by side)",
+    )
+    parser.add_argument(
+        "--measure",
+        choices=["latency", "freshness", "both"],
+        default="both",
+        help="what to measure (a run with --keep can seed and measure latency, a later --reuse run freshness)",
+    )
     args = parser.parse_args()
 
-    profile = Profile("bench-analytics", int(os.environ.get("HEARD_PORT_OFFSET", "0")) + 1000)
+    profile = Profile(args.stack_name, int(os.environ.get("HEARD_PORT_OFFSET", "0")) + 1000)
     stack = Stack(profile) if args.server is None else Stack(profile, mongodb_server=args.server)
     if not args.reuse:
         if any(stack.status().values()):
@@ -506,12 +532,13 @@ async def main() -> None:
         print(f"seeding: {small.label} = {year}; {large.label} = {year - args.years + 1}–{year}", flush=True)
         years = {small.label: [year], large.label: list(range(year - args.years + 1, year + 1))}
         await seed_databases(stack.mongodb_uri, targets, years, args.per_year, areas, reuse=args.reuse)
-        for target in targets:
-            start_analytics(stack, target)
-        print(f"latency: {args.rounds} rounds × {len(FILTERS)} filters × page and JSON, alternating", flush=True)
-        await measure_latency(targets, args.rounds)
-        summarise(targets)
-        for target in targets:
+        if args.measure in ("latency", "both"):
+            for target in targets:
+                start_analytics(stack, target)
+            print(f"latency: {args.rounds} rounds × {len(FILTERS)} filters × page and JSON, alternating", flush=True)
+            await measure_latency(targets, args.rounds)
+            summarise(targets)
+        for target in targets if args.measure in ("freshness", "both") else []:
             for each in targets:
                 stack.stop_process(f"analytics-{each.label}")
             await skip_backlog(stack.kafka_bootstrap)

@@ -182,46 +182,65 @@ class Batch:
     cells: dict[str, domain.Counters]
 
 
-def items_of_year(year: int, count: int, *, now: datetime, areas: Areas, seed: int, first: int = 0) -> Iterator[Batch]:
-    """`count` items submitted evenly over `year` (up to `now`), in chunks, each chunk's cells summed."""
+def histories(
+    year: int, count: int, *, now: datetime, areas: Areas, seed: int, first: int = 0
+) -> Iterator[tuple[str, list[CloudEvent[Any]]]]:
+    """`count` items submitted evenly over `year` (up to `now`): each one's id and events."""
     rng = random.Random(f"{seed}-{year}")
     start = datetime(year, 1, 1, tzinfo=UTC)
     end = min(datetime(year + 1, 1, 1, tzinfo=UTC), now)
     span = (end - start).total_seconds()
-    for chunk_start in range(0, count, CHUNK):
-        batch = Batch([], [], {})
-        for i in range(chunk_start, min(count, chunk_start + CHUNK)):
-            feedback_id = f"bench-{year}-{first + i:07d}"
-            submitted_at = start + timedelta(seconds=span * (i + rng.random()) / count)
-            item: domain.Facts = {}
-            for event in item_events(rng, feedback_id, submitted_at, now, areas):
-                item = domain.merge(item, event, areas)
-            contribution = domain.contribution(item)
-            batch.items.append({"_id": feedback_id, **item, "v": 1, "applied": contribution})
-            if (entry := domain.overdue_entry(item)) is not None:
-                batch.open_items.append({"_id": feedback_id, **entry})
-            for cell_id, counters in contribution.items():
-                cell = batch.cells.setdefault(cell_id, {})
-                for name, value in counters.items():
-                    cell[name] = cell.get(name, 0) + value
+    for i in range(count):
+        feedback_id = f"bench-{year}-{first + i:07d}"
+        submitted_at = start + timedelta(seconds=span * (i + rng.random()) / count)
+        yield feedback_id, item_events(rng, feedback_id, submitted_at, now, areas)
+
+
+def items_of_year(year: int, count: int, *, now: datetime, areas: Areas, seed: int, first: int = 0) -> Iterator[Batch]:
+    """The read-model documents of `histories`, in chunks, each chunk's cells summed."""
+    batch = Batch([], [], {})
+    for feedback_id, events in histories(year, count, now=now, areas=areas, seed=seed, first=first):
+        item: domain.Facts = {}
+        for event in events:
+            item = domain.merge(item, event, areas)
+        contribution = domain.contribution(item)
+        batch.items.append({"_id": feedback_id, **item, "v": 1, "applied": contribution})
+        if (entry := domain.overdue_entry(item)) is not None:
+            batch.open_items.append({"_id": feedback_id, **entry})
+        for cell_id, counters in contribution.items():
+            cell = batch.cells.setdefault(cell_id, {})
+            for name, value in counters.items():
+                cell[name] = cell.get(name, 0) + value
+        if len(batch.items) == CHUNK:
+            yield batch
+            batch = Batch([], [], {})
+    if batch.items:
         yield batch
+
+
+def as_cloud_event(stand_in: CloudEvent[Any], feedback_id: str) -> CloudEvent[Any]:
+    """A full CloudEvent for a stand-in of `item_events` (to check the seeder against the live projection)."""
+    data = stand_in.data
+    spec = next(spec for spec in ev.EVENT_SPECS.values() if isinstance(data, spec.data_model))
+    return ev.new_event(spec, data, source="urn:heard:bench", subject=feedback_id)
 
 
 async def write(database: AsyncDatabase[Document], batch: Batch, *, now: datetime) -> None:
     """Stores a chunk as the projection would have: items, open items, and the cells' counters added."""
+    stamp = int(now.timestamp() * 1000)
     await database["items"].insert_many(batch.items, ordered=False)
     if batch.open_items:
         await database["open_items"].insert_many(batch.open_items, ordered=False)
     existing = {cell["_id"] async for cell in database["cells"].find({"_id": {"$in": list(batch.cells)}}, {"_id": 1})}
     fresh = [
-        {"_id": cell_id, **domain.Cell(*cell_id.split("|")).fields(), **counters, "updated_at": now}
+        {"_id": cell_id, **domain.Cell(*cell_id.split("|")).fields(), **counters, "updated_ms": stamp}
         for cell_id, counters in batch.cells.items()
         if cell_id not in existing
     ]
     if fresh:
         await database["cells"].insert_many(fresh, ordered=False)
     updates = [
-        UpdateOne({"_id": cell_id}, {"$inc": counters, "$set": {"updated_at": now}})
+        UpdateOne({"_id": cell_id}, {"$inc": counters, "$set": {"updated_ms": stamp}})
         for cell_id, counters in batch.cells.items()
         if cell_id in existing
     ]

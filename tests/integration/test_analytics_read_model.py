@@ -7,6 +7,7 @@ though the topics also hold every other test's events.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,8 +18,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
+from pymongo.errors import ConnectionFailure
 
+from bench.analytics import seed
 from heard_analytics import cli, figures, opendata, rebuild
+from heard_analytics import facts as domain
 from heard_analytics.bootstrap import build_service, subscribe
 from heard_analytics.config import AnalyticsSettings
 from heard_analytics.service import AnalyticsService
@@ -147,7 +151,7 @@ async def test_redelivered_and_reordered_events_change_no_figure(live: Live, sta
         in_order += lifecycle(unique("in-order"), "Northgate", start + timedelta(days=n), n)
         again = lifecycle(unique("shuffled"), "Old Town", start + timedelta(days=n), n)
         copies = [e.model_copy(update={"id": e.id + "-copy"}) for e in again]  # the same facts under new ids
-        mixed = again + again + copies  # the same ids twice: the inbox; new ids: the read model itself
+        mixed = again + again + copies  # the same events twice, and the same facts under new ids
         random.Random(n).shuffle(mixed)
         shuffled += mixed
     await publish(stack.kafka_bootstrap, in_order + shuffled)
@@ -201,3 +205,126 @@ async def test_a_rebuild_from_the_topics_publishes_the_same_figures_as_the_live_
     finally:
         await fresh.client.drop_database(fresh.db.name)
         await fresh.close()
+
+
+class CutOnce:
+    """A collection whose `n`-th call of `method` is carried out and then fails as a lost connection would: the
+    process dies between two writes of a round."""
+
+    def __init__(self, inner: Any, method: str, n: int) -> None:
+        self.inner, self.method, self.n, self.calls = inner, method, n, 0
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if name != self.method:
+            return target
+
+        async def cut(*args: Any, **kwargs: Any) -> Any:
+            result = await target(*args, **kwargs)
+            self.calls += 1
+            if self.calls == self.n:
+                raise ConnectionFailure(f"cut after {self.method} #{self.n}")
+            return result
+
+        return cut
+
+
+def expected_read_model(events: list[CloudEvent[Any]], areas: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cells' counters and the open items, folded from the events with the domain functions alone."""
+    facts: dict[str, dict[str, Any]] = {}
+    for event in events:
+        facts[event.subject or ""] = domain.merge(facts.get(event.subject or "", {}), event, areas)
+    cells: dict[str, dict[str, int]] = {}
+    open_items: dict[str, Any] = {}
+    for item, item_facts in facts.items():
+        for cell_id, counters in domain.contribution(item_facts).items():
+            cell = cells.setdefault(cell_id, {})
+            for name, value in counters.items():
+                cell[name] = cell.get(name, 0) + value
+        if (entry := domain.overdue_entry(item_facts)) is not None:
+            open_items[item] = {"_id": item, **entry}
+    return {k: {n: v for n, v in c.items() if v} for k, c in cells.items()}, open_items
+
+
+@pytest.mark.parametrize(
+    ("collection", "method", "n"),
+    [
+        ("items", "bulk_write", 1),  # the items of the first round written with their pending changes
+        ("cells", "bulk_write", 1),  # … and the cells incremented
+        ("open_items", "bulk_write", 1),  # … and the open items changed
+        ("items", "bulk_write", 2),  # … and the items marked applied
+        ("cells", "update_many", 1),  # … and the cells' markers cleared
+    ],
+)
+async def test_a_round_cut_anywhere_reaches_the_cells_exactly_once_after_redelivery(
+    stack: Stack, collection: str, method: str, n: int
+) -> None:
+    settings = AnalyticsSettings(
+        mongodb_uri=stack.mongodb_uri, mongodb_database=unique("analytics_cut").replace("-", "_")
+    )
+    mongo = MongoResource(stack.mongodb_uri, settings.mongodb_database, app_name="cut-test")
+    start = datetime(2101, 2, 3, 9, tzinfo=UTC)
+    histories = [lifecycle(unique("cut"), "Northgate", start + timedelta(days=k), k) for k in range(24)]
+    try:
+        service = build_service(settings, mongo.db, CollectorRegistry())
+        model = service.model
+        await model.ensure_indexes()
+        setattr(model, collection, CutOnce(getattr(model, collection), method, n))
+
+        async def deliver(history: list[CloudEvent[Any]]) -> None:
+            for event in history:
+                await model.apply(event)
+
+        # Every item's events in order, items at once (as the consumer's lanes), so rounds hold many items.
+        first = await asyncio.gather(*(deliver(h) for h in histories), return_exceptions=True)
+        assert any(isinstance(outcome, ConnectionFailure) for outcome in first), "the cut happened"
+        # The consumer commits nothing past a failure: every event comes again.
+        await asyncio.gather(*(deliver(h) for h in histories))
+        await model.finish_pending()
+
+        cells, open_items = expected_read_model([e for h in histories for e in h], model.areas)
+        stored = {doc["_id"]: rebuild._figures(doc) async for doc in mongo.db["cells"].find({})}
+        assert stored == cells
+        assert {doc["_id"]: doc async for doc in mongo.db["open_items"].find({})} == open_items
+        assert await mongo.db["items"].count_documents({"pending": {"$exists": True}}) == 0
+    finally:
+        await mongo.client.drop_database(mongo.db.name)
+        await mongo.close()
+
+
+async def test_the_bench_seeder_writes_the_read_model_the_projection_would(stack: Stack) -> None:
+    """bench/analytics/seed.py writes a million items in bulk, beside the projection: on a sample, the same cells,
+    open items and item facts as the projection applying the same events one by one."""
+    now = ev.utc_now()
+    seeded = MongoResource(stack.mongodb_uri, unique("analytics_seeded").replace("-", "_"), app_name="seed-test")
+    projected = MongoResource(stack.mongodb_uri, unique("analytics_projected").replace("-", "_"), app_name="seed-test")
+    settings = AnalyticsSettings(mongodb_uri=stack.mongodb_uri)
+    try:
+        model = build_service(settings, projected.db, CollectorRegistry()).model
+        await model.ensure_indexes()
+        areas, count = model.areas, 400
+        for year in (now.year - 1, now.year):  # a closed year, and one with items still open
+            for batch in seed.items_of_year(year, count, now=now, areas=areas, seed=3):
+                await seed.write(seeded.db, batch, now=now)
+
+            async def project(feedback_id: str, events: list[CloudEvent[Any]]) -> None:
+                for stand_in in events:
+                    await model.apply(seed.as_cloud_event(stand_in, feedback_id))
+
+            await asyncio.gather(
+                *(project(*history) for history in seed.histories(year, count, now=now, areas=areas, seed=3))
+            )
+
+        assert await rebuild.differences(seeded.db, projected.db) == []
+        assert await seeded.db["open_items"].count_documents({}) > 0, "the sample has items still waiting"
+
+        def facts(item: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in item.items() if k not in ("v", "by")}
+
+        stored = {doc["_id"]: facts(doc) async for doc in seeded.db["items"].find({})}
+        assert stored == {doc["_id"]: facts(doc) async for doc in projected.db["items"].find({})}
+        assert len(stored) == 800
+    finally:
+        for mongo in (seeded, projected):
+            await mongo.client.drop_database(mongo.db.name)
+            await mongo.close()

@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rebuild_command.add_argument("--database", help="database to rebuild into (default: <live>_rebuild)")
     rebuild_command.add_argument("--replace", action="store_true", help="empty that database first")
     rebuild_command.add_argument("--compare", action="store_true", help="list differences from the live database")
-    rebuild_command.add_argument("--concurrency", type=int, default=1, help="items applied at once")
+    rebuild_command.add_argument(
+        "--concurrency", type=int, default=500, help="items applied at once (written together in rounds)"
+    )
     args = parser.parse_args(argv)
     settings = load_settings(AnalyticsSettings)
     summary = asyncio.run(

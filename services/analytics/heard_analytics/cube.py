@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -48,8 +49,9 @@ class Axis:
     leaves: int
     groups: tuple[privacy.Group, ...]
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
+        """Node → position; made once per axis (every figure a request reads looks its nodes up here)."""
         return {node: i for i, node in enumerate(self.nodes)}
 
     def matrix(self) -> npt.NDArray[np.int64]:
@@ -287,4 +289,4 @@ class CellIndex:
 
 
 def _counters(cell: Document) -> dict[str, Any]:
-    return {k: v for k, v in cell.items() if k not in ("updated_at", "applied_tokens")}
+    return {k: v for k, v in cell.items() if k not in ("updated_at", "updated_ms", "applied_tokens")}

@@ -7,39 +7,73 @@ Three collections:
   with `$inc`. Every public figure is a sum of cells; no request reads items.
 - `open_items`: the items still waiting for an action, with their current level and deadline.
 
+Events are applied in rounds (group commit): the events that arrive while a round is on the wire go together in
+the next one, at most one per item, so under load one round serves every lane of a consumer batch with a read and
+a few unordered bulk writes (items; cells; open items; items marked applied; the cells' markers cleared) instead of
+about six single-document writes per event. A lone event goes out at once, so light traffic waits for nothing.
+
 An item's counters move from the item to a cell in two steps, with no multi-document transaction (the local store,
-nx-27017, has none): the item document first records the pending change under a fresh token, in the same conditional
-write as its new facts; then the cell is incremented only if it does not already carry that token; then the item
-marks the change applied and the cell forgets the token. A crash anywhere leaves the pending change on the item, and
-the next event for that item (a redelivery at the latest, since the consumer commits only after this completes)
-finishes it first: each change reaches its cell exactly once. Every operation is a single-document update by `_id`
-with `$set`, `$unset` and `$inc`, which MongoDB 7/8 and nx-27017 both serve.
+nx-27017, has none): each item's conditional write records its new facts and, under the round's fresh token, its
+pending change (counters per cell, and its open-items entry); then each cell the round touches is incremented by
+the sum of the round's changes to it, only if it does not already carry that token; then the items mark their
+change applied and the cells forget the token. A crash anywhere leaves the pending change on the items, and the
+next event for any of them (a redelivery at the latest, since the consumer commits only after this completes), or
+the start-up, finishes the token first: it sums the changes of every item still carrying it, which are the same
+items, since none is marked applied before every cell holds the token. So each change reaches its cell exactly
+once, given one writer per item at a time (Kafka gives a partition to one member of the group; a rebuild writes a
+database of its own). Every write is by `_id` and atomic on its document: conditional replacements of items
+(nx-27017 replaces a document faster than it applies `$set`), `$inc`, `$set`, `$unset` and `$setOnInsert` on
+cells, which MongoDB 7/8 and nx-27017 both serve.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from heard_analytics import facts as domain
 from heard_analytics.areas import Areas
 from heard_shared.events import CloudEvent, utc_now
-from heard_shared.mongo import Document
+from heard_shared.mongo import DUPLICATE_KEY, Document
 
-ITEM_FACT_FIELDS_EXCLUDED = frozenset({"_id", "v", "applied", "pending"})
+# `by`: the round that last wrote the item (how a round tells which of its conditional writes took).
+ITEM_FACT_FIELDS_EXCLUDED = frozenset({"_id", "v", "applied", "pending", "by"})
 MAX_ATTEMPTS = 20
+# Items written in one round; a consumer batch (500 events) is a round or two.
+MAX_ROUND = 1000
 
 
 class ConcurrentUpdates(RuntimeError):
     """Another writer kept changing the item; the consumer retries the event."""
+
+
+@dataclass
+class _Waiting:
+    """An event waiting for its round, and the caller waiting for its outcome."""
+
+    event: CloudEvent[Any]
+    feedback_id: str
+    done: asyncio.Future[bool]
+    attempts: int = 0
+
+
+@dataclass(eq=False)
+class _Write:
+    """One item's write in a round."""
+
+    waiting: _Waiting
+    version: int
+    document: Document  # the whole item as written (a replacement: nx-27017 replaces faster than it `$set`s)
+    pending: bool
 
 
 class ReadModel:
@@ -57,106 +91,226 @@ class ReadModel:
         self.open_items = open_items
         self.areas = areas
         self.clock = clock
+        self._queue: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.cells.create_index([("year", ASCENDING)])
-        await self.cells.create_index([("updated_at", ASCENDING)])
+        await self.cells.create_index([("updated_ms", ASCENDING)])
         await self.open_items.create_index([("due", ASCENDING)])
         await self.items.create_index([("pending.token", ASCENDING)], sparse=True)
 
     async def apply(self, event: CloudEvent[Any]) -> bool:
-        """Folds one event into the read model; True when it changed anything."""
+        """Folds one event into the read model, in the next round; True when it changed anything.
+
+        Events of one item must come one at a time (the consumer's lanes do that): a round takes one per item.
+        """
         feedback_id = event.subject or getattr(event.data, "feedback_id", None)
         if not feedback_id:
             return False
-        for _ in range(MAX_ATTEMPTS):
-            item = await self.items.find_one({"_id": feedback_id})
-            if item is not None and item.get("pending"):
-                await self._finish(item)
-                continue
-            version = int(item["v"]) if item else 0
-            before = {k: v for k, v in (item or {}).items() if k not in ITEM_FACT_FIELDS_EXCLUDED}
-            after = domain.merge(before, event, self.areas)
-            if after == before:
-                return False
-            applied: dict[str, domain.Counters] = (item or {}).get("applied") or {}
-            desired = domain.contribution(after)
-            delta = domain.difference(desired, applied)
-            changes: Document = {**after, "v": version + 1}
-            pending: Document | None = None
-            if delta:
-                pending = {
-                    "token": uuid.uuid4().hex,
-                    "ops": [{"cell": cell_id, "inc": inc} for cell_id, inc in sorted(delta.items())],
-                    "applied": desired,
-                }
-                changes["pending"] = pending
-            if not await self._write_item(feedback_id, version, changes):
-                continue
-            await self._update_open(feedback_id, before, after)
-            if pending is not None:
-                await self._finish({"_id": feedback_id, **changes})
-            return True
-        raise ConcurrentUpdates(f"item {feedback_id} kept changing during {MAX_ATTEMPTS} attempts")
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiting(event, str(feedback_id), done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="analytics-read-model")
+        return await done
 
-    async def _write_item(self, feedback_id: str, version: int, changes: Document) -> bool:
-        if version == 0:
+    async def _drain(self) -> None:
+        while self._queue:
+            batch: list[_Waiting] = []
+            later: list[_Waiting] = []
+            taken: set[str] = set()
+            for waiting in self._queue:
+                if waiting.feedback_id in taken or len(batch) >= MAX_ROUND:
+                    later.append(waiting)
+                else:
+                    taken.add(waiting.feedback_id)
+                    batch.append(waiting)
+            self._queue = later
             try:
-                await self.items.insert_one({"_id": feedback_id, **changes})
-            except DuplicateKeyError:
-                return False
-            return True
-        result = await self.items.update_one({"_id": feedback_id, "v": version}, {"$set": changes})
-        return result.modified_count == 1
+                again = await self._round(batch)
+            except asyncio.CancelledError:  # shutting down: nobody is left waiting
+                for waiting in batch + self._queue:
+                    waiting.done.cancel()
+                raise
+            except Exception as error:  # noqa: BLE001 - every caller of the round gets the failure as its own
+                for waiting in batch:
+                    _settle(waiting.done, error)
+                continue
+            self._queue = again + self._queue  # lost a race: before anything that arrived meanwhile
 
-    async def _finish(self, item: Document) -> None:
-        """Brings a pending change into its cells exactly once, then marks it applied."""
-        pending = item["pending"]
-        token = pending["token"]
+    async def _round(self, batch: list[_Waiting]) -> list[_Waiting]:
+        """Applies one event per item; returns those whose item another writer changed meanwhile (to try again)."""
+        found = await self._read([waiting.feedback_id for waiting in batch])
+        token = uuid.uuid4().hex
+        writes: list[_Write] = []
+        for waiting in batch:
+            try:
+                write = self._next_write(waiting, found.get(waiting.feedback_id), token)
+            except Exception as error:  # noqa: BLE001 - this event's failure alone (the consumer dead-letters it)
+                _settle(waiting.done, error)
+                continue
+            if write is None:
+                _settle(waiting.done, None, False)
+            else:
+                writes.append(write)
+        if not writes:
+            return []
+        took, failed = await self._write_items(writes, token)
+        for write, failure in failed.items():
+            _settle(write.waiting.done, failure)
+        await self._finish(token, [w.document for w in took if w.pending])
+        again: list[_Waiting] = []
+        for write in writes:
+            if write in took:
+                _settle(write.waiting.done, None, True)
+            elif write not in failed:
+                write.waiting.attempts += 1
+                if write.waiting.attempts < MAX_ATTEMPTS:
+                    again.append(write.waiting)
+                else:
+                    message = f"item {write.waiting.feedback_id} kept changing during {MAX_ATTEMPTS} attempts"
+                    _settle(write.waiting.done, ConcurrentUpdates(message))
+        return again
+
+    async def _read(self, ids: list[str]) -> dict[str, Document]:
+        """The items, with every change a crash (or another replica) left pending finished first."""
+        found = {doc["_id"]: doc async for doc in self.items.find({"_id": {"$in": ids}})}
+        leftover = {doc["pending"]["token"] for doc in found.values() if doc.get("pending")}
+        if not leftover:
+            return found
+        for token in sorted(leftover):
+            await self._finish(token)
+        return {doc["_id"]: doc async for doc in self.items.find({"_id": {"$in": ids}})}
+
+    def _next_write(self, waiting: _Waiting, item: Document | None, token: str) -> _Write | None:
+        """What the event changes in its item, or None when nothing (a redelivery, or a fact already known)."""
+        version = int(item["v"]) if item else 0
+        before = {k: v for k, v in (item or {}).items() if k not in ITEM_FACT_FIELDS_EXCLUDED}
+        after = domain.merge(before, waiting.event, self.areas)
+        if after == before:
+            return None
+        applied: dict[str, domain.Counters] = (item or {}).get("applied") or {}
+        desired = domain.contribution(after)
+        delta = domain.difference(desired, applied)
+        entry = domain.overdue_entry(after)
+        document: Document = {"_id": waiting.feedback_id, **after, "v": version + 1, "by": token}
+        if applied:
+            document["applied"] = applied
+        pending: Document = {"token": token}
+        if delta:
+            pending["ops"] = [{"cell": cell_id, "inc": inc} for cell_id, inc in sorted(delta.items())]
+            pending["applied"] = desired
+        if entry != domain.overdue_entry(before):
+            pending["open"] = entry
+        if len(pending) > 1:
+            document["pending"] = pending
+        return _Write(waiting, version, document, pending=len(pending) > 1)
+
+    async def _write_items(self, writes: list[_Write], token: str) -> tuple[list[_Write], dict[_Write, BaseException]]:
+        """One unordered bulk write of conditional item writes: those that took, and those that failed for good.
+
+        The rest found their item changed (or created) by another writer since the read, and are tried again.
+        """
+        requests: list[InsertOne[Document] | ReplaceOne[Document]] = [
+            InsertOne(w.document)
+            if w.version == 0
+            else ReplaceOne({"_id": w.document["_id"], "v": w.version}, w.document)
+            for w in writes
+        ]
+        failed: dict[_Write, BaseException] = {}
+        try:
+            result = await self.items.bulk_write(requests, ordered=False)
+        except BulkWriteError as error:
+            for failure in error.details.get("writeErrors", []):
+                if failure.get("code") != DUPLICATE_KEY:  # a duplicate: another writer created the item first
+                    failed[writes[failure["index"]]] = BulkWriteError({"writeErrors": [failure]})
+        else:
+            if result.inserted_count + result.modified_count == len(writes):
+                return writes, failed
+        # Some did not take: the round's token in `by` tells which did.
+        ids = [w.waiting.feedback_id for w in writes]
+        ours = {doc["_id"] async for doc in self.items.find({"_id": {"$in": ids}, "by": token}, {"_id": 1})}
+        return [w for w in writes if w.waiting.feedback_id in ours], failed
+
+    async def _finish(self, token: str, items: list[Document] | None = None) -> None:
+        """Brings the changes pending under `token` into the cells exactly once and the open items, then marks them
+        applied. `items`: the whole documents carrying the token (read from the store when not given)."""
+        if items is None:
+            items = [doc async for doc in self.items.find({"pending.token": token})]
+        if not items:
+            return
         marker = f"applied_tokens.{token}"
-        now = self.clock()
-        for op in pending["ops"]:
-            cell_id: str = op["cell"]
-            with contextlib.suppress(DuplicateKeyError):
-                # The filter fails on a cell that already carries the token; the upsert then collides on `_id`.
-                await self.cells.update_one(
+        sums: dict[str, domain.Counters] = {}
+        for item in items:
+            for op in item["pending"].get("ops", ()):
+                cell = sums.setdefault(op["cell"], {})
+                for name, value in op["inc"].items():
+                    cell[name] = cell.get(name, 0) + value
+        increments = {cell_id: {k: v for k, v in inc.items() if v} for cell_id, inc in sums.items()}
+        increments = {cell_id: inc for cell_id, inc in increments.items() if inc}
+        if increments:
+            # Epoch milliseconds: an integer range is an index range on nx-27017 too (a date is a scan there).
+            now = int(self.clock().timestamp() * 1000)
+            # The filter fails on a cell that already carries the token; the upsert then collides on `_id`.
+            cell_updates = [
+                UpdateOne(
                     {"_id": cell_id, marker: {"$exists": False}},
-                    {
-                        "$inc": op["inc"],
-                        "$set": {marker: 1, "updated_at": now},
-                        "$setOnInsert": _cell_fields(cell_id),
-                    },
+                    {"$inc": inc, "$set": {marker: 1, "updated_ms": now}, "$setOnInsert": _cell_fields(cell_id)},
                     upsert=True,
                 )
-        await self.items.update_one(
-            {"_id": item["_id"], "pending.token": token},
-            {"$set": {"applied": pending["applied"]}, "$unset": {"pending": ""}},
+                for cell_id, inc in sorted(increments.items())
+            ]
+            try:
+                await self.cells.bulk_write(cell_updates, ordered=False)
+            except BulkWriteError as error:
+                if any(failure.get("code") != DUPLICATE_KEY for failure in error.details.get("writeErrors", [])):
+                    raise
+        # `_id` in a replacement too: nx-27017 gives an upserted replacement a new ObjectId otherwise.
+        open_changes: list[ReplaceOne[Document] | DeleteOne] = [
+            DeleteOne({"_id": item["_id"]})
+            if item["pending"]["open"] is None
+            else ReplaceOne({"_id": item["_id"]}, {"_id": item["_id"], **item["pending"]["open"]}, upsert=True)
+            for item in items
+            if "open" in item["pending"]
+        ]
+        if open_changes:
+            await self.open_items.bulk_write(open_changes, ordered=False)
+        await self.items.bulk_write(
+            [ReplaceOne({"_id": item["_id"], "pending.token": token}, _applied(item)) for item in items],
+            ordered=False,
         )
-        for op in pending["ops"]:
-            await self.cells.update_one({"_id": op["cell"]}, {"$unset": {marker: ""}})
-
-    async def _update_open(self, feedback_id: str, before: domain.Facts, after: domain.Facts) -> None:
-        entry = domain.overdue_entry(after)
-        if entry == domain.overdue_entry(before):
-            return
-        if entry is None:
-            await self.open_items.delete_one({"_id": feedback_id})
-        else:
-            # `_id` in the replacement too: nx-27017 gives an upserted replacement a new ObjectId otherwise.
-            await self.open_items.replace_one({"_id": feedback_id}, {"_id": feedback_id, **entry}, upsert=True)
+        if increments:
+            await self.cells.update_many({"_id": {"$in": sorted(increments)}}, {"$unset": {marker: ""}})
 
     async def finish_pending(self) -> int:
         """Completes every change a crash left half-done (run at start-up; events would also finish them)."""
-        finished = 0
-        async for item in self.items.find({"pending.token": {"$exists": True}}):
-            await self._finish(item)
-            finished += 1
-        return finished
+        tokens = {doc["pending"]["token"] async for doc in self.items.find({"pending.token": {"$exists": True}})}
+        for token in sorted(tokens):
+            await self._finish(token)
+        return len(tokens)
+
+
+def _applied(item: Document) -> Document:
+    """The item once its pending change is in the cells: what it added is now what it has applied."""
+    pending: Document = item["pending"]
+    done = {k: v for k, v in item.items() if k != "pending"}
+    if "applied" in pending:
+        done["applied"] = pending["applied"]
+    return done
 
 
 def _cell_fields(cell_id: str) -> dict[str, Any]:
     month, precinct, neighbourhood, kind, category = cell_id.split("|")
     return domain.Cell(month, precinct, neighbourhood, kind, category).fields()
+
+
+def _settle(done: asyncio.Future[bool], error: BaseException | None, result: bool = False) -> None:
+    if done.done():  # the caller was cancelled; the change is made (or pending) all the same
+        return
+    if error is None:
+        done.set_result(result)
+    else:
+        done.set_exception(error)
 
 
 class Freshness:

@@ -29,7 +29,7 @@ from heard_shared.mongo import Document
 
 log = get_logger(__name__)
 
-# A replica stamps `updated_at` with its own clock; re-reading this far back covers clock skew between replicas.
+# A replica stamps `updated_ms` with its own clock; re-reading this far back covers clock skew between replicas.
 REFRESH_OVERLAP = timedelta(seconds=5)
 LEVELS = 5
 # The freshness promise: an event shows in the public figures within this many seconds (an SLO bucket boundary).
@@ -175,7 +175,7 @@ class AnalyticsService:
         """Takes in the cells changed since the last look."""
         started = self.clock()
         since = None if self._watermark is None else self._watermark - REFRESH_OVERLAP
-        query: Document = {} if since is None else {"updated_at": {"$gte": since}}
+        query: Document = {} if since is None else {"updated_ms": {"$gte": int(since.timestamp() * 1000)}}
         self.index.update([cell async for cell in self.cells.find(query, {"applied_tokens": 0})])
         self._watermark = started
 
