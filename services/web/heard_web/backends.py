@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import aiohttp
@@ -147,7 +148,11 @@ class Backends:
         registry: CollectorRegistry,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.client = httpx.AsyncClient(timeout=timeout, transport=transport or pooled_transport(max_connections))
+        # Web calls the APIs on behalf of many people: a cookie one answer sets must never ride along on another call.
+        no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+        self.client = httpx.AsyncClient(
+            timeout=timeout, transport=transport or pooled_transport(max_connections), cookies=no_cookies
+        )
         latency = Histogram(
             "heard_web_backend_request_duration_seconds",
             "Calls from the pages to the other services' APIs, by service and HTTP status ('error' if none).",
