@@ -11,8 +11,11 @@ rounds (intake, web, intake, web, ...):
   same endpoint), then follows the 303 to the confirmation page; done when that page is back (200).
 
 Each in two ways: at a fixed rate (`--rate`, open loop, latency from the scheduled start so queueing shows), and
-at saturation (`--concurrency` clients back to back; throughput is completed submissions per second). Medians
+at saturation (`--concurrency` browsers back to back; throughput is completed submissions per second). Medians
 over the rounds are reported with each round's figures, and the web/intake throughput ratio (goal ≥ 0.7).
+Each saturation phase also reports the CPU time every process spent per completed submission (web, intake, Kafka,
+the MongoDB-wire server and this load generator, from /proc): on a shared machine other people's load moves the
+throughput, much less the CPU a submission costs.
 Loopback only, bounded in time; prints figures, asserts nothing. The load generator shares the machine with the
 servers, so absolute numbers are a floor for this machine, not a capacity.
 """
@@ -55,11 +58,44 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 Send = Callable[[httpx.AsyncClient], Awaitable[str | None]]  # None when done right, else what went wrong
 
 
+PROCESSES = ("web", "intake", "kafka", "mongodb")  # the stack's processes whose CPU a saturation phase counts
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of a process and its reaped children, from /proc (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / _TICKS  # utime, stime, cutime, cstime
+
+
+class CpuMeter:
+    """CPU seconds each process spent between `start` and `stop`; the load generator counts as `client`."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {**pids, "client": os.getpid()}
+        self.begun: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.begun = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) - self.begun[name] for name, pid in self.pids.items()}
+
+
 @dataclass
 class Result:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds by process, saturation phases only
+
+    def cpu_ms_per_request(self, name: str) -> float:
+        return 1000 * self.cpu.get(name, 0.0) / len(self.latencies) if self.latencies else float("nan")
 
     def record(self, started: float, problem: str | None) -> None:
         if problem is None:
@@ -118,21 +154,49 @@ async def call(send: Send, client: httpx.AsyncClient) -> str | None:
         return type(error).__name__
 
 
-def _client(connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(timeout=30, limits=limits)
+class Browsers:
+    """The simulated residents' browsers: each has one connection and its own cookie jar, like a real one.
+
+    (One shared client for every request would put all of them in one connection pool, which httpcore scans
+    on every request: the load generator then spends a quarter of its CPU there, and more the more requests are in
+    flight, which counts against the target with more requests per submission.)
+    """
+
+    def __init__(self) -> None:
+        self.idle: list[httpx.AsyncClient] = []
+        self.everyone: list[httpx.AsyncClient] = []
+
+    async def open(self, send: Send, count: int) -> None:
+        """`count` browsers that have each submitted once (and so have the form page open)."""
+        for _ in range(count):
+            client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=1))
+            self.everyone.append(client)
+            await call(send, client)
+            self.idle.append(client)
+
+    async def borrow(self, send: Send) -> httpx.AsyncClient:
+        if not self.idle:
+            await self.open(send, 1)
+        return self.idle.pop()
+
+    async def close(self) -> None:
+        for client in self.everyone:
+            await client.aclose()
 
 
 async def fixed_rate(send: Send, *, rate: float, duration: float, max_in_flight: int) -> Result:
     result = Result()
     gate = asyncio.Semaphore(max_in_flight)
-    async with _client(max_in_flight) as client:
-        await call(send, client)  # the form page, once, as a browser would have it open
+    browsers = Browsers()
+    await browsers.open(send, 4)
 
-        async def one(scheduled: float) -> None:
-            async with gate:
-                result.record(scheduled, await call(send, client))
+    async def one(scheduled: float) -> None:
+        async with gate:
+            client = await browsers.borrow(send)
+            result.record(scheduled, await call(send, client))
+            browsers.idle.append(client)
 
+    try:
         begin = time.perf_counter()
         tasks = []
         for i in range(int(rate * duration)):
@@ -143,30 +207,39 @@ async def fixed_rate(send: Send, *, rate: float, duration: float, max_in_flight:
             tasks.append(asyncio.create_task(one(scheduled)))
         await asyncio.gather(*tasks)
         result.elapsed = time.perf_counter() - begin
+    finally:
+        await browsers.close()
     return result
 
 
-async def saturation(send: Send, *, concurrency: int, duration: float) -> Result:
+async def saturation(send: Send, *, concurrency: int, duration: float, meter: CpuMeter | None = None) -> Result:
     result = Result()
-    async with _client(concurrency) as client:
-        await call(send, client)
+    browsers = Browsers()
+    await browsers.open(send, concurrency)
+    try:
+        if meter is not None:
+            meter.start()
         begin = time.perf_counter()
         stop_at = begin + duration
 
-        async def worker() -> None:
+        async def worker(client: httpx.AsyncClient) -> None:
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
                 result.record(started, await call(send, client))
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(client) for client in browsers.idle))
         result.elapsed = time.perf_counter() - begin
+        if meter is not None:
+            result.cpu = meter.stop()
+    finally:
+        await browsers.close()
     return result
 
 
 Rounds = dict[tuple[str, str], list[Result]]
 
 
-async def measure(targets: dict[str, Send], args: argparse.Namespace) -> Rounds:
+async def measure(targets: dict[str, Send], args: argparse.Namespace, meter: CpuMeter) -> Rounds:
     results: Rounds = {}
     for name, send in targets.items():
         print(f"warming up {name} ...", flush=True)
@@ -180,7 +253,7 @@ async def measure(targets: dict[str, Send], args: argparse.Namespace) -> Rounds:
                         send, rate=args.rate, duration=args.duration, max_in_flight=args.max_in_flight
                     )
                 else:
-                    result = await saturation(send, concurrency=args.concurrency, duration=args.duration)
+                    result = await saturation(send, concurrency=args.concurrency, duration=args.duration, meter=meter)
                 results.setdefault((name, mode), []).append(result)
                 await asyncio.sleep(2)  # let the settler and relays finish before the next phase
     return results
@@ -215,6 +288,14 @@ def report(results: Rounds, args: argparse.Namespace, mongodb: str) -> None:
         for web, intake in zip(results[("web", "saturation")], results[("intake", "saturation")], strict=True)
         if intake.throughput
     ]
+    print(f"\nCPU ms per completed submission at saturation (median over {args.rounds} rounds):")
+    print("  {:<7}".format("target") + "".join(f"{name:>9}" for name in (*PROCESSES, "client")) + "      all")
+    for name in ("intake", "web"):
+        figures = [
+            statistics.median(result.cpu_ms_per_request(process) for result in results[(name, "saturation")])
+            for process in (*PROCESSES, "client")
+        ]
+        print(f"  {name:<7}" + "".join(f"{figure:>9.2f}" for figure in figures) + f"{sum(figures):>9.2f}")
     print(
         "saturation throughput web/intake per round: "
         + ", ".join(f"{ratio:.2f}" for ratio in ratios)
@@ -249,7 +330,8 @@ def main() -> int:
             "intake": intake_submit(f"{stack.service_url('intake')}/v1/feedback"),
             "web": web_submit(stack.service_url("web")),
         }
-        results = asyncio.run(measure(targets, args))
+        meter = CpuMeter({name: stack.pid(name) for name in PROCESSES})
+        results = asyncio.run(measure(targets, args, meter))
     finally:
         if not args.keep:
             stack.down()

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from prometheus_client import CollectorRegistry, Histogram
 
 Json = dict[str, Any]
@@ -110,6 +113,27 @@ def _error(service: str, response: httpx.Response) -> BackendError:
     )
 
 
+# Below the keep-alive of the services' HTTP servers (uvicorn closes an idle connection after 5 s), so a pooled
+# connection is never reused just as the server closes it.
+KEEPALIVE_SECONDS = 4.0
+
+
+def pooled_transport(max_connections: int) -> httpx.AsyncBaseTransport:
+    """httpx's API over aiohttp's connection pool.
+
+    httpcore's own pool scans every pooled connection twice per request, asking each idle one's socket whether
+    it is readable (encode/httpcore#924, #1035, not in 1.0.9): in a py-spy profile of the form post that was a
+    fifth of web's CPU with 16 connections to intake. aiohttp keeps its idle connections in a queue per host and
+    parses HTTP in C. No cookie jar: web calls the APIs on behalf of many people, and nothing may carry over.
+    """
+
+    def session() -> aiohttp.ClientSession:  # made on the first call, inside the running event loop
+        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=KEEPALIVE_SECONDS)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    return AiohttpTransport(client=session)
+
+
 class Backends:
     """Intake (feedback, sessions, sign-in, audit), notify (deliveries) and routing (unit names)."""
 
@@ -124,8 +148,11 @@ class Backends:
         registry: CollectorRegistry,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
+        # Web calls the APIs on behalf of many people: a cookie one answer sets must never ride along on another call.
+        no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+        self.client = httpx.AsyncClient(
+            timeout=timeout, transport=transport or pooled_transport(max_connections), cookies=no_cookies
+        )
         latency = Histogram(
             "heard_web_backend_request_duration_seconds",
             "Calls from the pages to the other services' APIs, by service and HTTP status ('error' if none).",
