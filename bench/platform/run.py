@@ -389,7 +389,8 @@ class NxFiles:
         connection = self.connections.get(database)
         if connection is None:
             path = self.data_dir / f"{database}.db"
-            connection = sqlite3.connect(path, timeout=120, isolation_level=None)
+            # Used from one worker thread at a time (`asyncio.to_thread`), never from two at once.
+            connection = sqlite3.connect(path, timeout=120, isolation_level=None, check_same_thread=False)
             self.connections[database] = connection
         rows = [(neosqlite_json_dumps(_as_nx_stores(document)), str(document["_id"])) for document in documents]
         connection.execute("BEGIN IMMEDIATE")
