@@ -105,7 +105,9 @@ def _in_one_transaction(
         connection = self.get_database(nx_handler._msg_db_name(msg)).db
         if connection.in_transaction:
             return handle(self, msg)
-        connection.execute("BEGIN")
+        # IMMEDIATE: another process writing the file (the scale bench's copies) makes this one wait its turn
+        # instead of failing the command with "database is locked" when a read would upgrade to a write.
+        connection.execute("BEGIN IMMEDIATE")
         try:
             reply = handle(self, msg)
         except BaseException:
