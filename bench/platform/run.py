@@ -282,6 +282,8 @@ class Seeder:
         )
         self.codes_file = stack.state / "seeded-tracking-codes.txt"
         self.ids_file = stack.state / "seeded-ids.txt"  # the items seeded through intake: templates for copies
+        # Their documents, read once: a later size would otherwise read every copy again to find them.
+        self.templates: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] | None = None
 
     async def stored(self) -> int:
         return await retrying(lambda: mongo.count(self.service.feedback, {}))
@@ -470,7 +472,9 @@ class BulkCopy:
     async def copy(self, count: int) -> None:
         started = time.monotonic()
         ids = self.seeder.seeded_ids()
-        templates = await self.templates(set(ids))
+        if self.seeder.templates is None:
+            self.seeder.templates = await self.templates(set(ids))
+        templates = self.seeder.templates
         read = time.monotonic()
         by_item: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
         for place, documents in templates.items():
