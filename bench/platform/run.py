@@ -22,9 +22,10 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
    age band a count lands in.) Only the difference to N is seeded: the second size tops the first one up.
    Past `--real-seed` items (default 1,000) the rest is copied in bulk instead (`BulkCopy`): the documents the
    four services stored for the seeded items are written again under fresh ids, with their own tracking codes and
-   re-hashed audit chains. Seeding through the services measured 2–25 submissions/s and 0.3–7 routed/s on the
-   shared machine (load average 15–36 on 2 cores), so 100,000 items that way would take many hours; copies hold
-   what intake, routing, notify and analytics would store for the same items, minus their past events on Kafka.
+   re-hashed audit chains; on nx-27017 straight into its files (`NxFiles`), elsewhere through the wire. Seeding
+   through the services measured 3–25 items/s on the shared machine, so 100,000 items that way would take hours;
+   copies hold what intake, routing, notify and analytics would store for the same items, minus their past events
+   on Kafka (9,000 copies, 110,853 documents, in 98 s).
 2. A steady load, `--run-seconds` long, with routing restarted on bench/platform/sla-policy.bench.yaml, so the new
    items' deadlines fall due during the run (acknowledge in 15 s, answer in 45 s, triage in 60 s, reminders at the
    top every 60 s; the demo's seconds policy would turn 20 submissions/s into hundreds of escalations a second, see
