@@ -21,12 +21,12 @@ or an `update_many` of N documents was N commits: measured 2.1 ms a document aga
 (1,500-byte routing cases, five indexes). The command already holds the database's lock from start to end, so
 the only change readers can see is that a multi-document write appears at once, which MongoDB also allows.
 
-Commands run on a pool of threads of their own, as many as clients can plausibly have waiting. nx-27017 hands
-each command to `asyncio.to_thread`, whose default pool has min(32, cores + 4) threads: six here. When six
-commands queued behind one database's lock (a busy service's connection pool does that), every other command
-waited for a thread too, drivers' heartbeats included; after 5 s the drivers marked the server unknown and
-paused their pools, so every service failed at once (measured in the scale bench: intake answering 503 and the
-routing scheduler's heartbeat 130 s stale at 20 submissions/s). A thread waiting for a lock costs nothing.
+Each database's commands run on a thread of their own, in arrival order. nx-27017 hands each command to
+`asyncio.to_thread`, whose default pool has min(32, cores + 4) threads: six here. When six commands queued behind
+one database's lock (a busy service's connection pool does that), every other command waited for a thread too,
+drivers' heartbeats included; after 5 s the drivers marked the server unknown and paused their pools, so every
+service failed at once (measured in the scale bench: intake answering 503 and the routing scheduler's heartbeat
+130 s stale at 20 submissions/s).
 
 tests/storage checks the result through the wire, as it would any MongoDB.
 
@@ -122,15 +122,21 @@ def _in_one_transaction(
 
 # -- threads -----------------------------------------------------------------------------------------------------
 
-COMMAND_THREADS = 256
 T = TypeVar("T")
-_command_threads = ThreadPoolExecutor(max_workers=COMMAND_THREADS, thread_name_prefix="nx-command")
+# One thread per database, so a database's commands run in the order they arrived and never take another
+# database's thread: its lock would serialise them anyway, and a lock is not fair (a thread pool racing for it
+# lets some commands wait for ever under load).
+_database_threads: dict[str, ThreadPoolExecutor] = {}
 
 
 async def _to_command_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """`asyncio.to_thread` on the command pool."""
+    """`asyncio.to_thread` on the thread of the database the command names."""
+    database = nx_handler._msg_db_name(args[0]) if args and isinstance(args[0], dict) else "admin"
+    pool = _database_threads.get(database)
+    if pool is None:
+        pool = _database_threads[database] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"nx-{database}")
     call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_command_threads, call)
+    return await asyncio.get_running_loop().run_in_executor(pool, call)
 
 
 # -- filters ---------------------------------------------------------------------------------------------------
