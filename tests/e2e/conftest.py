@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,10 +21,10 @@ ADMIN_TOKEN = "heard_e2e_admin_token"
 CITY_SYSTEMS = {"urn:city:311": "City 311", "urn:city:records": "City records"}
 
 
-@pytest.fixture(scope="module")
-def platform(stack: Stack) -> Iterator[Stack]:
+def running_platform(stack: Stack, sla_policy: Path) -> Iterator[Stack]:
+    """Every service and Prometheus, started as `make up` starts them, with routing on `sla_policy`."""
     stack.extra_env = {
-        "HEARD_ROUTING_SLA_POLICY_FILE": str(ROOT / "config" / "sla-policy.seconds.yaml"),
+        "HEARD_ROUTING_SLA_POLICY_FILE": str(sla_policy),
         "HEARD_INTAKE_BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
         "HEARD_INTAKE_CITY_SYSTEMS": json.dumps(CITY_SYSTEMS),
         # Every request comes from 127.0.0.1: keep the limiter in the path, with room for a whole test run.
@@ -50,6 +51,11 @@ def platform(stack: Stack) -> Iterator[Stack]:
     finally:
         for name in (*SERVICES, "prometheus"):
             stack.stop_process(name)
+
+
+@pytest.fixture(scope="module")
+def platform(stack: Stack) -> Iterator[Stack]:
+    yield from running_platform(stack, ROOT / "config" / "sla-policy.seconds.yaml")
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
-"""Nothing unseen, end to end with the SLA policy in seconds: every item has a clock, a person confirms severity,
+"""Nothing unseen, end to end with a triage window of seconds: every item has a clock, a person confirms severity,
 declared misconduct goes straight to professional standards and the oversight board is told."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,11 +16,19 @@ from cloudevents.v1.kafka import to_structured
 from heard_devstack import Stack
 from heard_shared import topics
 from heard_shared.events import deterministic_event_id
-from tests.e2e.conftest import issue_token, staff, submit
+from tests.e2e.conftest import issue_token, running_platform, staff, submit
 from tests.e2e.test_platform import metric
 from tests.helpers import TopicReader, eventually, produce, unique
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def platform(stack: Stack) -> Iterator[Stack]:
+    """Critical windows of seconds would let the item climb past its start level before the lowering arrives, and
+    a lowering never moves an item below where escalation took it (`domain.after_triage`)."""
+    yield from running_platform(stack, Path(__file__).with_name("sla-policy.triage.yaml"))
+
 
 LOWERING_REASON = "The resident wrote back: the officer was curt, but there was no threat or retaliation."
 
