@@ -16,6 +16,11 @@ Its filters are fixed where they differ from MongoDB on what Heard asks:
   form) matched only a missing field, not a null one; `$exists` in SQL took a null value for a missing field;
   `$ne: None` matched missing fields in both tiers. Now, as on MongoDB, `{f: None}` matches null or missing,
   `$exists` asks only whether the field is there, and `$ne: None` needs a value that is not null.
+A filter SQL cannot answer whole (a top-level `$or`, or a date comparison) was answered by reading every document
+of the collection into Python: `{"_id": a, "$or": [...]}` read all of intake's items to update one, and a date
+term sent the whole filter through SQL functions no index serves. Such a filter now reads only the documents
+that its SQL-translatable top-level terms select (an `_id` or an indexed field), then applies the whole filter in
+Python as before; with no such term it still reads everything.
 Each write command runs in one SQLite transaction. nx-27017 leaves SQLite in autocommit, so an `insert_many`
 or an `update_many` of N documents was N commits: measured 2.1 ms a document against 1.0 ms in one transaction
 (1,500-byte routing cases, five indexes). The command already holds the database's lock from start to end, so
@@ -38,16 +43,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from neosqlite import query_operators
+from neosqlite.collection.cursor import Cursor
+from neosqlite.collection.datetime_query_processor import DateTimeQueryProcessor
+from neosqlite.collection.jsonb_support import json_data_column
 from neosqlite.collection.query_helper._sql_query_builder import SqlQueryBuilderMixin
 from neosqlite.collection.query_helper._sql_updates import SqlUpdatesMixin
 from neosqlite.collection.query_helper.query_builder import QueryBuilderMixin
 from neosqlite.collection.query_helper.update_operations import UpdateOperationsMixin
 from neosqlite.collection.sql_translator_unified import SQLClauseBuilder, SQLOperatorTranslator
+from neosqlite.sql_utils import quote_table_name
 from nx_27017 import handler as nx_handler
 from nx_27017.nx_27017 import main
 
@@ -219,6 +228,66 @@ def _ne(field: str, value: Any, document: dict[str, Any]) -> bool:
 
 _python_ne = query_operators._ne
 
+
+# -- filters SQL cannot answer whole ----------------------------------------------------------------------------
+
+_python_fallback = Cursor._handle_python_fallback
+_datetime_sql_tier = DateTimeQueryProcessor._process_with_sql_tier
+
+
+def _narrowing(
+    helpers: QueryBuilderMixin, query: dict[str, Any], usable: Callable[[str, Any], bool]
+) -> tuple[str, list[Any]] | None:
+    """`WHERE ...` and its parameters for the top-level terms of `query` that SQL answers on its own (they are ANDed
+    with the rest, so they select a superset of the matches), or None when there is none."""
+    terms: dict[str, Any] = {}
+    for field, value in query.items():
+        if field.startswith("$") or not usable(field, value):
+            continue
+        built = helpers._build_simple_where_clause({field: value})
+        if built is not None and not built[2]:  # no temporary tables to clean up
+            terms[field] = value
+    if not terms:
+        return None
+    built = helpers._build_simple_where_clause(terms)
+    return None if built is None or built[2] or not built[0] else (built[0], built[1])
+
+
+def _rows(collection: Any, where: str, params: list[Any], order: str = "", batch: int = 100) -> Iterator[Any]:
+    jsonb = collection.query_engine.jsonb.jsonb_supported
+    cursor = collection.db.execute(
+        f"SELECT id, _id, {json_data_column(jsonb)} as data FROM {quote_table_name(collection.name)} {where}{order}",
+        params,
+    )
+    try:
+        while rows := cursor.fetchmany(batch):
+            yield from rows
+    finally:
+        cursor.close()
+
+
+def _handle_python_fallback(self: Cursor) -> Iterator[dict[str, Any]]:
+    narrowing = None if self._min or self._max else _narrowing(self._query_helpers, self._filter, lambda *_: True)
+    if narrowing is None:
+        return _python_fallback(self)  # type: ignore[no-any-return]
+    order = self._query_helpers._build_sort_clause(self._sort, self._collation)
+    self._sql_handled_sort = bool(order)
+    rows = _rows(self._collection, *narrowing, order, self._batch_size)
+    return (doc for doc in self._load_documents(rows) if self._query_helpers._apply_query(self._filter, doc))
+
+
+def _process_with_sql_tier(self: DateTimeQueryProcessor, query: dict[str, Any]) -> list[dict[str, Any]] | None:
+    narrowing = _narrowing(
+        self.helpers, query, lambda field, value: not self._contains_datetime_operations({field: value})
+    )
+    if narrowing is None:
+        return _datetime_sql_tier(self, query)  # type: ignore[no-any-return]
+    documents = (
+        self.collection._load_with_stored_id(row[0], row[2], row[1]) for row in _rows(self.collection, *narrowing)
+    )
+    return [doc for doc in documents if self.helpers._apply_query(query, doc)]
+
+
 SqlUpdatesMixin._can_use_sql_updates = _can_use_sql_updates
 UpdateOperationsMixin._internal_update = _internal_update
 SQLClauseBuilder._build_logical_condition = _build_logical_condition
@@ -226,6 +295,8 @@ SQLOperatorTranslator.translate_operator = _translate
 SqlQueryBuilderMixin._build_operator_clause = _build_operator_clause
 QueryBuilderMixin._apply_query = _python_apply_query
 query_operators._ne = _ne
+Cursor._handle_python_fallback = _handle_python_fallback
+DateTimeQueryProcessor._process_with_sql_tier = _process_with_sql_tier
 # nx-27017's server calls `asyncio.to_thread` through the module; this process runs nothing else.
 asyncio.to_thread = _to_command_thread
 for _name in ("handle_insert", "handle_command"):
