@@ -134,6 +134,13 @@ def build_platform(service: str, settings: ServiceSettings) -> Platform:
     )
 
 
+# How long an idle client connection stays open. Longer than any Heard client keeps one pooled (httpx: 5 s, web's
+# aiohttp pool: 4 s), so a client never reuses a connection just as the server closes it: with uvicorn's default
+# of 5 s, equal to httpx's, notify's token checks with intake failed at once now and then ("Server disconnected"),
+# and a staff member got a 503.
+KEEP_ALIVE_SECONDS = 30
+
+
 def serve(create_app: Callable[[SettingsT], FastAPI], settings_class: type[SettingsT]) -> None:
     """The body of every service's `__main__`: validate the environment, then run the HTTP server."""
     import uvicorn
@@ -146,4 +153,5 @@ def serve(create_app: Callable[[SettingsT], FastAPI], settings_class: type[Setti
         log_config=None,
         access_log=False,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )

@@ -113,7 +113,7 @@ def _error(service: str, response: httpx.Response) -> BackendError:
     )
 
 
-# Below the keep-alive of the services' HTTP servers (uvicorn closes an idle connection after 5 s), so a pooled
+# Below the keep-alive of the services' HTTP servers (heard_shared.runtime.KEEP_ALIVE_SECONDS), so a pooled
 # connection is never reused just as the server closes it.
 KEEPALIVE_SECONDS = 4.0
 
