@@ -9,6 +9,9 @@ updates per second, times the reads and writes the platform makes on its hot pat
 - a tracking-code lookup (the resident's GET), by the unique sparse `tracking_hash` index;
 - the scheduler's claim candidates (`due_ms <= now`, open, sorted, limit 500) and a fenced update;
 - a gauge count over an `open_since_ms` range;
+- intake's guarded update by `_id` beside a `$or` (recording an escalation only if it is not older than the
+  level on record), which SQL cannot answer whole;
+- notify's lookup of an item's queued deliveries whose lease has run out (an indexed field beside a date range);
 - 100 concurrent `$inc` on one document (a lost update shows as a total under 100).
 
 `--uri` measures any server you started yourself (a production MongoDB, a FerretDB on PostgreSQL);
@@ -58,6 +61,8 @@ async def seed(mongo: MongoResource, items: int) -> None:
     await feedback.create_index("tracking_hash", unique=True, sparse=True)
     for key in ("due_ms", "deadline_ms", "open_since_ms"):
         await cases.create_index(key, sparse=True)
+    deliveries = mongo.db["deliveries"]
+    await deliveries.create_index([("feedback_id", 1), ("created_at", 1)])
     for start in range(0, items, 2000):
         chunk = range(start, min(items, start + 2000))
         await feedback.insert_many(
@@ -84,6 +89,19 @@ async def seed(mongo: MongoResource, items: int) -> None:
                     del case[key]
             documents.append(case)
         await cases.insert_many(documents)
+        await deliveries.insert_many(
+            [
+                {
+                    "feedback_id": f"fb-{n:07d}",
+                    "template": "top_reminder",
+                    "status": "sent" if n % 10 else "queued",
+                    "event_id": f"ev-{n}",
+                    "created_at": now,
+                    "lease_until": now - timedelta(minutes=5),
+                }
+                for n in chunk
+            ]
+        )
 
 
 async def timed(samples: list[float], action: Awaitable[Any]) -> None:
@@ -117,8 +135,18 @@ async def probe(uri: str, items: int, rounds: int, write_rate: float) -> None:
     print(f"seeded {items} records and {items} cases in {time.perf_counter() - started:.1f}s", flush=True)
     cases, feedback = mongo.db["cases"], mongo.db["feedback"]
     samples: dict[str, list[float]] = {
-        name: [] for name in ("tracking GET", "claim candidates", "fenced update", "gauge count", "background update")
+        name: []
+        for name in (
+            "tracking GET",
+            "claim candidates",
+            "fenced update",
+            "gauge count",
+            "update by _id + $or",
+            "index + date range",
+            "background update",
+        )
     }
+    deliveries = mongo.db["deliveries"]
     stop = asyncio.Event()
     background = asyncio.create_task(writer(mongo, items, write_rate, stop, samples["background update"]))
     try:
@@ -145,6 +173,29 @@ async def probe(uri: str, items: int, rounds: int, write_rate: float) -> None:
                 samples["gauge count"],
                 count(cases, {"open_since_ms": {"$gt": lower, "$lte": lower + 7_200_000}, "level": 0}),
             )
+            item_id = f"fb-{random.randrange(items):07d}"
+            await timed(
+                samples["update by _id + $or"],
+                feedback.update_one(
+                    {
+                        "_id": item_id,
+                        "status": {"$in": ["answered", "escalated"]},
+                        "$or": [{"level": None}, {"level": {"$lte": 2}}],
+                    },
+                    {"$set": {"level": 2}},
+                ),
+            )
+
+            async def expired_leases(item_id: str = item_id) -> list[Any]:
+                query = {
+                    "feedback_id": item_id,
+                    "status": "queued",
+                    "event_id": {"$ne": "ev-0"},
+                    "lease_until": {"$lte": utc_now()},
+                }
+                return [d["_id"] async for d in deliveries.find(query, {"_id": 1})]
+
+            await timed(samples["index + date range"], expired_leases())
             await asyncio.sleep(0.02)
     finally:
         stop.set()
