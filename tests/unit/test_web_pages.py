@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from heard_shared.events import utc_now
+from heard_web.backends import Reply
 from heard_web.bootstrap import create_app
 from heard_web.config import WebSettings
 from heard_web.staff_sessions import StaffSession
@@ -82,6 +83,11 @@ class Backends:
         handler = self.routes.get((request.method, request.url.path))
         return handler(request) if handler else error(404, "not_found")
 
+    async def transport(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Reply:
+        """Web's transport seam: each call as an httpx request, so the tests can read it back."""
+        response = self(httpx.Request(method, url, headers=headers, content=body))
+        return Reply(response.status_code, response.reason_phrase, response.headers, response.content)
+
 
 class MemorySessions:
     """The session store's interface, in memory (the real one is tested on MongoDB in tests/integration)."""
@@ -110,7 +116,7 @@ def backends() -> Backends:
 
 @pytest.fixture
 async def client(backends: Backends) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(WebSettings(log_level="WARNING"), transport=httpx.MockTransport(backends))
+    app = create_app(WebSettings(log_level="WARNING"), transport=backends.transport)
     app.state.site.sessions = MemorySessions()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://heard.test") as http:
         yield http
@@ -254,7 +260,7 @@ async def test_staff_pages_send_strangers_to_the_sign_in_and_ask_intake_nothing(
 
 
 async def test_sign_in_sets_a_protected_cookie_and_uses_the_token_for_every_call(backends: Backends) -> None:
-    app = create_app(WebSettings(log_level="WARNING"), transport=httpx.MockTransport(backends))
+    app = create_app(WebSettings(log_level="WARNING"), transport=backends.transport)
     app.state.site.sessions = MemorySessions()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://heard.test") as client:
         token = await csrf(client, "/staff/sign-in")
