@@ -212,7 +212,7 @@ async def test_a_submission_is_sent_with_the_residents_address_and_language(
 
 
 async def test_refusals_keep_what_the_resident_typed_and_say_what_to_do(
-    client: httpx.AsyncClient, backends: Backends
+    client: httpx.AsyncClient, backends: Backends, capsys: pytest.CaptureFixture[str]
 ) -> None:
     token = await csrf(client)
     backends.routes[("POST", "/v1/feedback")] = lambda r: error(429, "rate_limited")
@@ -224,6 +224,8 @@ async def test_refusals_keep_what_the_resident_typed_and_say_what_to_do(
     )
     busy = await client.post("/submit", data={"csrf_token": token, "kind": "concern", "text": "Lights are out"})
     assert busy.status_code == 503 and "nothing was sent" in busy.text and "Lights are out" in busy.text
+    logged = capsys.readouterr().out
+    assert "backend unavailable" in logged and "overloaded" in logged, "operators hear of it too"
     invalid = await client.post("/submit", data={"csrf_token": token, "kind": "", "text": ""})
     assert invalid.status_code == 400 and "There is a problem" in invalid.text and 'href="#kind"' in invalid.text
 
