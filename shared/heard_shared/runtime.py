@@ -11,7 +11,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
@@ -141,8 +141,19 @@ def build_platform(service: str, settings: ServiceSettings) -> Platform:
 KEEP_ALIVE_SECONDS = 30
 
 
-def serve(create_app: Callable[[SettingsT], FastAPI], settings_class: type[SettingsT]) -> None:
-    """The body of every service's `__main__`: validate the environment, then run the HTTP server."""
+def serve(
+    create_app: Callable[[SettingsT], FastAPI],
+    settings_class: type[SettingsT],
+    *,
+    loop: Literal["asyncio", "uvloop"] = "asyncio",
+    http: Literal["h11", "httptools"] = "h11",
+) -> None:
+    """The body of every service's `__main__`: validate the environment, then run the HTTP server.
+
+    The event loop and HTTP parser are named, not left to uvicorn's "auto" (which takes uvloop and httptools
+    whenever they are installed): one virtualenv holds every service's requirements on a laptop, and a service
+    that asks for them (web) must not change the others'.
+    """
     import uvicorn
 
     settings = load_settings(settings_class)
@@ -154,4 +165,6 @@ def serve(create_app: Callable[[SettingsT], FastAPI], settings_class: type[Setti
         access_log=False,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        loop=loop,
+        http=http,
     )

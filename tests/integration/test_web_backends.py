@@ -1,4 +1,4 @@
-"""Web's client for the other services' APIs on real sockets (httpx on aiohttp's pool, as web runs it): answers and
+"""Web's client for the other services' APIs on real sockets (aiohttp's pool, as web runs it): answers and
 refusals arrive with their codes, nothing carries over between calls, and a closed port, a silent server or a
 dropped keep-alive connection become `BackendUnavailable` or a fresh connection, never an unhandled error."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from heard_shared.events import utc_now
+from heard_web.backends import Reply
 from heard_web.bootstrap import create_app
 from heard_web.config import WebSettings
 from heard_web.staff_sessions import StaffSession
@@ -82,6 +83,11 @@ class Backends:
         handler = self.routes.get((request.method, request.url.path))
         return handler(request) if handler else error(404, "not_found")
 
+    async def transport(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Reply:
+        """Web's transport seam: each call as an httpx request, so the tests can read it back."""
+        response = self(httpx.Request(method, url, headers=headers, content=body))
+        return Reply(response.status_code, response.reason_phrase, response.headers, response.content)
+
 
 class MemorySessions:
     """The session store's interface, in memory (the real one is tested on MongoDB in tests/integration)."""
@@ -110,7 +116,7 @@ def backends() -> Backends:
 
 @pytest.fixture
 async def client(backends: Backends) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(WebSettings(log_level="WARNING"), transport=httpx.MockTransport(backends))
+    app = create_app(WebSettings(log_level="WARNING"), transport=backends.transport)
     app.state.site.sessions = MemorySessions()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://heard.test") as http:
         yield http
@@ -206,7 +212,7 @@ async def test_a_submission_is_sent_with_the_residents_address_and_language(
 
 
 async def test_refusals_keep_what_the_resident_typed_and_say_what_to_do(
-    client: httpx.AsyncClient, backends: Backends
+    client: httpx.AsyncClient, backends: Backends, capsys: pytest.CaptureFixture[str]
 ) -> None:
     token = await csrf(client)
     backends.routes[("POST", "/v1/feedback")] = lambda r: error(429, "rate_limited")
@@ -218,6 +224,8 @@ async def test_refusals_keep_what_the_resident_typed_and_say_what_to_do(
     )
     busy = await client.post("/submit", data={"csrf_token": token, "kind": "concern", "text": "Lights are out"})
     assert busy.status_code == 503 and "nothing was sent" in busy.text and "Lights are out" in busy.text
+    logged = capsys.readouterr().out
+    assert "backend unavailable" in logged and "overloaded" in logged, "operators hear of it too"
     invalid = await client.post("/submit", data={"csrf_token": token, "kind": "", "text": ""})
     assert invalid.status_code == 400 and "There is a problem" in invalid.text and 'href="#kind"' in invalid.text
 
@@ -254,7 +262,7 @@ async def test_staff_pages_send_strangers_to_the_sign_in_and_ask_intake_nothing(
 
 
 async def test_sign_in_sets_a_protected_cookie_and_uses_the_token_for_every_call(backends: Backends) -> None:
-    app = create_app(WebSettings(log_level="WARNING"), transport=httpx.MockTransport(backends))
+    app = create_app(WebSettings(log_level="WARNING"), transport=backends.transport)
     app.state.site.sessions = MemorySessions()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://heard.test") as client:
         token = await csrf(client, "/staff/sign-in")

@@ -7,14 +7,14 @@ down, slow or overloaded becomes `BackendUnavailable` (the page says "try again 
 
 from __future__ import annotations
 
+import json as jsonlib
 import time
-from collections.abc import Mapping
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
 from prometheus_client import CollectorRegistry, Histogram
 
 Json = dict[str, Any]
@@ -46,13 +46,31 @@ class BackendUnavailable(BackendError):
     """Unreachable, timed out or answering 5xx: the person may simply try again."""
 
 
-class Backend:
-    """One service's API over the shared pooled client."""
+@dataclass(frozen=True)
+class Reply:
+    """A backend's answer as it arrived. `headers` looks names up in any case."""
 
-    def __init__(self, name: str, base_url: str, client: httpx.AsyncClient, latency: Histogram) -> None:
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class TransportError(Exception):
+    """The call did not get an answer: refused, reset, timed out."""
+
+
+# One HTTP exchange: (method, URL, headers, body) -> the reply, or TransportError. Unit tests pass one in.
+Transport = Callable[[str, str, Mapping[str, str], bytes | None], Awaitable[Reply]]
+
+
+class Backend:
+    """One service's API over the shared transport."""
+
+    def __init__(self, name: str, base_url: str, transport: Transport, latency: Histogram) -> None:
         self.name = name
         self.base_url = base_url
-        self.client = client
+        self.transport = transport
         self.latency = latency
 
     async def call(
@@ -74,38 +92,44 @@ class Backend:
             # The resident's address, so intake's per-client rate limits apply to them and not to this service
             # (intake's server trusts the header only from its configured proxies: FORWARDED_ALLOW_IPS).
             headers["x-forwarded-for"] = client_ip
+        body = content
+        if json is not None:
+            body = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
+            headers["content-type"] = "application/json"
         if content_type:
             headers["content-type"] = content_type
+        url = f"{self.base_url}{path}"
         query = {key: value for key, value in (params or {}).items() if value not in (None, "")}
+        if query:
+            url = f"{url}?{urlencode(query, doseq=True)}"
         started = time.perf_counter()
         outcome = "error"
         try:
-            response = await self.client.request(
-                method, f"{self.base_url}{path}", headers=headers, json=json, params=query, content=content
-            )
-            outcome = str(response.status_code)
-        except httpx.HTTPError as error:
-            raise BackendUnavailable(self.name, 503, "unreachable", f"{type(error).__name__}: {error}") from None
+            reply = await self.transport(method, url, headers, body)
+            outcome = str(reply.status)
+        except TransportError as error:
+            raise BackendUnavailable(self.name, 503, "unreachable", str(error)) from None
         finally:
             self.latency.labels(self.name, outcome).observe(time.perf_counter() - started)
-        if response.status_code < 400:
-            body = response.json() if response.content else {}
-            return body if isinstance(body, dict) else {"items": body}
-        raise _error(self.name, response)
+        if reply.status < 400:
+            answer = jsonlib.loads(reply.body) if reply.body else {}
+            return answer if isinstance(answer, dict) else {"items": answer}
+        raise _error(self.name, reply)
 
 
-def _error(service: str, response: httpx.Response) -> BackendError:
+def _error(service: str, reply: Reply) -> BackendError:
     try:
-        error = response.json().get("error") or {}
+        answer = jsonlib.loads(reply.body)
+        error = (answer.get("error") if isinstance(answer, dict) else None) or {}
     except ValueError:
         error = {}
-    code = str(error.get("code") or f"http_{response.status_code}")
-    message = str(error.get("message") or response.reason_phrase)
-    retry_after = response.headers.get("retry-after")
-    kind = BackendUnavailable if response.status_code >= 500 else BackendError
+    code = str(error.get("code") or f"http_{reply.status}")
+    message = str(error.get("message") or reply.reason)
+    retry_after = reply.headers.get("retry-after")
+    kind = BackendUnavailable if reply.status >= 500 else BackendError
     return kind(
         service,
-        response.status_code,
+        reply.status,
         code,
         message,
         details=error.get("details"),
@@ -118,20 +142,38 @@ def _error(service: str, response: httpx.Response) -> BackendError:
 KEEPALIVE_SECONDS = 4.0
 
 
-def pooled_transport(max_connections: int) -> httpx.AsyncBaseTransport:
-    """httpx's API over aiohttp's connection pool.
+class PooledTransport:
+    """aiohttp's connection pool, called directly.
 
-    httpcore's own pool scans every pooled connection twice per request, asking each idle one's socket whether
-    it is readable (encode/httpcore#924, #1035, not in 1.0.9): in a py-spy profile of the form post that was a
-    fifth of web's CPU with 16 connections to intake. aiohttp keeps its idle connections in a queue per host and
-    parses HTTP in C. No cookie jar: web calls the APIs on behalf of many people, and nothing may carry over.
+    aiohttp keeps idle connections in a queue per host and parses HTTP in C. (httpx over it, as before, spent a
+    fifth of web's CPU on a form post in its own layers: building the request, reading the body in chunks, running
+    every answer through http.cookiejar; and httpcore's own pool scans every pooled connection on each request,
+    encode/httpcore#924.) No cookie jar: web calls the APIs on behalf of many people, and nothing may carry over.
     """
 
-    def session() -> aiohttp.ClientSession:  # made on the first call, inside the running event loop
-        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=KEEPALIVE_SECONDS)
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    def __init__(self, *, timeout: float, max_connections: int) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
 
-    return AiohttpTransport(client=session)
+    def _open(self) -> aiohttp.ClientSession:  # made on the first call, inside the running event loop
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=KEEPALIVE_SECONDS)
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), timeout=self.timeout
+            )
+        return self._session
+
+    async def __call__(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Reply:
+        try:
+            async with self._open().request(method, url, headers=headers, data=body, allow_redirects=False) as answer:
+                return Reply(answer.status, answer.reason or "", answer.headers, await answer.read())
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise TransportError(f"{type(error).__name__}: {error}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 class Backends:
@@ -146,13 +188,10 @@ class Backends:
         timeout: float,
         max_connections: int,
         registry: CollectorRegistry,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
-        # Web calls the APIs on behalf of many people: a cookie one answer sets must never ride along on another call.
-        no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-        self.client = httpx.AsyncClient(
-            timeout=timeout, transport=transport or pooled_transport(max_connections), cookies=no_cookies
-        )
+        self._pool = PooledTransport(timeout=timeout, max_connections=max_connections)  # opens on its first call
+        sends = transport or self._pool
         latency = Histogram(
             "heard_web_backend_request_duration_seconds",
             "Calls from the pages to the other services' APIs, by service and HTTP status ('error' if none).",
@@ -160,14 +199,14 @@ class Backends:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.intake = Backend("intake", intake_url, self.client, latency)
-        self.notify = Backend("notify", notify_url, self.client, latency)
-        self.routing = Backend("routing", routing_url, self.client, latency)
+        self.intake = Backend("intake", intake_url, sends, latency)
+        self.notify = Backend("notify", notify_url, sends, latency)
+        self.routing = Backend("routing", routing_url, sends, latency)
         self._unit_names: dict[str, str] = {}
         self._unit_names_fetched = 0.0
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self._pool.close()
 
     async def unit_names(self) -> dict[str, str]:
         """Unit id -> display name from routing's organisation, refreshed every five minutes.

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
@@ -21,7 +19,7 @@ from heard_shared.logs import configure_logging, get_logger
 from heard_shared.mongo import MongoResource
 from heard_shared.runtime import _retry
 from heard_web.areas import CityMap
-from heard_web.backends import BackendError, Backends, BackendUnavailable
+from heard_web.backends import BackendError, Backends, BackendUnavailable, Transport
 from heard_web.config import WebSettings
 from heard_web.i18n import N_
 from heard_web.oversight import build_oversight_router
@@ -36,11 +34,9 @@ FORM_BYTES = 64 * 1024
 UPLOAD_BYTES = 2 * 1024 * 1024
 
 
-def create_app(settings: WebSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+def create_app(settings: WebSettings, *, transport: Transport | None = None) -> FastAPI:
     """`transport` lets unit tests answer the backend calls in-process."""
     configure_logging(service="web", level=settings.log_level, json=settings.log_json)
-    # httpx logs every request's address at INFO, and addresses hold tracking codes.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     registry = CollectorRegistry()
     mongo = MongoResource(settings.mongodb_uri, settings.mongodb_database or "heard_web", app_name="heard-web")
     backends = Backends(

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from heard_shared.logs import get_logger
 from heard_web import forms, presenters
 from heard_web.backends import BackendError, BackendUnavailable
 from heard_web.forms import FieldError
@@ -19,6 +20,7 @@ from heard_web.i18n import LOCALES, N_
 from heard_web.security import local_path
 from heard_web.site import Site, Visit, client_ip, flash
 
+log = get_logger(__name__)
 # Tracking codes are 20 symbols in groups of five; people type them with spaces, dashes and lower case.
 _CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z -]{8,38}[0-9A-Za-z]$")
 _SESSION_ID = re.compile(r"^[0-9a-f-]{36}$")
@@ -121,6 +123,8 @@ def build_resident_router(site: Site) -> APIRouter:
                 "POST", "/v1/feedback", json=read.body, client_ip=client_ip(request)
             )
         except BackendError as error:
+            if isinstance(error, BackendUnavailable):  # the page says "try again"; operators need to hear of it too
+                log.warning("backend unavailable", service=error.service, code=error.code, path="/submit")
             return submit_page(
                 visit, read.values, declared=read.allegations, status=_status(error), problem=_problem(error)
             )
