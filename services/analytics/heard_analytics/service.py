@@ -34,8 +34,9 @@ REFRESH_OVERLAP = timedelta(seconds=5)
 LEVELS = 5
 # The freshness promise: an event shows in the public figures within this many seconds (an SLO bucket boundary).
 FRESHNESS_OBJECTIVE_SECONDS = 2.0
-# How often the publisher looks for changed cells when the last pass found none.
-PUBLISH_INTERVAL_SECONDS = 0.2
+# How often the publisher looks for changed cells. After a pass that suppressed something it waits at least as
+# long as the pass took, so that under a steady stream it never holds more than half a core.
+PUBLISH_INTERVAL_SECONDS = 0.25
 # What the item-level file reads of an item's facts.
 ITEM_FIELDS = dict.fromkeys(
     (
@@ -132,15 +133,15 @@ class AnalyticsService:
     async def run_publisher(self) -> None:
         """Background task: keeps the served copies current (see the module docstring)."""
         while True:
+            started = time.perf_counter()
             try:
-                busy = await self.publish_once()
+                await self.publish_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # MongoDB away, or a bug in one pass: keep serving the last copy, try again
                 log.exception("publishing the public figures failed")
-                busy = False
-            # A pause even after work: under a steady stream the publisher would otherwise hold a core.
-            await asyncio.sleep(PUBLISH_INTERVAL_SECONDS if not busy else PUBLISH_INTERVAL_SECONDS / 4)
+            took = time.perf_counter() - started
+            await asyncio.sleep(max(PUBLISH_INTERVAL_SECONDS - took, took))
 
     async def publish_once(self) -> bool:
         """One pass: read changed cells, suppress again the years read whose counters changed. True if it did work."""
@@ -164,8 +165,9 @@ class AnalyticsService:
     async def _suppress(self, year: int) -> cube.PublicYear:
         """Suppresses a year again and serves the result. Called holding the lock, so the tables hold still."""
         started = time.perf_counter()
-        # CPU work: off the event loop, so the consumer and requests keep going.
-        served = self._public[year] = await asyncio.to_thread(self.index.published, year)
+        # CPU work: off the event loop, so the consumer and requests keep going. Only the measures whose counts
+        # changed since the copy served are suppressed again.
+        served = self._public[year] = await asyncio.to_thread(self.index.published, year, self._public.get(year))
         self.publish_seconds.observe(time.perf_counter() - started)
         return served
 
@@ -207,7 +209,7 @@ class AnalyticsService:
 
     async def open_total(self) -> privacy.Published:
         """Items still open, citywide and across all years: the freshness line's second figure."""
-        total = sum(int(tables.counts[cube.MEASURE_INDEX["open"]].sum()) for tables in self.index.years.values())
+        total = sum(tables.total("open") for tables in self.index.years.values())
         return privacy.count(total, privacy.SHOWN if total >= self.rules.threshold else privacy.PRIMARY, self.rules)
 
     async def overdue(self, filters: figures.Filters) -> list[privacy.Published]:
