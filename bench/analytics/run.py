@@ -116,7 +116,8 @@ async def seed_databases(
             print(f"  {target.label}: reusing the seeded database", flush=True)
             continue
         await client.drop_database(target.database)
-        await ReadModel(items=db["items"], cells=db["cells"], open_items=db["open_items"], areas=areas).ensure_indexes()
+        collections = {name: db[name] for name in ("items", "cells", "open_items", "rounds")}
+        await ReadModel(**collections, areas=areas).ensure_indexes()
         todo.append(target)
     now = utc_now()
     started = time.perf_counter()

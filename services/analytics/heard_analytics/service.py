@@ -65,6 +65,7 @@ class AnalyticsService:
         items: AsyncCollection[Document],
         cells: AsyncCollection[Document],
         open_items: AsyncCollection[Document],
+        rounds: AsyncCollection[Document],
         areas: Areas,
         rules: privacy.PrivacyRules,
         registry: CollectorRegistry,
@@ -76,7 +77,7 @@ class AnalyticsService:
         self.areas = areas
         self.rules = rules
         self.clock = clock
-        self.model = ReadModel(items=items, cells=cells, open_items=open_items, areas=areas, clock=clock)
+        self.model = ReadModel(items=items, cells=cells, open_items=open_items, rounds=rounds, areas=areas, clock=clock)
         self.index = cube.CellIndex(areas, rules)
         self.freshness = Freshness()
         self._watermark: datetime | None = None
