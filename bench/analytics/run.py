@@ -285,6 +285,8 @@ async def measure_freshness(
     slots = int(rate * duration)
     to_acknowledge = await backlog(stack.mongodb_uri, target.database, "acknowledged_at", year, slots // 4 + 1)
     to_answer = await backlog(stack.mongodb_uri, target.database, "answered_at", year, slots // 4 + 1)
+    processes = {"analytics": f"analytics-{target.label}", "store": "mongodb", "kafka": "kafka"}
+    cpu_before = {label: cpu_seconds(stack.pid(name)) for label, name in processes.items()}
     async with httpx.AsyncClient(timeout=30) as http:
         metrics_before = (await http.get(f"{target.url}/metrics")).text
         baseline = await kind_counts(http, target.url)
@@ -403,6 +405,7 @@ async def measure_freshness(
         stop_polling.set()
         await polling
         metrics_after = (await http.get(f"{target.url}/metrics")).text
+    cpu = {label: cpu_seconds(stack.pid(name)) - cpu_before[label] for label, name in processes.items()}
     await producer.stop()
 
     lags = [v - s for t in traced.values() for s, v in zip(t.sent_at, t.visible_at, strict=False)]
@@ -441,6 +444,12 @@ async def measure_freshness(
     print(
         f"  {target.label}: the consumer applied {applied:.0f} of {slots} events in {run_seconds:.0f} s "
         f"({applied / run_seconds:.0f}/s); {1000 * handling / max(handled, 1):.1f} ms per event in its handler",
+        flush=True,
+    )
+    print(
+        f"  {target.label}: CPU per applied event (machine load barely moves it): "
+        + ", ".join(f"{label} {1000 * seconds / max(applied, 1):.2f} ms" for label, seconds in cpu.items())
+        + f" ({', '.join(f'{label} {seconds:.0f} s' for label, seconds in cpu.items())} over the run)",
         flush=True,
     )
     before, after = (

@@ -6,8 +6,9 @@ area and kind, a breakdown, a trend — reads cells of these two tables, so one 
 views, and asking for another filter can never uncover a cell by difference. Months are never crossed with
 categories, so those small cells are never published at all.
 
-The arrays are kept up to date from changed cell documents (add the new counters, subtract the old), so a request
-never reads the whole history, and a year's tables are suppressed again only when its counters changed.
+The tables are kept up to date from changed cell documents (add the new counters to every node above the cell,
+subtract the old), so a request never reads the whole history, and a year's tables are suppressed again only when
+its counters changed, and then only for the measures whose counts changed (privacy.LinkedTables.suppressed).
 """
 
 from __future__ import annotations
@@ -308,7 +309,7 @@ class CellIndex:
         changes: dict[int, list[tuple[Document, int]]] = {}
         for cell in cells:
             previous = self.documents.get(cell["_id"])
-            if previous is not None and _counters(previous) == _counters(cell):
+            if previous is not None and (previous == cell or _counters(previous) == _counters(cell)):
                 continue
             year_changes = changes.setdefault(int(cell["year"]), [])
             if previous is not None:

@@ -88,7 +88,7 @@ class _Run:
     as flat cell indices: numpy then works all of them in one step, and working them at once gives exactly what
     working them one after the other would, since none reads a cell another writes."""
 
-    members: npt.NDArray[np.intp]  # (instances, parent + children): flat indices, a blank (index 0) pads short ones
+    members: npt.NDArray[np.intp]  # (instances, parent + children): flat indices; short equations padded (see blank)
     blank: npt.NDArray[np.bool_]  # (instances, parent + children): True where `members` is padding
     row_of_cell: npt.NDArray[np.intp]  # (cells + 1,): the instance each cell is a member of, else the last entry
 
