@@ -332,4 +332,4 @@ class CellIndex:
 
 
 def _counters(cell: Document) -> dict[str, Any]:
-    return {k: v for k, v in cell.items() if k not in ("updated_at", "updated_ms", "applied_tokens")}
+    return {k: v for k, v in cell.items() if k not in ("updated_at", "updated_ms", "applied_tokens", "writer")}

@@ -103,6 +103,10 @@ class ReadModel:
         self._queue: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
         self._finished: OrderedDict[str, None] = OrderedDict()
+        # Cells this process wrote (stamped `writer`), kept until the publisher reads them: it reads only these and
+        # cells other writers changed, instead of every cell changed in the last seconds.
+        self.writer = uuid.uuid4().hex
+        self.written: set[str] = set()
 
     async def ensure_indexes(self) -> None:
         await self.cells.create_index([("year", ASCENDING)])
@@ -267,7 +271,11 @@ class ReadModel:
             cell_updates = [
                 UpdateOne(
                     {"_id": cell_id, marker: {"$exists": False}},
-                    {"$inc": inc, "$set": {marker: 1, "updated_ms": now}, "$setOnInsert": _cell_fields(cell_id)},
+                    {
+                        "$inc": inc,
+                        "$set": {marker: 1, "updated_ms": now, "writer": self.writer},
+                        "$setOnInsert": _cell_fields(cell_id),
+                    },
                     upsert=True,
                 )
                 for cell_id, inc in sorted(increments.items())
@@ -277,6 +285,8 @@ class ReadModel:
             except BulkWriteError as error:
                 if any(failure.get("code") != DUPLICATE_KEY for failure in error.details.get("writeErrors", [])):
                     raise
+            finally:
+                self.written.update(increments)  # even after a failure: some may have been written
         # `_id` in a replacement too: nx-27017 gives an upserted replacement a new ObjectId otherwise.
         open_changes: list[ReplaceOne[Document] | DeleteOne] = [
             DeleteOne({"_id": item_id})

@@ -29,7 +29,8 @@ from heard_shared.mongo import Document
 
 log = get_logger(__name__)
 
-# A replica stamps `updated_ms` with its own clock; re-reading this far back covers clock skew between replicas.
+# Another replica stamps `updated_ms` with its own clock when it writes a cell, and its write lands a little later:
+# re-reading this far back covers both.
 REFRESH_OVERLAP = timedelta(seconds=5)
 LEVELS = 5
 # The freshness promise: an event shows in the public figures within this many seconds (an SLO bucket boundary).
@@ -175,11 +176,24 @@ class AnalyticsService:
     # -- reading ---------------------------------------------------------------------------------
 
     async def _refresh(self) -> None:
-        """Takes in the cells changed since the last look."""
+        """Takes in the cells changed since the last look: those this process wrote, by id, and those another
+        replica wrote (stamped with its `writer`) in the last moments."""
         started = self.clock()
-        since = None if self._watermark is None else self._watermark - REFRESH_OVERLAP
-        query: Document = {} if since is None else {"updated_ms": {"$gte": int(since.timestamp() * 1000)}}
-        self.index.update([cell async for cell in self.cells.find(query, {"applied_tokens": 0})])
+        own, self.model.written = self.model.written, set()
+        try:
+            if self._watermark is None:
+                cells = [cell async for cell in self.cells.find({}, {"applied_tokens": 0})]
+            else:
+                since = int((self._watermark - REFRESH_OVERLAP).timestamp() * 1000)
+                others = {"updated_ms": {"$gte": since}, "writer": {"$ne": self.model.writer}}
+                cells = [cell async for cell in self.cells.find(others, {"applied_tokens": 0})]
+                if own:
+                    query = {"_id": {"$in": sorted(own)}}
+                    cells += [cell async for cell in self.cells.find(query, {"applied_tokens": 0})]
+        except BaseException:
+            self.model.written |= own  # read them next time
+            raise
+        self.index.update(cells)
         self._watermark = started
 
     async def published(self, year: int) -> cube.PublicYear:
