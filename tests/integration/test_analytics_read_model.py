@@ -329,3 +329,41 @@ async def test_the_bench_seeder_writes_the_read_model_the_projection_would(stack
         for mongo in (seeded, projected):
             await mongo.client.drop_database(mongo.db.name)
             await mongo.close()
+
+
+async def test_a_replica_publishes_what_another_replica_applied(stack: Stack) -> None:
+    """Each replica reads the cells it wrote by id and only other writers' recent cells by time: a replica that
+    applied nothing still publishes what its peer applied, and cells written by a writer with no stamp at all."""
+    settings = AnalyticsSettings(
+        mongodb_uri=stack.mongodb_uri,
+        mongodb_database=unique("analytics_replicas").replace("-", "_"),
+        suppression_threshold=1,
+        min_items_for_statistics=1,
+    )
+    mongo = MongoResource(stack.mongodb_uri, settings.mongodb_database, app_name="replicas-test")
+    year = random.randint(2200, 2249)
+    start = datetime(year, 4, 1, 8, tzinfo=UTC)
+    try:
+        writer, reader = (build_service(settings, mongo.db, CollectorRegistry()) for _ in range(2))
+        await writer.start()
+        await reader.start()
+
+        async def submitted(service: AnalyticsService) -> Any:
+            await service.publish_once()
+            funnel = (await public_figures(service, year))["funnel"]
+            return next(row["items"] for row in funnel if row["stage"] == "submitted")
+
+        assert await submitted(reader) == 0
+        for n in range(3):
+            for event in lifecycle(unique("replica"), "Northgate", start + timedelta(days=n), n):
+                await writer.model.apply(event)
+        assert await submitted(writer) == 3
+        assert await submitted(reader) == 3, "the peer's cells, read by time"
+        # A cell written now by a writer that does not stamp itself (the version before this one).
+        cell = domain.Cell(f"{year}-04", "central", "Old Town", "complaint", "response_time")
+        stamp = int(ev.utc_now().timestamp() * 1000)
+        await mongo.db["cells"].insert_one({"_id": cell.id, **cell.fields(), "submitted": 1, "updated_ms": stamp})
+        assert await submitted(writer) == 4 and await submitted(reader) == 4
+    finally:
+        await mongo.client.drop_database(mongo.db.name)
+        await mongo.close()
