@@ -48,7 +48,10 @@ from pymongo.errors import BulkWriteError
 from heard_analytics import facts as domain
 from heard_analytics.areas import Areas
 from heard_shared.events import CloudEvent, utc_now
+from heard_shared.logs import get_logger
 from heard_shared.mongo import DUPLICATE_KEY, Document
+
+log = get_logger(__name__)
 
 # `by`: the round that last wrote the item (which of a round's conditional writes took, and its journal entry).
 ITEM_FACT_FIELDS_EXCLUDED = frozenset({"_id", "v", "applied", "by"})
@@ -174,7 +177,9 @@ class ReadModel:
         took, failed = await self._write_items(writes, token)
         for write, failure in failed.items():
             _settle(write.waiting.done, failure)
-        await self._finish(token, {w.waiting.feedback_id: w.effects for w in took if w.effects} if journal else None)
+        cells = await self._bring(
+            token, {w.waiting.feedback_id: w.effects for w in took if w.effects} if journal else None
+        )
         again: list[_Waiting] = []
         for write in writes:
             if write in took:
@@ -186,6 +191,13 @@ class ReadModel:
                 else:
                     message = f"item {write.waiting.feedback_id} kept changing during {MAX_ATTEMPTS} attempts"
                     _settle(write.waiting.done, ConcurrentUpdates(message))
+        # After the events are answered, so the consumer commits them meanwhile. A failure here leaves the entry to
+        # be finished again later, which changes nothing: every cell still carries the token.
+        if journal:
+            try:
+                await self._tidy(token, cells)
+            except Exception as error:  # noqa: BLE001 - the round's effects are in; only bookkeeping is left
+                log.warning("a finished round's journal entry was not removed", token=token, error=repr(error))
         return again
 
     async def _read(self, ids: list[str]) -> dict[str, Document]:
@@ -250,11 +262,15 @@ class ReadModel:
         return {doc["_id"]: changes[doc["_id"]] async for doc in self.items.find(query, {"_id": 1})}
 
     async def _finish(self, token: str, changes: dict[str, Document] | None) -> None:
+        """Brings a round's changes into the cells and open items, then removes its journal entry."""
+        await self._tidy(token, await self._bring(token, changes))
+
+    async def _bring(self, token: str, changes: dict[str, Document] | None) -> list[str]:
         """Brings a round's changes (by item, of the items whose write took) into the cells exactly once and into
-        the open items, then removes its journal entry. None: the round had no change to bring."""
+        the open items; returns the cells it incremented. None: the round had no change to bring."""
         if changes is None:
             self._known_finished([token])
-            return
+            return []
         marker = f"applied_tokens.{token}"
         sums: dict[str, domain.Counters] = {}
         for change in changes.values():
@@ -297,10 +313,15 @@ class ReadModel:
         ]
         if open_changes:
             await self.open_items.bulk_write(open_changes, ordered=False)
-        await self.rounds.delete_one({"_id": token})
         self._known_finished([token])
-        if increments:
-            await self.cells.update_many({"_id": {"$in": sorted(increments)}}, {"$unset": {marker: ""}})
+        return sorted(increments)
+
+    async def _tidy(self, token: str, cells: list[str]) -> None:
+        """Removes a finished round's journal entry, then the token from its cells (in this order: a cell without the
+        token must never meet the entry again)."""
+        await self.rounds.delete_one({"_id": token})
+        if cells:
+            await self.cells.update_many({"_id": {"$in": cells}}, {"$unset": {f"applied_tokens.{token}": ""}})
 
     def _known_finished(self, tokens: Iterable[str]) -> None:
         for token in tokens:
