@@ -357,7 +357,7 @@ async def test_a_replica_publishes_what_another_replica_applied(stack: Stack) ->
             funnel = (await public_figures(service, year))["funnel"]
             return next(row["items"] for row in funnel if row["stage"] == "submitted")
 
-        assert await submitted(reader) == 0
+        await reader.publish_once()  # its first look reads every cell; from then on, only changes
         for n in range(3):
             for event in lifecycle(unique("replica"), "Northgate", start + timedelta(days=n), n):
                 await writer.model.apply(event)
