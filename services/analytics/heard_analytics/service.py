@@ -2,9 +2,10 @@
 
 Requests never read items and never wait for suppression: figures come from the last suppressed copy of each
 year's tables, which a background publisher keeps current. Several times a second it reads the cell documents
-changed since its last look (so a replica also sees what other replicas applied), suppresses again, off the event
-loop, each year whose counters changed and that someone reads, and swaps the new copy in. An event is "visible"
-once a copy made after it was applied is being served; that delay is the freshness the gauge reports.
+changed since its last look (those this process wrote, and those other replicas wrote), suppresses again, off the
+event loop, each year whose counters changed and that someone reads (only the measures whose counts changed), and
+swaps the new copy in. An event is "visible" once a copy made after it was applied is being served; that delay is
+the freshness the gauge reports.
 """
 
 from __future__ import annotations
