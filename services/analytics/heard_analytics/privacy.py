@@ -100,7 +100,8 @@ class _Run:
         return cls(members, blank, row_of_cell)
 
 
-@functools.lru_cache(maxsize=64)
+# A few shapes: a pass over the changed measures of a year, the whole year, the overdue table (a few MB each).
+@functools.lru_cache(maxsize=8)
 def _runs(shape: tuple[int, ...], groups: tuple[tuple[Group, ...], ...]) -> tuple[_Run, ...]:
     """Every equation of a table, axis by axis and in their order, cut into runs that share no cell (e.g. every
     precinct's neighbourhoods, then the city's precincts)."""
