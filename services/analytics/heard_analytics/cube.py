@@ -228,9 +228,15 @@ def _ancestors(axis: Axis) -> npt.NDArray[np.intp]:
 class PublicYear:
     """Everything publishable about one year, suppressed: counts, shares and duration statistics by node."""
 
-    def __init__(self, tables: YearTables, rules: privacy.PrivacyRules, earlier: PublicYear | None = None) -> None:
+    def __init__(
+        self,
+        tables: YearTables,
+        rules: privacy.PrivacyRules,
+        earlier: PublicYear | None = None,
+        decide: privacy.Decide | None = None,
+    ) -> None:
         """A copy of the tables as they are now. `earlier`: the copy this one replaces; measures whose counts it
-        shares keep its suppression."""
+        shares keep its suppression. `decide`: where suppression runs (privacy.LinkedTables.suppressed)."""
         self.year = tables.year
         self.version = tables.version
         self.rules = rules
@@ -254,7 +260,7 @@ class PublicYear:
         )
         self.linked = linked
         self.suppressed: privacy.Suppressed = linked.suppressed(
-            rules.threshold, earlier.suppressed if earlier is not None else None
+            rules.threshold, earlier.suppressed if earlier is not None else None, decide=decide
         )
         self.monthly_status, self.category_status = self.suppressed.a_status, self.suppressed.b_status
 
@@ -323,9 +329,11 @@ class CellIndex:
             tables.add(year_changes)
         return sum(len(c) for c in changes.values())
 
-    def published(self, year: int, earlier: PublicYear | None = None) -> PublicYear:
+    def published(
+        self, year: int, earlier: PublicYear | None = None, decide: privacy.Decide | None = None
+    ) -> PublicYear:
         """The year suppressed; `earlier`, a copy of it made before, saves deciding again what has not changed."""
-        return PublicYear(self.years.get(year) or YearTables(year, self.areas), self.rules, earlier)
+        return PublicYear(self.years.get(year) or YearTables(year, self.areas), self.rules, earlier, decide)
 
     def known_years(self) -> list[int]:
         return sorted(self.years)

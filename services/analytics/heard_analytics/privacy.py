@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -468,8 +468,11 @@ class LinkedTables:
             a_bounds = attack(self.a, a_status, self.a_groups, threshold, a_known, since=a_bounds)
         raise RuntimeError("the joint attack did not settle")
 
-    def suppressed(self, threshold: int, earlier: Suppressed | None = None) -> Suppressed:
-        """Suppresses both tables, deciding again only what changed since `earlier` (when given).
+    def suppressed(
+        self, threshold: int, earlier: Suppressed | None = None, *, decide: Decide | None = None
+    ) -> Suppressed:
+        """Suppresses both tables, deciding again only what changed since `earlier` (when given). `decide` runs
+        `LinkedTables.suppress` on the tables to decide (e.g. in another process); by default, here.
 
         Every equation along the other axes, and the link between the tables, stays within one slice of the first
         axis (one measure), and the first axis's own equations tie only a few slices together (a contest and its
@@ -477,6 +480,7 @@ class LinkedTables:
         `earlier` keep its decision, the others are decided together, and the result is exactly what deciding
         everything again would give, in the time the changed slices take.
         """
+        decide = decide or LinkedTables.suppress
         whole = slice(None)
         if (
             earlier is None
@@ -485,7 +489,7 @@ class LinkedTables:
             or self.a_index[0] != whole  # the link ties slices together: all at once
             or self.b_index[0] != whole
         ):
-            return Suppressed(self, threshold, *self.suppress(threshold))
+            return Suppressed(self, threshold, *decide(self, threshold))
         rows = [
             row
             for part in self._independent_slices()
@@ -494,10 +498,10 @@ class LinkedTables:
             for row in part
         ]
         if len(rows) == self.a.shape[0]:
-            return Suppressed(self, threshold, *self.suppress(threshold))
+            return Suppressed(self, threshold, *decide(self, threshold))
         a_status, b_status = earlier.a_status.copy(), earlier.b_status.copy()
         if rows:
-            a_status[rows], b_status[rows] = self._slices(rows).suppress(threshold)
+            a_status[rows], b_status[rows] = decide(self._slices(rows), threshold)
         return Suppressed(self, threshold, a_status, b_status)
 
     def _layout(self) -> tuple[object, ...]:
@@ -574,6 +578,9 @@ class LinkedTables:
         b_shared[b_gets] = COMPLEMENTARY
         a_status[self.a_index], b_status[self.b_index] = a_shared, b_shared
         return int(a_gets.sum() + b_gets.sum())
+
+
+Decide = Callable[["LinkedTables", int], tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]]
 
 
 @dataclass(frozen=True)

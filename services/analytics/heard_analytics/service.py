@@ -11,12 +11,16 @@ the freshness the gauge reports.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -60,6 +64,42 @@ ITEM_FIELDS = dict.fromkeys(
 )
 
 
+class SuppressionProcess:
+    """Decides suppression in a process of its own.
+
+    The attack is numpy, but the Python between its calls holds the interpreter lock: in a thread of the service,
+    under a steady stream, the event loop waited for that lock on every socket write, and the consumer fell behind.
+    A worker process shares no lock; it is started with the publisher and stopped with it. Until it is started (the
+    tests drive a service without its publisher) or after it died, suppression runs in the calling thread.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        # Spawned, not forked: a fork of a process with running threads can inherit a lock held mid-way.
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __call__(
+        self, tables: privacy.LinkedTables, threshold: int
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]:
+        """Blocks the calling thread (never the event loop) until the worker has decided."""
+        pool = self._pool
+        if pool is not None:
+            try:
+                return pool.submit(privacy.LinkedTables.suppress, tables, threshold).result()
+            except BrokenProcessPool:
+                log.warning("the suppression process died; starting another")
+                self.stop()
+                self.start()
+        return tables.suppress(threshold)
+
+
 class AnalyticsService:
     def __init__(
         self,
@@ -81,6 +121,7 @@ class AnalyticsService:
         self.clock = clock
         self.model = ReadModel(items=items, cells=cells, open_items=open_items, rounds=rounds, areas=areas, clock=clock)
         self.index = cube.CellIndex(areas, rules)
+        self.suppression = SuppressionProcess()
         self.freshness = Freshness()
         self._watermark: datetime | None = None
         # Held while the cell index changes and while a year is suppressed from it.
@@ -135,16 +176,20 @@ class AnalyticsService:
 
     async def run_publisher(self) -> None:
         """Background task: keeps the served copies current (see the module docstring)."""
-        while True:
-            started = time.perf_counter()
-            try:
-                await self.publish_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # MongoDB away, or a bug in one pass: keep serving the last copy, try again
-                log.exception("publishing the public figures failed")
-            took = time.perf_counter() - started
-            await asyncio.sleep(max(PUBLISH_INTERVAL_SECONDS - took, took))
+        self.suppression.start()
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    await self.publish_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # MongoDB away, or a bug in one pass: keep serving the last copy, try again
+                    log.exception("publishing the public figures failed")
+                took = time.perf_counter() - started
+                await asyncio.sleep(max(PUBLISH_INTERVAL_SECONDS - took, took))
+        finally:
+            self.suppression.stop()
 
     async def publish_once(self) -> bool:
         """One pass: read changed cells, suppress again the years read whose counters changed. True if it did work."""
@@ -168,9 +213,11 @@ class AnalyticsService:
     async def _suppress(self, year: int) -> cube.PublicYear:
         """Suppresses a year again and serves the result. Called holding the lock, so the tables hold still."""
         started = time.perf_counter()
-        # CPU work: off the event loop, so the consumer and requests keep going. Only the measures whose counts
-        # changed since the copy served are suppressed again.
-        served = self._public[year] = await asyncio.to_thread(self.index.published, year, self._public.get(year))
+        # Off the event loop (copies in a thread, deciding in the suppression process), so the consumer and
+        # requests keep going. Only the measures whose counts changed since the copy served are decided again.
+        served = self._public[year] = await asyncio.to_thread(
+            self.index.published, year, self._public.get(year), self.suppression
+        )
         self.publish_seconds.observe(time.perf_counter() - started)
         return served
 
