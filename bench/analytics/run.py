@@ -138,11 +138,19 @@ async def seed_databases(
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """CPU time (user + system) a process has used so far: unlike wall time, barely moved by the machine's load."""
+    """CPU time (user + system) a process and its children (analytics' suppression worker) have used so far: unlike
+    wall time, barely moved by the machine's load."""
     if pid is None:
         return float("nan")
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # the process, or a child of it
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 # --- latency ------------------------------------------------------------------------------------------------------
@@ -421,6 +429,17 @@ async def measure_freshness(
             f"  {target.label}: event → visible in /v1/transparency  p50 {percentile(lags, 0.5):.2f} s  "
             f"p99 {percentile(lags, 0.99):.2f} s  max {max(lags):.2f} s  (n={len(lags)}"
             + (f"; {missing} not visible {settle:.0f} s after the stream ended)" if missing else ")"),
+            flush=True,
+        )
+        # Where in the stream the slow ones were: a warm-up, a stall, or all along.
+        first = min(s for t in traced.values() for s in t.sent_at)
+        windows: dict[int, list[float]] = {}
+        for t in traced.values():
+            for s, v in zip(t.sent_at, t.visible_at, strict=False):
+                windows.setdefault(int((s - first) // 10), []).append(v - s)
+        print(
+            f"  {target.label}: p50/p99 by 10 s of the stream: "
+            + "  ".join(f"{percentile(w, 0.5):.2f}/{percentile(w, 0.99):.2f}" for _, w in sorted(windows.items())),
             flush=True,
         )
     visible = ("heard_analytics_event_visible_seconds",)
