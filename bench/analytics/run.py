@@ -397,10 +397,12 @@ async def measure_freshness(
         to_answer=await backlog(stack.mongodb_uri, target.database, "answered_at", year, staff_events),
     )
     acknowledged, answered = len(set(stream.to_acknowledge)), len(set(stream.to_answer))
+    if not acknowledged or not answered:
+        raise SystemExit(f"{target.label}: no seeded item left to acknowledge or answer: run without --reuse")
     if min(acknowledged, answered) < staff_events:
         print(
             f"  {target.label}: only {acknowledged} and {answered} seeded items left to acknowledge and answer for "
-            f"{staff_events} events each: the rest repeat, and change nothing (seed again for a comparable run)",
+            f"{staff_events} events each: the rest repeat and change nothing (a rerun with --reuse has fewer left)",
             flush=True,
         )
     processes = {"analytics": f"analytics-{target.label}", "store": "mongodb", "kafka": "kafka"}
