@@ -43,6 +43,8 @@ FRESHNESS_OBJECTIVE_SECONDS = 2.0
 # How often the publisher looks for changed cells. After a pass that suppressed something it waits at least as
 # long as the pass took, so that under a steady stream it never holds more than half a core.
 PUBLISH_INTERVAL_SECONDS = 0.25
+# "Overdue right now" is counted again at most this often, however many read it.
+OVERDUE_MAX_AGE_SECONDS = 1.0
 # What the item-level file reads of an item's facts.
 ITEM_FIELDS = dict.fromkeys(
     (
@@ -123,6 +125,9 @@ class AnalyticsService:
         self.index = cube.CellIndex(areas, rules)
         self.suppression = SuppressionProcess()
         self.freshness = Freshness()
+        self._places, self._kinds = cube.place_axis(areas), cube.kind_axis()
+        self._views: dict[figures.Filters, tuple[cube.PublicYear, list[figures.Table]]] = {}
+        self._overdue: tuple[float, npt.NDArray[np.int64], npt.NDArray[np.int8]] | None = None
         self._watermark: datetime | None = None
         # Held while the cell index changes and while a year is suppressed from it.
         self._lock = asyncio.Lock()
@@ -218,6 +223,8 @@ class AnalyticsService:
         served = self._public[year] = await asyncio.to_thread(
             self.index.published, year, self._public.get(year), self.suppression
         )
+        # Views of the copy replaced would keep it alive (megabytes each).
+        self._views = {f: views for f, views in self._views.items() if f.year != year}
         self.publish_seconds.observe(time.perf_counter() - started)
         return served
 
@@ -261,10 +268,13 @@ class AnalyticsService:
 
     async def report(self, filters: figures.Filters) -> figures.Report:
         year = await self.published(filters.year)
+        # Made once per served copy and filter: a page read by many between two copies costs one.
+        cached = self._views.get(filters)
+        if cached is None or cached[0] is not year:
+            cached = self._views[filters] = (year, figures.year_views(year, filters, self.areas))
         return figures.report(
-            year,
+            cached[1],
             filters,
-            self.areas,
             overdue=await self.overdue(filters),
             open_items=await self.open_total(),
             generated_at=self.clock(),
@@ -276,8 +286,16 @@ class AnalyticsService:
         return privacy.count(total, privacy.SHOWN if total >= self.rules.threshold else privacy.PRIMARY, self.rules)
 
     async def overdue(self, filters: figures.Filters) -> list[privacy.Published]:
-        """Overdue now by level for the filter's area and kind, suppressed over the whole level × area × kind table."""
-        places, kinds_axis = cube.place_axis(self.areas), cube.kind_axis()
+        """Overdue now by level for the filter's area and kind, suppressed over the whole level × area × kind table
+        (counted again when the last count is older than OVERDUE_MAX_AGE_SECONDS)."""
+        if self._overdue is None or time.monotonic() - self._overdue[0] > OVERDUE_MAX_AGE_SECONDS:
+            self._overdue = (time.monotonic(), *await self._count_overdue())
+        _, table, status = self._overdue
+        p, k = self._places.index[filters.area], self._kinds.index[filters.kind]
+        return [privacy.count(int(table[level, p, k]), int(status[level, p, k]), self.rules) for level in range(LEVELS)]
+
+    async def _count_overdue(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]]:
+        places, kinds_axis = self._places, self._kinds
         place_leaf, kind_index = places.index, kinds_axis.index
         leaves = np.zeros((LEVELS, places.leaves, len(KINDS)), dtype=np.int64)
         async for entry in self.open_items.find(
@@ -292,9 +310,7 @@ class AnalyticsService:
         level_totals = np.vstack([np.eye(LEVELS, dtype=np.int64), np.ones((1, LEVELS), dtype=np.int64)])
         table = np.einsum("lpk,Ll,Pp,Kk->LPK", leaves, level_totals, places.matrix(), kinds_axis.matrix())
         groups = [[(LEVELS, tuple(range(LEVELS)))], list(places.groups), list(kinds_axis.groups)]
-        status = await asyncio.to_thread(privacy.suppress, table, groups, self.rules.threshold)
-        p, k = places.index[filters.area], kinds_axis.index[filters.kind]
-        return [privacy.count(int(table[level, p, k]), int(status[level, p, k]), self.rules) for level in range(LEVELS)]
+        return table, await asyncio.to_thread(privacy.suppress, table, groups, self.rules.threshold)
 
     async def item_release(self, year: int, *, key: bytes) -> records.Release:
         """A year's item-level rows, generalised against the figures served for that year (records.py)."""
