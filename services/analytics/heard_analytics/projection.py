@@ -54,7 +54,8 @@ from heard_shared.mongo import DUPLICATE_KEY, Document
 log = get_logger(__name__)
 
 # `by`: the round that last wrote the item (which of a round's conditional writes took, and its journal entry).
-ITEM_FACT_FIELDS_EXCLUDED = frozenset({"_id", "v", "applied", "by"})
+# `pending`: a change the version before the journal left after a crash; it is not finished by this one (rebuild).
+ITEM_FACT_FIELDS_EXCLUDED = frozenset({"_id", "v", "applied", "by", "pending"})
 MAX_ATTEMPTS = 20
 # Items written in one round; a consumer batch (500 events) is a round or two.
 MAX_ROUND = 1000
