@@ -12,7 +12,8 @@ years (the current one identical to the first database's). It starts one analyti
 1. Latency of GET /transparency (the page) and GET /v1/transparency (the JSON), p50 and p99, over a rotation of
    filters, requests alternating between the two processes so that the shared machine's noise hits both alike;
    then the ratio of the large read model's latency to the small one's (goal ≤ 1.5×).
-2. Freshness at a steady `--rate` events/s on Kafka (aiokafka, produced on a fixed schedule): a quarter are
+2. Freshness at a steady `--rate` events/s on Kafka (aiokafka, produced on a fixed schedule, after `--warmup`
+   seconds of the same stream that are not measured, so that the consumer has joined its group): a quarter are
    `submitted` events of new items (traced), the rest their routing and staff acknowledging and answering
    older items. The traced items of partition p have kind KINDS[p], so the year's count of that kind, read from
    /v1/transparency every `--poll` seconds, only grows by them in the order the consumer applies them: once it
@@ -116,7 +117,8 @@ async def seed_databases(
             print(f"  {target.label}: reusing the seeded database", flush=True)
             continue
         await client.drop_database(target.database)
-        await ReadModel(items=db["items"], cells=db["cells"], open_items=db["open_items"], areas=areas).ensure_indexes()
+        collections = {name: db[name] for name in ("items", "cells", "open_items", "rounds")}
+        await ReadModel(**collections, areas=areas).ensure_indexes()
         todo.append(target)
     now = utc_now()
     started = time.perf_counter()
@@ -137,11 +139,19 @@ async def seed_databases(
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """CPU time (user + system) a process has used so far: unlike wall time, barely moved by the machine's load."""
+    """CPU time (user + system) a process and its children (analytics' suppression worker) have used so far: unlike
+    wall time, barely moved by the machine's load."""
     if pid is None:
         return float("nan")
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # the process, or a child of it
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 # --- latency ------------------------------------------------------------------------------------------------------
@@ -196,9 +206,11 @@ async def kind_counts(http: httpx.AsyncClient, url: str) -> dict[str, int | None
 
 
 async def backlog(uri: str, database: str, field_missing: str, year: int, limit: int) -> list[str]:
-    """Ids of seeded items of `year` still waiting for an action, for the stream's staff events."""
+    """Ids of seeded items of `year` still waiting for an action, for the stream's staff events (not the items an
+    earlier stream submitted: those all sit in a few cells, so a rerun would measure less work)."""
     mongo = MongoResource(uri, database, app_name="bench-analytics")
-    query = {"month": {"$gte": f"{year:04d}-01", "$lte": f"{year:04d}-12"}, field_missing: {"$exists": False}}
+    seeded = {"$gte": f"bench-{year:04d}-", "$lt": f"bench-{year:04d}."}  # seed.histories' ids
+    query = {"_id": seeded, field_missing: {"$exists": False}}
     ids = [str(item["_id"]) async for item in mongo.db["items"].find(query, {"_id": 1}).limit(limit)]
     await mongo.close()
     return ids
@@ -268,8 +280,104 @@ def histogram_quantile(before: dict[str, float], after: dict[str, float], q: flo
     return "?"
 
 
+@dataclass
+class Stream:
+    """The steady stream's events: a quarter `submitted` (new items; their kind by partition), then each one's
+    `routed`, and staff acknowledging and answering items of the seeded backlog."""
+
+    producer: AIOKafkaProducer
+    partitions: list[int]
+    to_acknowledge: list[str]
+    to_answer: list[str]
+    next_item: int = 0
+    partition_of: DefaultPartitioner = field(default_factory=DefaultPartitioner)
+
+    async def run(self, rate: float, slots: int, traced: dict[int, Traced]) -> tuple[float, float]:
+        """Produces `slots` events at `rate`, noting each submission's time under its partition; returns how long
+        it took and how far behind schedule the producer fell at worst."""
+        started = time.monotonic()
+        sends = []
+        late = 0.0
+        last_submitted = ("", False)
+        for slot in range(slots):
+            due = started + slot / rate
+            if (wait := due - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            else:
+                late = max(late, -wait)
+            event, (subject, negative), partition = self._event(slot % 4, last_submitted)
+            if partition is not None:
+                traced[partition].sent_at.append(event.time.timestamp() if event.time else time.time())
+                last_submitted = (subject, negative)
+            topic = ev.EVENT_SPECS[event.type].topic
+            sends.append(
+                await self.producer.send(
+                    topic,
+                    encode(event),
+                    key=str(event.subject).encode(),
+                    headers=[("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())],
+                )
+            )
+        await asyncio.gather(*sends)
+        return time.monotonic() - started, late
+
+    def _event(
+        self, phase: int, last_submitted: tuple[str, bool]
+    ) -> tuple[ev.CloudEvent[Any], tuple[str, bool], int | None]:
+        now = utc_now()
+        if phase == 0:
+            feedback_id = f"bench-stream-{uuid.uuid4().hex}"
+            partition = self.partition_of(feedback_id.encode(), self.partitions, self.partitions)
+            kind = KINDS[partition]
+            negative = kind in ("complaint", "concern")
+            data: Any = ev.FeedbackSubmittedV1(
+                feedback_id=feedback_id,
+                channel="web",
+                kind=kind,
+                category="traffic",
+                language="en",
+                text="[bench]",
+                location=ev.PublicLocation(neighbourhood="Northgate"),
+                severity="negative" if negative else "positive",
+                negative=negative,
+                submitted_at=now,
+            )
+            event = new_event(ev.SUBMITTED, data, source=SOURCE, subject=feedback_id, time=now)
+            return event, (feedback_id, negative), partition
+        if phase == 1:
+            subject, negative = last_submitted
+            data = ev.FeedbackRoutedV1(
+                feedback_id=subject,
+                unit_id="north-patrol",
+                unit_name="North patrol",
+                level=0,
+                rule="category",
+                negative=negative,
+                severity="negative" if negative else "positive",
+                acknowledge_by=None,
+                answer_by=None,
+                routed_at=now,
+            )
+            return new_event(ev.ROUTED, data, source=SOURCE, subject=subject, time=now), last_submitted, None
+        item, self.next_item = self.next_item, self.next_item + (phase == 3)
+        if phase == 2:
+            subject = self.to_acknowledge[item % len(self.to_acknowledge)]
+            data = ev.FeedbackAcknowledgedV1(feedback_id=subject, acknowledged_at=now)
+            return new_event(ev.ACKNOWLEDGED, data, source=SOURCE, subject=subject, time=now), last_submitted, None
+        subject = self.to_answer[item % len(self.to_answer)]
+        data = ev.FeedbackAnsweredV1(feedback_id=subject, answer="[bench]", answered_at=now)
+        return new_event(ev.ANSWERED, data, source=SOURCE, subject=subject, time=now), last_submitted, None
+
+
 async def measure_freshness(
-    stack: Stack, target: ReadModelUnderTest, *, rate: float, duration: float, poll: float, settle: float
+    stack: Stack,
+    target: ReadModelUnderTest,
+    *,
+    rate: float,
+    duration: float,
+    warmup: float,
+    poll: float,
+    settle: float,
 ) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=stack.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
@@ -279,12 +387,44 @@ async def measure_freshness(
     if len(partitions) > len(KINDS):
         raise SystemExit(f"{len(partitions)} partitions: one kind per partition needs at most {len(KINDS)}")
     traced = {p: Traced(KINDS[p]) for p in partitions}
-    partition_of = DefaultPartitioner()
     year = utc_now().year
-    slots = int(rate * duration)
-    to_acknowledge = await backlog(stack.mongodb_uri, target.database, "acknowledged_at", year, slots // 4 + 1)
-    to_answer = await backlog(stack.mongodb_uri, target.database, "answered_at", year, slots // 4 + 1)
+    slots, warmup_slots = int(rate * duration), int(rate * warmup)
+    staff_events = (slots + warmup_slots) // 4 + 1
+    stream = Stream(
+        producer,
+        partitions,
+        to_acknowledge=await backlog(stack.mongodb_uri, target.database, "acknowledged_at", year, staff_events),
+        to_answer=await backlog(stack.mongodb_uri, target.database, "answered_at", year, staff_events),
+    )
+    acknowledged, answered = len(set(stream.to_acknowledge)), len(set(stream.to_answer))
+    if not acknowledged or not answered:
+        raise SystemExit(f"{target.label}: no seeded item left to acknowledge or answer: run without --reuse")
+    if min(acknowledged, answered) < staff_events:
+        print(
+            f"  {target.label}: only {acknowledged} and {answered} seeded items left to acknowledge and answer for "
+            f"{staff_events} events each: the rest repeat and change nothing (a rerun with --reuse has fewer left)",
+            flush=True,
+        )
+    processes = {"analytics": f"analytics-{target.label}", "store": "mongodb", "kafka": "kafka"}
     async with httpx.AsyncClient(timeout=30) as http:
+        if warmup_slots:
+            # The same stream first, not measured: the consumer joins its group and the publisher gets going.
+            before_warmup = await kind_counts(http, target.url)
+            warming = {p: Traced(KINDS[p]) for p in partitions}
+            await stream.run(rate, warmup_slots, warming)
+
+            async def warmed_up() -> bool:
+                counts = await kind_counts(http, target.url)
+                return all(
+                    (counts.get(t.kind) or 0) - (before_warmup.get(t.kind) or 0) >= len(t.sent_at)
+                    for t in warming.values()
+                )
+
+            for _ in range(int(settle / poll)):
+                if await warmed_up():
+                    break
+                await asyncio.sleep(poll)
+        cpu_before = {label: cpu_seconds(stack.pid(name)) for label, name in processes.items()}
         metrics_before = (await http.get(f"{target.url}/metrics")).text
         baseline = await kind_counts(http, target.url)
         if any(baseline.get(t.kind) is None for t in traced.values()):
@@ -309,99 +449,14 @@ async def measure_freshness(
 
         polling = asyncio.create_task(poller())
         started = time.monotonic()
-        sends = []
-        late = 0.0
-        last_submitted = ("", False)
-        for slot in range(slots):
-            due = started + slot / rate
-            if (wait := due - time.monotonic()) > 0:
-                await asyncio.sleep(wait)
-            else:
-                late = max(late, -wait)
-            now = utc_now()
-            item = slot // 4
-            feedback_id = f"bench-stream-{uuid.uuid4().hex}" if slot % 4 == 0 else ""
-            phase = slot % 4
-            if phase == 0:
-                key = feedback_id.encode()
-                partition = partition_of(key, partitions, partitions)
-                kind = traced[partition].kind
-                negative = kind in ("complaint", "concern")
-                event: ev.CloudEvent[Any] = new_event(
-                    ev.SUBMITTED,
-                    ev.FeedbackSubmittedV1(
-                        feedback_id=feedback_id,
-                        channel="web",
-                        kind=kind,
-                        category="traffic",
-                        language="en",
-                        text="[bench]",
-                        location=ev.PublicLocation(neighbourhood="Northgate"),
-                        severity="negative" if negative else "positive",
-                        negative=negative,
-                        submitted_at=now,
-                    ),
-                    source=SOURCE,
-                    subject=feedback_id,
-                    time=now,
-                )
-                traced[partition].sent_at.append(now.timestamp())
-                last_submitted = (feedback_id, negative)
-            elif phase == 1:
-                subject, negative = last_submitted
-                event = new_event(
-                    ev.ROUTED,
-                    ev.FeedbackRoutedV1(
-                        feedback_id=subject,
-                        unit_id="north-patrol",
-                        unit_name="North patrol",
-                        level=0,
-                        rule="category",
-                        negative=negative,
-                        severity="negative" if negative else "positive",
-                        acknowledge_by=None,
-                        answer_by=None,
-                        routed_at=now,
-                    ),
-                    source=SOURCE,
-                    subject=subject,
-                    time=now,
-                )
-            elif phase == 2:
-                subject = to_acknowledge[item % len(to_acknowledge)]
-                event = new_event(
-                    ev.ACKNOWLEDGED,
-                    ev.FeedbackAcknowledgedV1(feedback_id=subject, acknowledged_at=now),
-                    source=SOURCE,
-                    subject=subject,
-                    time=now,
-                )
-            else:
-                subject = to_answer[item % len(to_answer)]
-                event = new_event(
-                    ev.ANSWERED,
-                    ev.FeedbackAnsweredV1(feedback_id=subject, answer="[bench]", answered_at=now),
-                    source=SOURCE,
-                    subject=subject,
-                    time=now,
-                )
-            topic = ev.EVENT_SPECS[event.type].topic
-            sends.append(
-                await producer.send(
-                    topic,
-                    encode(event),
-                    key=str(event.subject).encode(),
-                    headers=[("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())],
-                )
-            )
-        await asyncio.gather(*sends)
-        produced_in = time.monotonic() - started
+        produced_in, late = await stream.run(rate, slots, traced)
         expected = sum(len(t.sent_at) for t in traced.values())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_visible.wait(), settle)
         stop_polling.set()
         await polling
         metrics_after = (await http.get(f"{target.url}/metrics")).text
+    cpu = {label: cpu_seconds(stack.pid(name)) - cpu_before[label] for label, name in processes.items()}
     await producer.stop()
 
     lags = [v - s for t in traced.values() for s, v in zip(t.sent_at, t.visible_at, strict=False)]
@@ -417,6 +472,17 @@ async def measure_freshness(
             f"  {target.label}: event → visible in /v1/transparency  p50 {percentile(lags, 0.5):.2f} s  "
             f"p99 {percentile(lags, 0.99):.2f} s  max {max(lags):.2f} s  (n={len(lags)}"
             + (f"; {missing} not visible {settle:.0f} s after the stream ended)" if missing else ")"),
+            flush=True,
+        )
+        # Where in the stream the slow ones were: a warm-up, a stall, or all along.
+        first = min(s for t in traced.values() for s in t.sent_at)
+        windows: dict[int, list[float]] = {}
+        for t in traced.values():
+            for s, v in zip(t.sent_at, t.visible_at, strict=False):
+                windows.setdefault(int((s - first) // 10), []).append(v - s)
+        print(
+            f"  {target.label}: p50/p99 by 10 s of the stream: "
+            + "  ".join(f"{percentile(w, 0.5):.2f}/{percentile(w, 0.99):.2f}" for _, w in sorted(windows.items())),
             flush=True,
         )
     visible = ("heard_analytics_event_visible_seconds",)
@@ -440,6 +506,12 @@ async def measure_freshness(
     print(
         f"  {target.label}: the consumer applied {applied:.0f} of {slots} events in {run_seconds:.0f} s "
         f"({applied / run_seconds:.0f}/s); {1000 * handling / max(handled, 1):.1f} ms per event in its handler",
+        flush=True,
+    )
+    print(
+        f"  {target.label}: CPU per applied event (machine load barely moves it): "
+        + ", ".join(f"{label} {1000 * seconds / max(applied, 1):.2f} ms" for label, seconds in cpu.items())
+        + f" ({', '.join(f'{label} {seconds:.0f} s' for label, seconds in cpu.items())} over the run)",
         flush=True,
     )
     before, after = (
@@ -488,6 +560,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=40, help="latency rounds (each: every filter, both endpoints)")
     parser.add_argument("--rate", type=float, default=200.0, help="events per second on Kafka")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of steady event stream")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of the same stream before, not measured")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between polls of /v1/transparency")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds to wait for the last events to show")
     parser.add_argument("--server", choices=["nx-27017", "mongod"], help="MongoDB-wire server (default: make up's)")
@@ -545,7 +618,13 @@ async def main() -> None:
             start_analytics(stack, target)
             print(f"freshness on {target.label}: {args.rate:.0f} events/s for {args.duration:.0f} s", flush=True)
             await measure_freshness(
-                stack, target, rate=args.rate, duration=args.duration, poll=args.poll, settle=args.settle
+                stack,
+                target,
+                rate=args.rate,
+                duration=args.duration,
+                warmup=args.warmup,
+                poll=args.poll,
+                settle=args.settle,
             )
     finally:
         for target in targets:

@@ -454,7 +454,13 @@ def test_the_freshness_histogram_has_a_bucket_at_the_two_second_promise() -> Non
     unused: Any = None  # no database: only the metrics it registers are read
     areas = Areas.load(ROOT / "config" / "population.yaml", ROOT / "config" / "precincts.geojson")
     service.AnalyticsService(
-        items=unused, cells=unused, open_items=unused, areas=areas, rules=PrivacyRules(), registry=registry
+        items=unused,
+        cells=unused,
+        open_items=unused,
+        rounds=unused,
+        areas=areas,
+        rules=PrivacyRules(),
+        registry=registry,
     )
     bounds = {
         float(sample.labels["le"])

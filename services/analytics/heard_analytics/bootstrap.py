@@ -38,6 +38,7 @@ def build_service(
         items=database["items"],
         cells=database["cells"],
         open_items=database["open_items"],
+        rounds=database["rounds"],
         areas=Areas.load(settings.population_file, settings.areas_file),
         rules=PrivacyRules(settings.suppression_threshold, settings.min_items_for_statistics),
         registry=registry,

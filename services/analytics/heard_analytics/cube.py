@@ -6,15 +6,16 @@ area and kind, a breakdown, a trend — reads cells of these two tables, so one 
 views, and asking for another filter can never uncover a cell by difference. Months are never crossed with
 categories, so those small cells are never published at all.
 
-The arrays are kept up to date from changed cell documents (add the new counters, subtract the old), so a request
-never reads the whole history, and a year's tables are suppressed again only when its counters changed.
+The tables are kept up to date from changed cell documents (add the new counters to every node above the cell,
+subtract the old), so a request never reads the whole history, and a year's tables are suppressed again only when
+its counters changed, and then only for the measures whose counts changed (privacy.LinkedTables.suppressed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import numpy as np
@@ -101,7 +102,8 @@ def place_key(precinct: str, neighbourhood: str | None = None) -> str:
 
 @dataclass
 class YearTables:
-    """Leaf counters of one year, kept in step with its cell documents."""
+    """One year's counters summed into every node the public can ask for, kept in step with its cell documents:
+    a changed cell adds its change to each node above it, so nothing is summed again from the leaves."""
 
     year: int
     areas: Areas
@@ -109,10 +111,10 @@ class YearTables:
     places: Axis = field(init=False)
     kinds: Axis = field(init=False)
     categories: Axis = field(init=False)
-    counts: npt.NDArray[np.int64] = field(init=False)  # measure × month × place leaf × category leaf
-    # stage × month × place leaf × category leaf × bin; floats so that aggregation runs in BLAS (counts stay exact
-    # up to 2^53, far beyond any city's volume)
-    times: npt.NDArray[np.float64] = field(init=False)
+    monthly: npt.NDArray[np.int64] = field(init=False)  # measure × (months, year) × place node × kind node
+    by_category: npt.NDArray[np.int64] = field(init=False)  # measure × place node × category node, whole year
+    monthly_times: npt.NDArray[np.int64] = field(init=False)  # stage × month node × place node × kind node × bin
+    category_times: npt.NDArray[np.int64] = field(init=False)  # stage × place node × category node × bin
     version: int = 0
 
     def __post_init__(self) -> None:
@@ -122,9 +124,24 @@ class YearTables:
         self.categories = category_axis()
         self._place_leaf = self.places.index
         self._category_leaf = self.categories.index
-        shape = (12, self.places.leaves, self.categories.leaves)
-        self.counts = np.zeros((len(MEASURES), *shape), dtype=np.int64)
-        self.times = np.zeros((len(STAGES), *shape, BINS), dtype=np.float64)
+        # The nodes above (and including) each leaf, one row per leaf.
+        self._month_nodes = _ancestors(self.months)
+        self._place_nodes = _ancestors(self.places)
+        self._category_nodes = _ancestors(self.categories)
+        kind_nodes = _ancestors(self.kinds)
+        self._kind_nodes = kind_nodes[np.arange(self.categories.leaves) // len(domain.CATEGORIES)]  # by category
+        months, places, kinds, categories = (
+            len(a.nodes) for a in (self.months, self.places, self.kinds, self.categories)
+        )
+        self.monthly = np.zeros((len(MEASURES), months, places, kinds), dtype=np.int64)
+        self.by_category = np.zeros((len(MEASURES), places, categories), dtype=np.int64)
+        self.monthly_times = np.zeros((len(STAGES), months, places, kinds, BINS), dtype=np.int64)
+        self.category_times = np.zeros((len(STAGES), places, categories, BINS), dtype=np.int64)
+
+    def total(self, measure: str) -> int:
+        """The year's count of a measure, citywide and for every kind (unsuppressed: internal)."""
+        where = (MEASURE_INDEX[measure], self.months.index[YEAR], self.places.index[ALL], self.kinds.index[ALL])
+        return int(self.monthly[where])
 
     def position(self, cell: Document) -> tuple[int, int, int] | None:
         month = int(str(cell["month"])[5:7]) - 1
@@ -148,29 +165,78 @@ class YearTables:
                 continue
             month, place, category = where
             for name, value in cell.items():
-                if not isinstance(value, int) or isinstance(value, bool):
+                if not isinstance(value, int) or isinstance(value, bool) or (field := _field(name)) is None:
                     continue
-                if (measure := MEASURE_INDEX.get(name)) is not None:
-                    for column, item in zip(counts, (measure, month, place, category, sign * value), strict=True):
+                if len(field) == 1:
+                    entry: tuple[int, ...] = (field[0], month, place, category, sign * value)
+                    for column, item in zip(counts, entry, strict=True):
                         column.append(item)
-                elif (timed := domain.parse_histogram_field(name)) is not None:
-                    stage, index = timed
-                    entry = (STAGE_INDEX[stage], month, place, category, min(index, BINS - 1), sign * value)
+                else:
+                    entry = (field[0], month, place, category, field[1], sign * value)
                     for column, item in zip(times, entry, strict=True):
                         column.append(item)
-        np.add.at(
-            self.counts, tuple(np.asarray(c, dtype=np.intp) for c in counts[:4]), np.asarray(counts[4], dtype=np.int64)
-        )
-        np.add.at(
-            self.times, tuple(np.asarray(c, dtype=np.intp) for c in times[:5]), np.asarray(times[5], dtype=np.int64)
-        )
+        self._add_at(self.monthly, self.by_category, *counts)
+        self._add_at(self.monthly_times, self.category_times, *times)
         self.version += 1
+
+    def _add_at(self, monthly: npt.NDArray[np.int64], by_category: npt.NDArray[np.int64], *columns: list[int]) -> None:
+        """Adds each entry (measure or stage, month, place leaf, category leaf, [bin,] value) to every node above
+        its leaves."""
+        if not columns[-1]:
+            return
+        first, month, place, category, *bins = (np.asarray(c, dtype=np.intp) for c in columns[:-1])
+        amount = np.asarray(columns[-1], dtype=np.int64)
+        m, t, p = first[:, None, None, None], self._month_nodes[month], self._place_nodes[place]
+        k, c = self._kind_nodes[category], self._category_nodes[category]
+        index = (
+            m,
+            t[:, :, None, None],
+            p[:, None, :, None],
+            k[:, None, None, :],
+            *(b[:, None, None, None] for b in bins),
+        )
+        _add_flat(monthly, index, amount[:, None, None, None])
+        index = (m[..., 0], p[:, :, None], c[:, None, :], *(b[:, None, None] for b in bins))
+        _add_flat(by_category, index, amount[:, None, None])
+
+
+def _add_flat(
+    table: npt.NDArray[np.int64], index: tuple[npt.NDArray[np.intp], ...], values: npt.NDArray[np.int64]
+) -> None:
+    """np.add.at through flat indices: several times faster than with one index array per axis."""
+    flat, values = np.broadcast_arrays(np.ravel_multi_index(index, table.shape), values)
+    np.add.at(table.reshape(-1), flat.reshape(-1), values.reshape(-1))
+
+
+@cache
+def _field(name: str) -> tuple[int] | tuple[int, int] | None:
+    """What a cell field counts: (measure,), (stage, bin) for a duration histogram's bin, or None."""
+    if (measure := MEASURE_INDEX.get(name)) is not None:
+        return (measure,)
+    if (timed := domain.parse_histogram_field(name)) is not None:
+        stage, index = timed
+        return STAGE_INDEX[stage], min(index, BINS - 1)
+    return None
+
+
+def _ancestors(axis: Axis) -> npt.NDArray[np.intp]:
+    """leaf × depth: the nodes that include each leaf, the leaf itself first (every leaf of an axis is equally deep)."""
+    matrix = axis.matrix()
+    return np.stack([np.flatnonzero(matrix[:, leaf]) for leaf in range(axis.leaves)])
 
 
 class PublicYear:
     """Everything publishable about one year, suppressed: counts, shares and duration statistics by node."""
 
-    def __init__(self, tables: YearTables, rules: privacy.PrivacyRules) -> None:
+    def __init__(
+        self,
+        tables: YearTables,
+        rules: privacy.PrivacyRules,
+        earlier: PublicYear | None = None,
+        decide: privacy.Decide | None = None,
+    ) -> None:
+        """A copy of the tables as they are now. `earlier`: the copy this one replaces; measures whose counts it
+        shares keep its suppression. `decide`: where suppression runs (privacy.LinkedTables.suppressed)."""
         self.year = tables.year
         self.version = tables.version
         self.rules = rules
@@ -180,29 +246,8 @@ class PublicYear:
             tables.kinds,
             tables.categories,
         )
-        t, p, c = tables.months.matrix(), tables.places.matrix(), tables.categories.matrix()
-        kind_of_category = np.zeros((len(domain.KINDS), tables.categories.leaves), dtype=np.int64)
-        for k in range(len(domain.KINDS)):
-            kind_of_category[k, k * len(domain.CATEGORIES) : (k + 1) * len(domain.CATEGORIES)] = 1
-        kinds = tables.kinds.matrix() @ kind_of_category  # kind node × category leaf
-        # The monthly table: measure × (months, year) × place node × kind node.
-        self.monthly = np.einsum("mtpc,Tt,Pp,Kc->mTPK", tables.counts, t, p, kinds, optimize=True)
-        # The category table: measure × place node × category node, for the whole year.
-        self.by_category = np.einsum("mtpc,Pp,Cc->mPC", tables.counts, p, c, optimize=True)
-        # Durations: only the bins in use (a few dozen of the 131), then categories folded into kinds first (the
-        # big axis), then places, then months.
-        used = np.flatnonzero(tables.times.any(axis=(0, 1, 2, 3)))
-        self.first_bin = int(used[0]) if used.size else 0
-        times = tables.times[..., self.first_bin : (int(used[-1]) + 1 if used.size else 0)]
-        p, c = p.astype(np.float64), c.astype(np.float64)
-        by_kind = times.reshape(*times.shape[:3], len(domain.KINDS), len(domain.CATEGORIES), times.shape[-1])
-        by_kind = by_kind.sum(axis=4)  # stage × month × place leaf × kind × bin
-        by_kind = np.concatenate([by_kind, by_kind.sum(axis=3, keepdims=True)], axis=3)  # + all kinds
-        by_kind = np.tensordot(p, by_kind, axes=([1], [2])).transpose(1, 2, 0, 3, 4)  # place nodes
-        self.monthly_times = np.concatenate([by_kind, by_kind.sum(axis=1, keepdims=True)], axis=1)  # + the year
-        year_times = times.sum(axis=1)  # stage × place leaf × category leaf × bin
-        year_times = np.tensordot(p, year_times, axes=([1], [1])).transpose(1, 0, 2, 3)
-        self.category_times = np.tensordot(c, year_times, axes=([1], [2])).transpose(1, 2, 0, 3)
+        self.monthly, self.by_category = tables.monthly.copy(), tables.by_category.copy()
+        self.monthly_times, self.category_times = tables.monthly_times.copy(), tables.category_times.copy()
         year = tables.months.index[YEAR]
         kind_nodes = [self.categories.index[node] for node in self.kinds.nodes]
         linked = privacy.LinkedTables(
@@ -214,7 +259,10 @@ class PublicYear:
             b_index=(slice(None), slice(None), kind_nodes),
         )
         self.linked = linked
-        self.monthly_status, self.category_status = linked.suppress(rules.threshold)
+        self.suppressed: privacy.Suppressed = linked.suppressed(
+            rules.threshold, earlier.suppressed if earlier is not None else None, decide=decide
+        )
+        self.monthly_status, self.category_status = self.suppressed.a_status, self.suppressed.b_status
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -246,7 +294,7 @@ class PublicYear:
         t, p, k, category = self._where(month, place, kind)
         s = STAGE_INDEX[stage]
         row = self.category_times[s, p, k] if category else self.monthly_times[s, t, p, k]
-        return {self.first_bin + i: int(n) for i, n in enumerate(row) if n}
+        return {int(i): int(row[i]) for i in np.flatnonzero(row)}
 
     def quantile(self, stage: str, q: float, **where: str) -> privacy.Published:
         counts = self.durations(stage, **where)
@@ -267,7 +315,7 @@ class CellIndex:
         changes: dict[int, list[tuple[Document, int]]] = {}
         for cell in cells:
             previous = self.documents.get(cell["_id"])
-            if previous is not None and _counters(previous) == _counters(cell):
+            if previous is not None and (previous == cell or _counters(previous) == _counters(cell)):
                 continue
             year_changes = changes.setdefault(int(cell["year"]), [])
             if previous is not None:
@@ -281,12 +329,15 @@ class CellIndex:
             tables.add(year_changes)
         return sum(len(c) for c in changes.values())
 
-    def published(self, year: int) -> PublicYear:
-        return PublicYear(self.years.get(year) or YearTables(year, self.areas), self.rules)
+    def published(
+        self, year: int, earlier: PublicYear | None = None, decide: privacy.Decide | None = None
+    ) -> PublicYear:
+        """The year suppressed; `earlier`, a copy of it made before, saves deciding again what has not changed."""
+        return PublicYear(self.years.get(year) or YearTables(year, self.areas), self.rules, earlier, decide)
 
     def known_years(self) -> list[int]:
         return sorted(self.years)
 
 
 def _counters(cell: Document) -> dict[str, Any]:
-    return {k: v for k, v in cell.items() if k not in ("updated_at", "updated_ms", "applied_tokens")}
+    return {k: v for k, v in cell.items() if k not in ("updated_at", "updated_ms", "applied_tokens", "writer")}

@@ -386,23 +386,28 @@ class Report:
     tables: dict[str, Table]
 
 
-def report(
-    year: PublicYear,
-    f: Filters,
-    areas: Areas,
-    *,
-    overdue: Sequence[Published],
-    open_items: Published,
-    generated_at: datetime,
-) -> Report:
-    tables = [
+def year_views(year: PublicYear, f: Filters, areas: Areas) -> list[Table]:
+    """Every view drawn from a year's suppressed copy, in page order: the same for as long as that copy is served."""
+    return [
         funnel(year, f),
         deadlines(year, f),
-        overdue_now(overdue),
         trend(year, f),
         equity(year, f, areas),
         kinds(year, f),
         allegations(year, f),
         other(year, f),
     ]
+
+
+def report(
+    views: Sequence[Table],
+    f: Filters,
+    *,
+    overdue: Sequence[Published],
+    open_items: Published,
+    generated_at: datetime,
+) -> Report:
+    """The year's views (`year_views`) with what is overdue right now after the deadlines."""
+    funnel_view, deadlines_view, *rest = views
+    tables = [funnel_view, deadlines_view, overdue_now(overdue), *rest]
     return Report(f, generated_at, open_items, {t.id: t for t in tables})

@@ -17,15 +17,17 @@ Rules (the methodology page states them; the threshold and minimum are settings)
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 SHOWN, PRIMARY, COMPLEMENTARY = 0, 1, 2
+T = TypeVar("T", bound=np.generic)
 MAX_ROUNDS = 200
 
 Status = Literal["shown", "below_threshold", "withheld", "too_few"]
@@ -71,10 +73,6 @@ WITHHELD = Published("withheld")
 TOO_FEW = Published("too_few")
 
 
-def _moved(array: npt.NDArray[np.float64], axis: int) -> npt.NDArray[np.float64]:
-    return np.moveaxis(array, axis, 0)
-
-
 def _bounds(
     values: npt.NDArray[np.int64], status: npt.NDArray[np.int8], threshold: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -84,58 +82,149 @@ def _bounds(
     return lo, hi
 
 
+@dataclass(frozen=True)
+class _Run:
+    """Equations of a table that share no cell, with every instance of them (one per position on the other axes),
+    as flat cell indices: numpy then works all of them in one step, and working them at once gives exactly what
+    working them one after the other would, since none reads a cell another writes."""
+
+    members: npt.NDArray[np.intp]  # (instances, parent + children): flat indices; short equations padded (see blank)
+    blank: npt.NDArray[np.bool_]  # (instances, parent + children): True where `members` is padding
+    row_of_cell: npt.NDArray[np.intp]  # (cells + 1,): the instance each cell is a member of, else the last entry
+
+    @classmethod
+    def of(cls, members: npt.NDArray[np.intp], blank: npt.NDArray[np.bool_], size: int) -> _Run:
+        row_of_cell = np.full(size + 1, len(members), dtype=np.intp)
+        rows = np.broadcast_to(np.arange(len(members))[:, np.newaxis], members.shape)
+        row_of_cell[members[~blank]] = rows[~blank]
+        return cls(members, blank, row_of_cell)
+
+
+# A few shapes: a pass over the changed measures of a year, the whole year, the overdue table (a few MB each).
+@functools.lru_cache(maxsize=8)
+def _runs(shape: tuple[int, ...], groups: tuple[tuple[Group, ...], ...]) -> tuple[_Run, ...]:
+    """Every equation of a table, axis by axis and in their order, cut into runs that share no cell (e.g. every
+    precinct's neighbourhoods, then the city's precincts)."""
+    cells = np.arange(math.prod(shape), dtype=np.intp).reshape(shape)
+    runs: list[_Run] = []
+    for axis, axis_groups in enumerate(groups):
+        along = np.moveaxis(cells, axis, -1).reshape(-1, shape[axis])  # (positions on the other axes, axis)
+        batches: list[list[Group]] = []
+        used: set[int] = set()
+        for parent, children in axis_groups:
+            if not batches or used & {parent, *children}:
+                batches.append([])
+                used = set()
+            batches[-1].append((parent, children))
+            used |= {parent, *children}
+        for batch in batches:
+            width = 1 + max(len(children) for _, children in batch)
+            nodes = np.full((len(batch), width), -1, dtype=np.intp)
+            for row, (parent, children) in enumerate(batch):
+                nodes[row, : 1 + len(children)] = (parent, *children)
+            members = along[:, np.maximum(nodes, 0)].transpose(1, 0, 2).reshape(-1, width)
+            blank = np.broadcast_to(nodes[:, np.newaxis, :] < 0, (len(batch), along.shape[0], width))
+            runs.append(_Run.of(members, blank.reshape(-1, width), cells.size))
+    return tuple(runs)
+
+
+def _flat(array: npt.NDArray[T]) -> npt.NDArray[T]:
+    """A flat view of a table (never a copy: changes to it are changes to the table)."""
+    if not array.flags.c_contiguous:
+        raise ValueError("tables are worked in C order")
+    return array.reshape(-1)
+
+
+def _table_runs(shape: tuple[int, ...], groups: Sequence[Sequence[Group]]) -> tuple[_Run, ...]:
+    return _runs(shape, tuple(tuple((parent, tuple(children)) for parent, children in axis) for axis in groups))
+
+
 def attack(
     values: npt.NDArray[np.int64],
     status: npt.NDArray[np.int8],
     groups: Sequence[Sequence[Group]],
     threshold: int,
     known: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+    *,
+    since: Bounds | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """The tightest bounds interval propagation through every equation gives for every cell.
 
     This is the subtraction attack generalised: a total minus its visible parts bounds the hidden parts, a bound
     found in one equation feeds the others, until nothing moves. `known` adds bounds learnt elsewhere (another
-    table sharing cells). Returns (lower, upper).
+    table sharing cells). Returns (lower, upper). `since`: what this attack already found for the same table and
+    status, with `known` only narrower than before; the work then starts from there (same result, less work).
+
+    Every step only narrows bounds, so the fixed point is the same whatever order the equations are worked in.
+    An equation is worked only when it can tell something: at first, when it mixes exact counts with hidden ones
+    (all exact, or all hidden below the threshold, it says nothing), then when one of its cells moved since it was
+    last worked.
     """
-    lo, hi = _bounds(values, status, threshold)
-    if known is not None:
-        lo, hi = np.maximum(lo, known[0]), np.minimum(hi, known[1])
+    start = _bounds(values, status, threshold) if since is None else since
+    lo, hi = start if known is None else (np.maximum(start[0], known[0]), np.minimum(start[1], known[1]))
+    lo, hi = np.array(lo, dtype=np.float64).reshape(-1), np.array(hi, dtype=np.float64).reshape(-1)  # own copies
+    runs = _table_runs(values.shape, groups)
+    if since is None:
+        exact, default = lo == hi, (lo == 0) & (hi == threshold - 1)
+        due = [
+            np.append(~(exact[run.members] | run.blank).all(1) & ~(default[run.members] | run.blank).all(1), False)
+            for run in runs
+        ]
+    else:
+        fresh = np.flatnonzero((lo != start[0].reshape(-1)) | (hi != start[1].reshape(-1)))
+        due = [_rows_of(run, fresh) for run in runs]
     for _ in range(MAX_ROUNDS):
         changed = False
-        for axis, axis_groups in enumerate(groups):
-            lo_view, hi_view = _moved(lo, axis), _moved(hi, axis)
-            for parent, children in axis_groups:
-                kids = list(children)
-                c_lo, c_hi = lo_view[kids], hi_view[kids]
-                lo_sum = c_lo.sum(axis=0)
-                hi_inf = np.isinf(c_hi)
-                hi_finite_sum = np.where(hi_inf, 0.0, c_hi).sum(axis=0)
-                inf_count = hi_inf.sum(axis=0)
-                # Parent between the sums of its children's bounds.
-                p_lo = np.maximum(lo_view[parent], lo_sum)
-                p_hi = np.minimum(hi_view[parent], np.where(inf_count > 0, np.inf, hi_finite_sum))
-                # Each child: parent minus the other children.
-                others_hi = np.where((inf_count - hi_inf) > 0, np.inf, hi_finite_sum - np.where(hi_inf, 0.0, c_hi))
-                k_lo = np.maximum(c_lo, p_lo - others_hi)
-                k_hi = np.minimum(c_hi, p_hi - (lo_sum - c_lo))
-                # Integers: round inwards.
-                p_lo, p_hi = np.ceil(p_lo - 1e-9), np.floor(p_hi + 1e-9)
-                k_lo, k_hi = np.ceil(k_lo - 1e-9), np.floor(k_hi + 1e-9)
-                if (
-                    not np.array_equal(p_lo, lo_view[parent])
-                    or not np.array_equal(p_hi, hi_view[parent])
-                    or not np.array_equal(k_lo, c_lo)
-                    or not np.array_equal(k_hi, c_hi)
-                ):
-                    changed = True
-                    lo_view[parent], hi_view[parent] = p_lo, p_hi
-                    lo_view[kids], hi_view[kids] = k_lo, k_hi
+        for number, run in enumerate(runs):
+            rows = np.flatnonzero(due[number][:-1])  # the last entry collects cells of no equation of the run
+            due[number] = np.zeros(len(run.members) + 1, dtype=bool)
+            if rows.size == 0:
+                continue
+            members, blank = run.members[rows], run.blank[rows]
+            m_lo, m_hi = np.where(blank, 0.0, lo[members]), np.where(blank, 0.0, hi[members])
+            new_lo, new_hi = _narrow(m_lo, m_hi)
+            moved = ((new_lo != m_lo) | (new_hi != m_hi)) & ~blank
+            if moved.any():
+                cells = members[moved]
+                lo[cells], hi[cells] = new_lo[moved], new_hi[moved]
+                for other, other_run in enumerate(runs):  # every equation these cells are in is worked again
+                    due[other][other_run.row_of_cell[cells]] = True
+                changed = True
         if not changed:
             break
         if (lo > hi).any():
             # Only a table whose totals are not the sums of their parts gets here; propagation would diverge.
             raise ValueError("a total of the table is not the sum of its parts")
-    return lo, hi
+    return lo.reshape(values.shape), hi.reshape(values.shape)
+
+
+def _rows_of(run: _Run, cells: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+    rows = np.zeros(len(run.members) + 1, dtype=bool)
+    rows[run.row_of_cell[cells]] = True
+    return rows
+
+
+def _narrow(
+    m_lo: npt.NDArray[np.float64], m_hi: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """One step of the attack through equations (rows: parent, then children; a blank is an exact 0)."""
+    c_lo, c_hi = m_lo[:, 1:], m_hi[:, 1:]
+    hi_inf = np.isinf(c_hi)
+    c_hi_finite = np.where(hi_inf, 0.0, c_hi)
+    lo_sum = c_lo.sum(axis=1, keepdims=True)
+    hi_finite_sum = c_hi_finite.sum(axis=1, keepdims=True)
+    inf_count = hi_inf.sum(axis=1, keepdims=True)
+    # Parent between the sums of its children's bounds.
+    p_lo = np.maximum(m_lo[:, :1], lo_sum)
+    p_hi = np.minimum(m_hi[:, :1], np.where(inf_count > 0, np.inf, hi_finite_sum))
+    # Each child: parent minus the other children.
+    others_hi = np.where((inf_count - hi_inf) > 0, np.inf, hi_finite_sum - c_hi_finite)
+    k_lo = np.maximum(c_lo, p_lo - others_hi)
+    k_hi = np.minimum(c_hi, p_hi - (lo_sum - c_lo))
+    # Integers: round inwards.
+    new_lo = np.ceil(np.concatenate([p_lo, k_lo], axis=1) - 1e-9)
+    new_hi = np.floor(np.concatenate([p_hi, k_hi], axis=1) + 1e-9)
+    return new_lo, new_hi
 
 
 def suppress(
@@ -152,13 +241,15 @@ def suppress(
     no lone hidden cell and the attack above pins no suppressed count. `withheld` marks cells another table
     already withholds; `known` passes what the attack learnt from it.
     """
-    status = np.where(values < threshold, PRIMARY, SHOWN).astype(np.int8)
+    values = np.ascontiguousarray(values)
+    status = np.ascontiguousarray(np.where(values < threshold, PRIMARY, SHOWN), dtype=np.int8)
     if threshold <= 1:
         return status  # "<1" already says 0: nothing is hidden, so nothing needs company
     if withheld is not None:
         status[withheld & (status == SHOWN)] = COMPLEMENTARY
+    lone_cells = _LoneCells(values, groups, threshold)
     for _ in range(MAX_ROUNDS):
-        added = _complete_lone_cells(values, status, groups, threshold)
+        added = lone_cells(status)
         if added:
             continue
         lo, hi = attack(values, status, groups, threshold, known)
@@ -169,58 +260,62 @@ def suppress(
     raise RuntimeError("complementary suppression did not settle")
 
 
-def _cheapest_visible(
-    values: npt.NDArray[np.int64], status: npt.NDArray[np.int8], members: list[int], axis: int
-) -> npt.NDArray[np.intp]:
-    """Per position, the member to withhold next: the smallest visible child, else the parent."""
-    member_values = np.moveaxis(values, axis, 0)[members].astype(np.float64)
-    member_status = np.moveaxis(status, axis, 0)[members]
-    cost = np.where(member_status == SHOWN, member_values, np.inf)
-    cost[0] = cost[0] + 1e12  # the parent (index 0) only when no child is left: totals are what people read
-    return np.asarray(np.argmin(cost, axis=0))
-
-
 def _withhold(
-    status: npt.NDArray[np.int8],
-    members: list[int],
-    axis: int,
-    where: npt.NDArray[np.bool_],
-    choice: npt.NDArray[np.intp],
-) -> int:
-    view = np.moveaxis(status, axis, 0)
-    member_status = view[members]
-    chosen = np.zeros_like(member_status, dtype=bool)
-    np.put_along_axis(chosen, choice[np.newaxis, ...], True, axis=0)
-    chosen &= where[np.newaxis, ...] & (member_status == SHOWN)
-    if not chosen.any():
-        return 0
-    member_status[chosen] = COMPLEMENTARY
-    view[members] = member_status
-    return int(chosen.sum())
+    values: npt.NDArray[np.int64], status: npt.NDArray[np.int8], run: _Run, rows: npt.NDArray[np.intp]
+) -> npt.NDArray[np.intp]:
+    """Withholds in each of the run's equations `rows` its cheapest visible member: the smallest visible child,
+    else the parent (totals are what people read). `values` and `status` are flat; returns the cells withheld."""
+    members, blank = run.members[rows], run.blank[rows]
+    visible = (status[members] == SHOWN) & ~blank
+    cost = np.where(visible, values[members].astype(np.float64), np.inf)
+    cost[:, 0] += 1e12
+    choice = np.argmin(cost, axis=1)
+    picked = np.arange(rows.size)
+    cells: npt.NDArray[np.intp] = members[picked, choice][visible[picked, choice]]
+    status[cells] = COMPLEMENTARY
+    return cells
 
 
-def _complete_lone_cells(
-    values: npt.NDArray[np.int64], status: npt.NDArray[np.int8], groups: Sequence[Sequence[Group]], threshold: int
-) -> int:
+class _LoneCells:
     """The cheap, local part of the attack, equation by equation, before the full propagation runs.
 
     An equation exposes a suppressed count when it has a single hidden member, or when its visible total leaves its
     hidden children a sum that only one assignment fits (all of them 0, all of them threshold − 1, or the withheld
     ones at exactly the threshold and the rest 0).
+
+    Each call is one pass over a table's equations in their order, as if every equation were looked at; only those
+    with a cell whose status changed since they were last looked at are (the others would decide as before).
     """
-    added = 0
-    for axis, axis_groups in enumerate(groups):
-        for parent, children in axis_groups:
-            members = [parent, *children]
-            member_status = np.moveaxis(status, axis, 0)[members]
-            member_values = np.moveaxis(values, axis, 0)[members]
-            hidden = (member_status != SHOWN).sum(axis=0)
-            kids_status, kids_values = member_status[1:], member_values[1:]
-            hidden_sum = member_values[0] - np.where(kids_status == SHOWN, kids_values, 0).sum(axis=0)
-            primaries = (kids_status == PRIMARY).sum(axis=0)
-            withheld = (kids_status == COMPLEMENTARY).sum(axis=0)
+
+    def __init__(self, values: npt.NDArray[np.int64], groups: Sequence[Sequence[Group]], threshold: int) -> None:
+        self.values = _flat(values)
+        self.threshold = threshold
+        self.runs = _table_runs(values.shape, groups)
+        self.due = [np.ones(len(run.members) + 1, dtype=bool) for run in self.runs]  # the last entry: no equation
+        self.seen: npt.NDArray[np.int8] | None = None
+
+    def __call__(self, status: npt.NDArray[np.int8]) -> int:
+        """Withholds what the rule asks for in one pass; returns how many cells it withheld."""
+        flat_status = _flat(status)
+        if self.seen is not None:
+            self._changed(np.flatnonzero(flat_status != self.seen))
+        threshold, added = self.threshold, 0
+        for number, run in enumerate(self.runs):
+            rows = np.flatnonzero(self.due[number][:-1])
+            self.due[number][:] = False
+            if rows.size == 0:
+                continue
+            members, blank = run.members[rows], run.blank[rows]
+            # A blank is a visible 0: it adds nothing to any sum or count.
+            member_status = np.where(blank, SHOWN, flat_status[members])
+            member_values = np.where(blank, 0, self.values[members])
+            hidden = (member_status != SHOWN).sum(axis=1)
+            kids_status, kids_values = member_status[:, 1:], member_values[:, 1:]
+            hidden_sum = member_values[:, 0] - np.where(kids_status == SHOWN, kids_values, 0).sum(axis=1)
+            primaries = (kids_status == PRIMARY).sum(axis=1)
+            withheld = (kids_status == COMPLEMENTARY).sum(axis=1)
             pinned = (
-                (member_status[0] == SHOWN)
+                (member_status[:, 0] == SHOWN)
                 & (primaries >= 1)
                 & np.where(
                     withheld == 0,
@@ -228,10 +323,17 @@ def _complete_lone_cells(
                     hidden_sum - threshold * withheld <= 0,
                 )
             )
-            need = (hidden == 1) | pinned
-            if need.any():
-                added += _withhold(status, members, axis, need, _cheapest_visible(values, status, members, axis))
-    return added
+            need = rows[(hidden == 1) | pinned]
+            if need.size:
+                cells = _withhold(self.values, flat_status, run, need)
+                self._changed(cells)
+                added += cells.size
+        self.seen = flat_status.copy()
+        return added
+
+    def _changed(self, cells: npt.NDArray[np.intp]) -> None:
+        for number, run in enumerate(self.runs):
+            self.due[number][run.row_of_cell[cells]] = True
 
 
 def _protect_widely(
@@ -241,18 +343,16 @@ def _protect_widely(
     exposed: npt.NDArray[np.bool_],
 ) -> None:
     """Withholds next to exposed cells; where their equations have nothing visible left, one equation further."""
-    frontier = exposed
+    frontier = _flat(np.ascontiguousarray(exposed))
     for _ in range(MAX_ROUNDS):
         if _protect(values, status, groups, frontier):
             return
         wider = frontier.copy()
-        for axis, axis_groups in enumerate(groups):
-            frontier_view, wider_view = np.moveaxis(frontier, axis, 0), np.moveaxis(wider, axis, 0)
-            hidden_view = np.moveaxis(status != SHOWN, axis, 0)
-            for parent, children in axis_groups:
-                members = [parent, *children]
-                touched = np.asarray(frontier_view[members].any(axis=0))
-                wider_view[members] |= touched[np.newaxis, ...] & hidden_view[members]
+        hidden = _flat(status) != SHOWN
+        for run in _table_runs(values.shape, groups):
+            touched = (frontier[run.members] & ~run.blank).any(axis=1)
+            members, blank = run.members[touched], run.blank[touched]
+            wider[members[hidden[members] & ~blank]] = True
         if np.array_equal(wider, frontier):
             raise RuntimeError("an exposed count has no visible neighbour left to withhold")
         frontier = wider
@@ -264,14 +364,13 @@ def _protect(
     groups: Sequence[Sequence[Group]],
     exposed: npt.NDArray[np.bool_],
 ) -> int:
-    """Withholds one more visible member of every equation that contains an exposed cell."""
+    """Withholds one more visible member of every equation that contains an exposed (flat) cell."""
+    flat_values, flat_status = _flat(values), _flat(status)
     added = 0
-    for axis, axis_groups in enumerate(groups):
-        for parent, children in axis_groups:
-            members = [parent, *children]
-            touched = np.asarray(np.moveaxis(exposed, axis, 0)[members].any(axis=0))
-            if touched.any():
-                added += _withhold(status, members, axis, touched, _cheapest_visible(values, status, members, axis))
+    for run in _table_runs(values.shape, groups):
+        touched = np.flatnonzero((exposed[run.members] & ~run.blank).any(axis=1))
+        if touched.size:
+            added += _withhold(flat_values, flat_status, run, touched).size
     return added
 
 
@@ -345,36 +444,118 @@ class LinkedTables:
     b_groups: Sequence[Sequence[Group]]
     b_index: Index
 
+    def __post_init__(self) -> None:
+        # Worked flat (see `_flat`); aggregation leaves them in whatever order einsum chose.
+        object.__setattr__(self, "a", np.ascontiguousarray(self.a))
+        object.__setattr__(self, "b", np.ascontiguousarray(self.b))
+
     def attack(
         self, a_status: npt.NDArray[np.int8], b_status: npt.NDArray[np.int8], threshold: int
     ) -> tuple[Bounds, Bounds]:
         a_bounds = attack(self.a, a_status, self.a_groups, threshold)
-        b_known = _bounds(self.b, b_status, threshold)
+        b_bounds: Bounds | None = None
         for _ in range(MAX_ROUNDS):
+            b_known = _bounds(self.b, b_status, threshold) if b_bounds is None else b_bounds
+            b_known = (b_known[0].copy(), b_known[1].copy())
             b_known[0][self.b_index] = np.maximum(b_known[0][self.b_index], a_bounds[0][self.a_index])
             b_known[1][self.b_index] = np.minimum(b_known[1][self.b_index], a_bounds[1][self.a_index])
-            b_bounds = attack(self.b, b_status, self.b_groups, threshold, b_known)
+            b_bounds = attack(self.b, b_status, self.b_groups, threshold, b_known, since=b_bounds)
             a_known = (a_bounds[0].copy(), a_bounds[1].copy())
             a_known[0][self.a_index] = np.maximum(a_known[0][self.a_index], b_bounds[0][self.b_index])
             a_known[1][self.a_index] = np.minimum(a_known[1][self.a_index], b_bounds[1][self.b_index])
             if np.array_equal(a_known[0], a_bounds[0]) and np.array_equal(a_known[1], a_bounds[1]):
                 return a_bounds, b_bounds
-            a_bounds = attack(self.a, a_status, self.a_groups, threshold, a_known)
-            b_known = b_bounds
+            a_bounds = attack(self.a, a_status, self.a_groups, threshold, a_known, since=a_bounds)
         raise RuntimeError("the joint attack did not settle")
+
+    def suppressed(
+        self, threshold: int, earlier: Suppressed | None = None, *, decide: Decide | None = None
+    ) -> Suppressed:
+        """Suppresses both tables, deciding again only what changed since `earlier` (when given). `decide` runs
+        `LinkedTables.suppress` on the tables to decide (e.g. in another process); by default, here.
+
+        Every equation along the other axes, and the link between the tables, stays within one slice of the first
+        axis (one measure), and the first axis's own equations tie only a few slices together (a contest and its
+        outcomes). So a slice's suppression depends on its own counts alone: slices whose counts are those of
+        `earlier` keep its decision, the others are decided together, and the result is exactly what deciding
+        everything again would give, in the time the changed slices take.
+        """
+        decide = decide or LinkedTables.suppress
+        whole = slice(None)
+        if (
+            earlier is None
+            or earlier.threshold != threshold
+            or self._layout() != earlier.tables._layout()
+            or self.a_index[0] != whole  # the link ties slices together: all at once
+            or self.b_index[0] != whole
+        ):
+            return Suppressed(self, threshold, *decide(self, threshold))
+        rows = [
+            row
+            for part in self._independent_slices()
+            if not np.array_equal(self.a[part], earlier.tables.a[part])
+            or not np.array_equal(self.b[part], earlier.tables.b[part])
+            for row in part
+        ]
+        if len(rows) == self.a.shape[0]:
+            return Suppressed(self, threshold, *decide(self, threshold))
+        a_status, b_status = earlier.a_status.copy(), earlier.b_status.copy()
+        if rows:
+            a_status[rows], b_status[rows] = decide(self._slices(rows), threshold)
+        return Suppressed(self, threshold, a_status, b_status)
+
+    def _layout(self) -> tuple[object, ...]:
+        return (self.a.shape, self.b.shape, self.a_groups, self.b_groups, self.a_index, self.b_index)
+
+    def _independent_slices(self) -> list[list[int]]:
+        """Slices of the first axis that no equation ties to another, as groups of slices that equations tie."""
+        part_of = list(range(self.a.shape[0]))
+
+        def root(row: int) -> int:
+            while part_of[row] != row:
+                row = part_of[row]
+            return row
+
+        for parent, children in [*self.a_groups[0], *self.b_groups[0]]:
+            for child in children:
+                part_of[root(child)] = root(parent)
+        parts: dict[int, list[int]] = {}
+        for row in range(self.a.shape[0]):
+            parts.setdefault(root(row), []).append(row)
+        return list(parts.values())
+
+    def _slices(self, rows: list[int]) -> LinkedTables:
+        """The tables cut to some slices of the first axis (closed under its equations), equations renumbered."""
+        position = {row: i for i, row in enumerate(rows)}
+
+        def first_axis(groups: Sequence[Group]) -> list[Group]:
+            return [
+                (position[parent], tuple(position[child] for child in children))
+                for parent, children in groups
+                if parent in position
+            ]
+
+        return LinkedTables(
+            a=self.a[rows],
+            a_groups=[first_axis(self.a_groups[0]), *self.a_groups[1:]],
+            a_index=self.a_index,
+            b=self.b[rows],
+            b_groups=[first_axis(self.b_groups[0]), *self.b_groups[1:]],
+            b_index=self.b_index,
+        )
 
     def suppress(self, threshold: int) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]:
         a_status = np.where(self.a < threshold, PRIMARY, SHOWN).astype(np.int8)
         b_status = np.where(self.b < threshold, PRIMARY, SHOWN).astype(np.int8)
         if threshold <= 1:
             return a_status, b_status  # "<1" already says 0: nothing is hidden
+        a_lone_cells, b_lone_cells = (
+            _LoneCells(self.a, self.a_groups, threshold),
+            _LoneCells(self.b, self.b_groups, threshold),
+        )
         for _ in range(MAX_ROUNDS):
             # The cheap local rules in both tables, the shared cells kept alike, until nothing moves...
-            while (
-                _complete_lone_cells(self.a, a_status, self.a_groups, threshold)
-                + _complete_lone_cells(self.b, b_status, self.b_groups, threshold)
-                + self._align(a_status, b_status)
-            ):
+            while a_lone_cells(a_status) + b_lone_cells(b_status) + self._align(a_status, b_status):
                 pass
             # ...then the full joint attack; whatever it still pins gets more company.
             (a_lo, a_hi), (b_lo, b_hi) = self.attack(a_status, b_status, threshold)
@@ -397,6 +578,19 @@ class LinkedTables:
         b_shared[b_gets] = COMPLEMENTARY
         a_status[self.a_index], b_status[self.b_index] = a_shared, b_shared
         return int(a_gets.sum() + b_gets.sum())
+
+
+Decide = Callable[["LinkedTables", int], tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]]
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    """Linked tables and their suppression, kept so that the next one decides again only what changed."""
+
+    tables: LinkedTables
+    threshold: int
+    a_status: npt.NDArray[np.int8]
+    b_status: npt.NDArray[np.int8]
 
 
 # --- item-level records -----------------------------------------------------------------------------------------

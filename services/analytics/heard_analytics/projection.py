@@ -1,29 +1,33 @@
 """Keeps the read model up to date as events arrive: item facts, cell counters and the open-items list.
 
-Three collections:
+Four collections:
 - `items`: one document per feedback item with its facts (`facts.merge`), the counters it has added to the cells
-  (`applied`), and a version for optimistic concurrency. This is also the source of the item-level open data.
+  (`applied`), a version for optimistic concurrency and the round that last wrote it (`by`). This is also the
+  source of the item-level open data.
 - `cells`: one document per (month, place, kind, category) with counters and duration histograms, changed only
   with `$inc`. Every public figure is a sum of cells; no request reads items.
 - `open_items`: the items still waiting for an action, with their current level and deadline.
+- `rounds`: the journal of rounds whose changes are not yet all in the cells and open items (usually empty).
 
 Events are applied in rounds (group commit): the events that arrive while a round is on the wire go together in
 the next one, at most one per item, so under load one round serves every lane of a consumer batch with a read and
-a few unordered bulk writes (items; cells; open items; items marked applied; the cells' markers cleared) instead of
-about six single-document writes per event. A lone event goes out at once, so light traffic waits for nothing.
+a few writes (the journal entry; items; cells; open items; the journal entry removed; the cells' markers cleared)
+instead of about six single-document writes per event. A lone event goes out at once, so light traffic waits for
+nothing.
 
-An item's counters move from the item to a cell in two steps, with no multi-document transaction (the local store,
-nx-27017, has none): each item's conditional write records its new facts and, under the round's fresh token, its
-pending change (counters per cell, and its open-items entry); then each cell the round touches is incremented by
-the sum of the round's changes to it, only if it does not already carry that token; then the items mark their
-change applied and the cells forget the token. A crash anywhere leaves the pending change on the items, and the
-next event for any of them (a redelivery at the latest, since the consumer commits only after this completes), or
-the start-up, finishes the token first: it sums the changes of every item still carrying it, which are the same
-items, since none is marked applied before every cell holds the token. So each change reaches its cell exactly
-once, given one writer per item at a time (Kafka gives a partition to one member of the group; a rebuild writes a
-database of its own). Every write is by `_id` and atomic on its document: conditional replacements of items
-(nx-27017 replaces a document faster than it applies `$set`), `$inc`, `$set`, `$unset` and `$setOnInsert` on
-cells, which MongoDB 7/8 and nx-27017 both serve.
+An item's counters move from the item to a cell with no multi-document transaction (the local store, nx-27017, has
+none). A round first writes its journal entry under a fresh token: for each of its items, the change to the cells
+and to the open items. Then each item's conditional write records its new facts, its new `applied` counters and
+the token (`by`). Then each cell the round touches is incremented by the sum of the changes of the items whose
+write took, only if the cell does not already carry the token; the open items change; the journal entry goes; the
+cells forget the token. A crash anywhere leaves the journal entry, and whoever next reads one of its items (the
+redelivered event at the latest, since the consumer commits only after this completes), or the start-up, finishes
+it first: the items whose write took are exactly those still carrying the token, since anyone who writes an item
+again reads it first and so finishes the entry before. So each change reaches its cell exactly once, given one
+writer per item at a time (Kafka gives a partition to one member of the group; a rebuild writes a database of its
+own; two finishing the same entry at once is harmless). Every write is by `_id` and atomic on its document:
+conditional replacements of items (nx-27017 replaces a document faster than it applies `$set`), `$inc`, `$set`,
+`$unset` and `$setOnInsert` on cells, which MongoDB 7/8 and nx-27017 both serve.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,13 +48,19 @@ from pymongo.errors import BulkWriteError
 from heard_analytics import facts as domain
 from heard_analytics.areas import Areas
 from heard_shared.events import CloudEvent, utc_now
+from heard_shared.logs import get_logger
 from heard_shared.mongo import DUPLICATE_KEY, Document
 
-# `by`: the round that last wrote the item (how a round tells which of its conditional writes took).
-ITEM_FACT_FIELDS_EXCLUDED = frozenset({"_id", "v", "applied", "pending", "by"})
+log = get_logger(__name__)
+
+# `by`: the round that last wrote the item (which of a round's conditional writes took, and its journal entry).
+# `pending`: a change the version before the journal left after a crash; it is not finished by this one (rebuild).
+ITEM_FACT_FIELDS_EXCLUDED = frozenset({"_id", "v", "applied", "by", "pending"})
 MAX_ATTEMPTS = 20
 # Items written in one round; a consumer batch (500 events) is a round or two.
 MAX_ROUND = 1000
+# Rounds this process knows to be finished (no journal entry to look for), the most recent kept.
+KNOWN_FINISHED = 100_000
 
 
 class ConcurrentUpdates(RuntimeError):
@@ -68,12 +79,12 @@ class _Waiting:
 
 @dataclass(eq=False)
 class _Write:
-    """One item's write in a round."""
+    """One item's write in a round, and what it changes elsewhere (its entry in the round's journal)."""
 
     waiting: _Waiting
     version: int
     document: Document  # the whole item as written (a replacement: nx-27017 replaces faster than it `$set`s)
-    pending: bool
+    effects: Document  # {"ops": [{"cell", "inc"}...], "open": entry or None}: only what changes
 
 
 class ReadModel:
@@ -83,22 +94,28 @@ class ReadModel:
         items: AsyncCollection[Document],
         cells: AsyncCollection[Document],
         open_items: AsyncCollection[Document],
+        rounds: AsyncCollection[Document],
         areas: Areas,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.items = items
         self.cells = cells
         self.open_items = open_items
+        self.rounds = rounds
         self.areas = areas
         self.clock = clock
         self._queue: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        # Cells this process wrote (stamped `writer`), kept until the publisher reads them: it reads only these and
+        # cells other writers changed, instead of every cell changed in the last seconds.
+        self.writer = uuid.uuid4().hex
+        self.written: set[str] = set()
 
     async def ensure_indexes(self) -> None:
         await self.cells.create_index([("year", ASCENDING)])
         await self.cells.create_index([("updated_ms", ASCENDING)])
         await self.open_items.create_index([("due", ASCENDING)])
-        await self.items.create_index([("pending.token", ASCENDING)], sparse=True)
 
     async def apply(self, event: CloudEvent[Any]) -> bool:
         """Folds one event into the read model, in the next round; True when it changed anything.
@@ -155,10 +172,15 @@ class ReadModel:
                 writes.append(write)
         if not writes:
             return []
+        journal = {w.waiting.feedback_id: w.effects for w in writes if w.effects}
+        if journal:
+            await self.rounds.insert_one({"_id": token, "items": journal})
         took, failed = await self._write_items(writes, token)
         for write, failure in failed.items():
             _settle(write.waiting.done, failure)
-        await self._finish(token, [w.document for w in took if w.pending])
+        cells = await self._bring(
+            token, {w.waiting.feedback_id: w.effects for w in took if w.effects} if journal else None
+        )
         again: list[_Waiting] = []
         for write in writes:
             if write in took:
@@ -170,17 +192,24 @@ class ReadModel:
                 else:
                     message = f"item {write.waiting.feedback_id} kept changing during {MAX_ATTEMPTS} attempts"
                     _settle(write.waiting.done, ConcurrentUpdates(message))
+        # After the events are answered, so the consumer commits them meanwhile. A failure here leaves the entry to
+        # be finished again later, which changes nothing: every cell still carries the token.
+        if journal:
+            try:
+                await self._tidy(token, cells)
+            except Exception as error:  # noqa: BLE001 - the round's effects are in; only bookkeeping is left
+                log.warning("a finished round's journal entry was not removed", token=token, error=repr(error))
         return again
 
     async def _read(self, ids: list[str]) -> dict[str, Document]:
-        """The items, with every change a crash (or another replica) left pending finished first."""
+        """The items, with every round a crash (or another replica) left unfinished on them finished first."""
         found = {doc["_id"]: doc async for doc in self.items.find({"_id": {"$in": ids}})}
-        leftover = {doc["pending"]["token"] for doc in found.values() if doc.get("pending")}
-        if not leftover:
-            return found
-        for token in sorted(leftover):
-            await self._finish(token)
-        return {doc["_id"]: doc async for doc in self.items.find({"_id": {"$in": ids}})}
+        unknown = sorted({str(doc["by"]) for doc in found.values() if "by" in doc} - self._finished.keys())
+        if unknown:
+            async for entry in self.rounds.find({"_id": {"$in": unknown}}):
+                await self._finish(entry["_id"], await self._took(entry))
+            self._known_finished(unknown)
+        return found  # finishing a round changes cells and open items, never an item
 
     def _next_write(self, waiting: _Waiting, item: Document | None, token: str) -> _Write | None:
         """What the event changes in its item, or None when nothing (a redelivery, or a fact already known)."""
@@ -193,18 +222,13 @@ class ReadModel:
         desired = domain.contribution(after)
         delta = domain.difference(desired, applied)
         entry = domain.overdue_entry(after)
-        document: Document = {"_id": waiting.feedback_id, **after, "v": version + 1, "by": token}
-        if applied:
-            document["applied"] = applied
-        pending: Document = {"token": token}
+        document: Document = {"_id": waiting.feedback_id, **after, "v": version + 1, "by": token, "applied": desired}
+        effects: Document = {}
         if delta:
-            pending["ops"] = [{"cell": cell_id, "inc": inc} for cell_id, inc in sorted(delta.items())]
-            pending["applied"] = desired
+            effects["ops"] = [{"cell": cell_id, "inc": inc} for cell_id, inc in sorted(delta.items())]
         if entry != domain.overdue_entry(before):
-            pending["open"] = entry
-        if len(pending) > 1:
-            document["pending"] = pending
-        return _Write(waiting, version, document, pending=len(pending) > 1)
+            effects["open"] = entry
+        return _Write(waiting, version, document, effects)
 
     async def _write_items(self, writes: list[_Write], token: str) -> tuple[list[_Write], dict[_Write, BaseException]]:
         """One unordered bulk write of conditional item writes: those that took, and those that failed for good.
@@ -232,17 +256,26 @@ class ReadModel:
         ours = {doc["_id"] async for doc in self.items.find({"_id": {"$in": ids}, "by": token}, {"_id": 1})}
         return [w for w in writes if w.waiting.feedback_id in ours], failed
 
-    async def _finish(self, token: str, items: list[Document] | None = None) -> None:
-        """Brings the changes pending under `token` into the cells exactly once and the open items, then marks them
-        applied. `items`: the whole documents carrying the token (read from the store when not given)."""
-        if items is None:
-            items = [doc async for doc in self.items.find({"pending.token": token})]
-        if not items:
-            return
+    async def _took(self, entry: Document) -> dict[str, Document]:
+        """A journal entry's changes, of the items whose write took (those still carrying its token)."""
+        changes: dict[str, Document] = entry["items"]
+        query = {"_id": {"$in": sorted(changes)}, "by": entry["_id"]}
+        return {doc["_id"]: changes[doc["_id"]] async for doc in self.items.find(query, {"_id": 1})}
+
+    async def _finish(self, token: str, changes: dict[str, Document] | None) -> None:
+        """Brings a round's changes into the cells and open items, then removes its journal entry."""
+        await self._tidy(token, await self._bring(token, changes))
+
+    async def _bring(self, token: str, changes: dict[str, Document] | None) -> list[str]:
+        """Brings a round's changes (by item, of the items whose write took) into the cells exactly once and into
+        the open items; returns the cells it incremented. None: the round had no change to bring."""
+        if changes is None:
+            self._known_finished([token])
+            return []
         marker = f"applied_tokens.{token}"
         sums: dict[str, domain.Counters] = {}
-        for item in items:
-            for op in item["pending"].get("ops", ()):
+        for change in changes.values():
+            for op in change.get("ops", ()):
                 cell = sums.setdefault(op["cell"], {})
                 for name, value in op["inc"].items():
                     cell[name] = cell.get(name, 0) + value
@@ -255,7 +288,11 @@ class ReadModel:
             cell_updates = [
                 UpdateOne(
                     {"_id": cell_id, marker: {"$exists": False}},
-                    {"$inc": inc, "$set": {marker: 1, "updated_ms": now}, "$setOnInsert": _cell_fields(cell_id)},
+                    {
+                        "$inc": inc,
+                        "$set": {marker: 1, "updated_ms": now, "writer": self.writer},
+                        "$setOnInsert": _cell_fields(cell_id),
+                    },
                     upsert=True,
                 )
                 for cell_id, inc in sorted(increments.items())
@@ -265,38 +302,40 @@ class ReadModel:
             except BulkWriteError as error:
                 if any(failure.get("code") != DUPLICATE_KEY for failure in error.details.get("writeErrors", [])):
                     raise
+            finally:
+                self.written.update(increments)  # even after a failure: some may have been written
         # `_id` in a replacement too: nx-27017 gives an upserted replacement a new ObjectId otherwise.
         open_changes: list[ReplaceOne[Document] | DeleteOne] = [
-            DeleteOne({"_id": item["_id"]})
-            if item["pending"]["open"] is None
-            else ReplaceOne({"_id": item["_id"]}, {"_id": item["_id"], **item["pending"]["open"]}, upsert=True)
-            for item in items
-            if "open" in item["pending"]
+            DeleteOne({"_id": item_id})
+            if change["open"] is None
+            else ReplaceOne({"_id": item_id}, {"_id": item_id, **change["open"]}, upsert=True)
+            for item_id, change in sorted(changes.items())
+            if "open" in change
         ]
         if open_changes:
             await self.open_items.bulk_write(open_changes, ordered=False)
-        await self.items.bulk_write(
-            [ReplaceOne({"_id": item["_id"], "pending.token": token}, _applied(item)) for item in items],
-            ordered=False,
-        )
-        if increments:
-            await self.cells.update_many({"_id": {"$in": sorted(increments)}}, {"$unset": {marker: ""}})
+        self._known_finished([token])
+        return sorted(increments)
+
+    async def _tidy(self, token: str, cells: list[str]) -> None:
+        """Removes a finished round's journal entry, then the token from its cells (in this order: a cell without the
+        token must never meet the entry again)."""
+        await self.rounds.delete_one({"_id": token})
+        if cells:
+            await self.cells.update_many({"_id": {"$in": cells}}, {"$unset": {f"applied_tokens.{token}": ""}})
+
+    def _known_finished(self, tokens: Iterable[str]) -> None:
+        for token in tokens:
+            self._finished[token] = None
+        while len(self._finished) > KNOWN_FINISHED:
+            self._finished.popitem(last=False)
 
     async def finish_pending(self) -> int:
-        """Completes every change a crash left half-done (run at start-up; events would also finish them)."""
-        tokens = {doc["pending"]["token"] async for doc in self.items.find({"pending.token": {"$exists": True}})}
-        for token in sorted(tokens):
-            await self._finish(token)
-        return len(tokens)
-
-
-def _applied(item: Document) -> Document:
-    """The item once its pending change is in the cells: what it added is now what it has applied."""
-    pending: Document = item["pending"]
-    done = {k: v for k, v in item.items() if k != "pending"}
-    if "applied" in pending:
-        done["applied"] = pending["applied"]
-    return done
+        """Completes every round a crash left half-done (run at start-up; events would also finish them)."""
+        entries = [entry async for entry in self.rounds.find({})]
+        for entry in entries:
+            await self._finish(entry["_id"], await self._took(entry))
+        return len(entries)
 
 
 def _cell_fields(cell_id: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ NOT_FIGURES = frozenset({"_id", "month", "year", "precinct", "neighbourhood", "k
     "updated_at",  # before updated_ms
     "updated_ms",
     "applied_tokens",
+    "writer",
 }
 
 
