@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -18,6 +19,10 @@ from heard_shared.logs import get_logger
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+
+# The Idempotency-Key header a client may send with a submission: a random value it makes once per feedback (a UUID,
+# or 22 to 128 URL-safe characters). Sent again with the same request, it returns the first answer.
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{22,128}$")
 
 
 class ApiError(Exception):

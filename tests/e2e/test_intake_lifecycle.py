@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -190,6 +192,36 @@ async def test_erasure_removes_personal_data_and_keeps_the_record(platform: Stac
     # Routing and the scheduler keep appending (routed, escalated) concurrently, so erasure need not be last.
     actions = [entry["action"] for entry in trail["entries"]]
     assert actions[0] == "submitted" and "erased" in actions
+
+
+async def test_a_resent_submission_with_its_idempotency_key_returns_the_first_item(
+    platform: Stack, http: httpx.AsyncClient
+) -> None:
+    intake = platform.service_url("intake")
+    body = {"kind": "complaint", "text": unique("Sent twice by a double click"), "language": "en"}
+    key = {"idempotency-key": str(uuid.uuid4())}
+    # A double click, a retry after a time-out and a reloaded page all at once: one item, one code for all.
+    answers = await asyncio.gather(*(http.post(f"{intake}/v1/feedback", json=body, headers=key) for _ in range(4)))
+    assert {answer.status_code for answer in answers} == {202}, [answer.text for answer in answers]
+    created = {(answer.json()["feedback_id"], answer.json()["tracking_code"]) for answer in answers}
+    assert len(created) == 1
+    assert sorted(answer.headers.get("idempotent-replayed", "") for answer in answers) == ["", "true", "true", "true"]
+    ((feedback_id, code),) = created
+    tracked = await http.get(f"{intake}/v1/feedback/{code}")
+    assert tracked.status_code == 200 and tracked.json()["feedback_id"] == feedback_id
+    stored = (await http.get(f"{intake}/v1/staff/feedback/{feedback_id}", headers=staff())).json()
+    assert "idempotency" not in stored, "the sealed code stays inside intake"
+
+    other = await http.post(f"{intake}/v1/feedback", json={**body, "text": "Something else"}, headers=key)
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    for bad in ("short", "x" * 129, "has spaces in it and is long enough"):
+        refused = await http.post(f"{intake}/v1/feedback", json=body, headers={"idempotency-key": bad})
+        assert refused.status_code == 422, bad
+
+    # After erasure the key leads nowhere: the request's fingerprint and the sealed code went with the words.
+    assert (await http.post(f"{intake}/v1/feedback/{code}/erasure")).status_code == 200
+    replay = await http.post(f"{intake}/v1/feedback", json=body, headers=key)
+    assert replay.status_code == 422 and replay.json()["error"]["code"] == "idempotency_key_reused"
 
 
 async def test_staff_see_and_act_only_within_their_scope(platform: Stack, http: httpx.AsyncClient) -> None:

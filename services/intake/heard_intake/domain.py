@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,6 +56,16 @@ def normalise_tracking_code(code: str) -> str | None:
 def tracking_code_hash(code: str) -> str:
     """Only the hash is stored: a leaked database does not reveal residents' codes."""
     return hashlib.sha256(code.encode()).hexdigest()
+
+
+def idempotency_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def request_fingerprint(body: Mapping[str, Any], channel: str) -> str:
+    """Tells a resent request from another one under the same Idempotency-Key (hashed: it covers text and contact)."""
+    canonical = json.dumps({"channel": channel, "body": body}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -340,6 +351,7 @@ PERSONAL_FIELDS: tuple[str, ...] = (
     "contact",
     "contact_encrypted",
     "tracking_code_encrypted",
+    "idempotency",  # its fingerprint covers the resident's words and contact; its sealed code is a way back in
     "location.address",
     "location.latitude",
     "location.longitude",

@@ -49,15 +49,29 @@ ROUTING = "routing"
 RETENTION = "system:retention"
 # Never sent to staff or residents: secrets, ciphertext, bookkeeping.
 _PRIVATE_FIELDS = frozenset(
-    {"_id", "tracking_hash", "tracking_code_encrypted", "contact", "contact_encrypted", "history", "origin"}
+    {
+        "_id",
+        "tracking_hash",
+        "tracking_code_encrypted",
+        "idempotency",
+        "contact",
+        "contact_encrypted",
+        "history",
+        "origin",
+    }
 )
 _LIST_PROJECTION: Document = {
     **WITHOUT_OUTBOX,
     "contact": 0,
     "contact_encrypted": 0,
     "tracking_code_encrypted": 0,
+    "idempotency": 0,
     ledger.STAGED_FIELD: 0,
 }
+
+
+class IdempotencyKeyReused(Exception):
+    """An Idempotency-Key seen before with a different request, or whose item no longer keeps its code (erased)."""
 
 
 class FeedbackNotFound(Exception):
@@ -141,15 +155,25 @@ class IntakeService:
         channel: ev.Channel,
         origin: tuple[str, str] | None = None,
         extra_fields: Document | None = None,
+        idempotency_key: str | None = None,
     ) -> Submission:
         """Stores one feedback item and stages `feedback.submitted` in the same write.
 
         `origin` is the CloudEvents (source, id) of a city system's event: the feedback id is derived
         from it, so a redelivered or re-sent event finds the existing item instead of a second one.
+        `idempotency_key` does the same for a resident's client (a resent form, a retried POST): the id is derived
+        from the key, and the same request sent again gets the first one's item and tracking code back
+        (`Submission.duplicate`); with a different request it raises IdempotencyKeyReused.
         `extra_fields` are intake-only links stored with the record (a session id, the submitting city system).
         """
-        feedback_id = deterministic_event_id("inbound", *origin) if origin else str(uuid.uuid4())
+        if origin:
+            feedback_id = deterministic_event_id("inbound", *origin)
+        elif idempotency_key:
+            feedback_id = deterministic_event_id("idempotency", domain.idempotency_key_hash(idempotency_key))
+        else:
+            feedback_id = str(uuid.uuid4())
         tracking_code = None if origin else domain.new_tracking_code()
+        fingerprint = domain.request_fingerprint(data.model_dump(mode="json"), channel) if idempotency_key else None
         now = utc_now()
         assessment = domain.decide_severity(
             severity.assess_severity(kind=data.kind, text=data.text, rating=data.rating, language=data.language),
@@ -208,6 +232,12 @@ class IntakeService:
             document["tracking_hash"] = domain.tracking_code_hash(tracking_code)
         if origin:
             document["origin"] = {"source": origin[0], "id": origin[1]}
+        if fingerprint and tracking_code:
+            # Only the hash finds the item, so a replay's code comes from this sealed copy (removed on erasure).
+            document["idempotency"] = {
+                "fingerprint": fingerprint,
+                "sealed_code": self.contact_cipher.encrypt_text(tracking_code),
+            }
         for name, value in (extra_fields or {}).items():
             document.setdefault(name, value)  # never overrides what intake itself decided
         if data.contact is not None:
@@ -237,10 +267,20 @@ class IntakeService:
             try:
                 await self.inserts.insert(document)
             except DuplicateKeyError:
-                return Submission(feedback_id, None, duplicate=True)
+                if fingerprint is None:
+                    return Submission(feedback_id, None, duplicate=True)
+                return await self._replay(feedback_id, fingerprint)
             published = await self.outbox.publish_now(outgoing)
             claim.settle(ledger.first_entry(feedback_id, staged_entry), published=published)
         return Submission(feedback_id, tracking_code)
+
+    async def _replay(self, feedback_id: str, fingerprint: str) -> Submission:
+        """The item an Idempotency-Key created, for the same request sent again."""
+        stored = await self.feedback.find_one({"_id": feedback_id}, {"idempotency": 1})
+        first = (stored or {}).get("idempotency") or {}
+        if first.get("fingerprint") != fingerprint:
+            raise IdempotencyKeyReused()
+        return Submission(feedback_id, self.contact_cipher.decrypt_text(first["sealed_code"]), duplicate=True)
 
     # -- reads -------------------------------------------------------------------------
 

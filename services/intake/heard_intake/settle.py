@@ -77,12 +77,14 @@ class SubmissionSettler:
 
         Leaving the block without calling `settle` (a duplicate, an error) hands the item back to the relays.
         """
+        # A resent request (same id) may be in flight beside the first: only the claim that marked the item unmarks it.
+        marked = feedback_id not in self.unsettled
         self.unsettled.add(feedback_id)
         claim = _Claim(self, feedback_id)
         try:
             yield claim
         finally:
-            if not claim.queued:
+            if marked and not claim.queued:
                 self.unsettled.discard(feedback_id)
 
     def _add(self, submission: NewSubmission) -> None:

@@ -8,13 +8,19 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from heard_intake import access, domain
 from heard_intake.auth import STAFF_ROLES, Principal, TokenStore, require_role
 from heard_intake.ledger import public_entry
-from heard_intake.service import FeedbackNotFound, IntakeService, public_view, staff_view
+from heard_intake.service import (
+    FeedbackNotFound,
+    IdempotencyKeyReused,
+    IntakeService,
+    public_view,
+    staff_view,
+)
 from heard_shared.allegations import ALLEGATIONS, AllegationCategory
 from heard_shared.events import (
     Allegations,
@@ -26,7 +32,7 @@ from heard_shared.events import (
     Severity,
     utc_now,
 )
-from heard_shared.http import ApiError
+from heard_shared.http import IDEMPOTENCY_KEY, ApiError
 
 EMERGENCY_NOTICE = (
     "Heard is not for emergencies. In an emergency call 911. / Heard no es para emergencias: llame al 911."
@@ -178,9 +184,34 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
         tags=["resident"],
         summary="Submit feedback (anonymous unless contact details are given with consent)",
     )
-    async def submit(body: SubmitFeedbackRequest, request: Request) -> SubmitFeedbackResponse:
+    async def submit(
+        body: SubmitFeedbackRequest,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                pattern=IDEMPOTENCY_KEY.pattern,
+                description=(
+                    "A random value (a UUID, or 22 to 128 URL-safe characters) made once per feedback. The same "
+                    "request sent again with it (a retry after a time-out, a resent form) creates nothing new and "
+                    "answers with the first one's item and tracking code, marked `Idempotent-Replayed: true`. "
+                    "The key with a different request is refused (422 `idempotency_key_reused`)."
+                ),
+            ),
+        ] = None,
+    ) -> SubmitFeedbackResponse:
         data = FeedbackInboundV1(**body.model_dump(exclude_none=True))
-        submission = await service.submit(data=data, channel="api")
+        try:
+            submission = await service.submit(data=data, channel="api", idempotency_key=idempotency_key)
+        except IdempotencyKeyReused:
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used for a different submission. Make a new key for each feedback.",
+            ) from None
+        if submission.duplicate:
+            response.headers["idempotent-replayed"] = "true"
         assert submission.tracking_code is not None
         return SubmitFeedbackResponse(
             feedback_id=submission.feedback_id,
