@@ -7,8 +7,9 @@ ports +18000 or HEARD_BENCH_PORT_OFFSET, state in .heard/bench-web). Two targets
 rounds (intake, web, intake, web, ...):
 
 - intake: `POST /v1/feedback` with JSON, done at its 202;
-- web: what a resident's browser does: `POST /submit` with the form and its CSRF token (web calls intake's
-  same endpoint), then follows the 303 to the confirmation page; done when that page is back (200).
+- web: what a resident's browser does: `POST /submit` with the form, its CSRF token and the form's own
+  idempotency key (fresh per submission, as a newly opened form has; web calls intake's same endpoint with it);
+  done when the confirmation page with the tracking code is back (200).
 
 Each in two ways: at a fixed rate (`--rate`, open loop, latency from the scheduled start so queueing shows), and
 at saturation (`--concurrency` browsers back to back; throughput is completed submissions per second). Medians
@@ -26,6 +27,7 @@ import argparse
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import statistics
 import sys
@@ -138,13 +140,9 @@ def web_submit(base: str) -> Send:
             if not found:
                 return "no_form"
             token = tokens[browser] = found.group(1)
-        async with browser.post(f"{base}/submit", data={**FORM, "csrf_token": token}, allow_redirects=False) as posted:
-            await posted.read()
-            if posted.status != 303:
-                return f"post_{posted.status}"
-            location = posted.headers["location"]
-        async with browser.get(f"{base}{location}", allow_redirects=False) as confirmation:
-            if confirmation.status != 200 or b"tracking-code" not in await confirmation.read():
+        form = {**FORM, "csrf_token": token, "submission_key": secrets.token_urlsafe(24)}
+        async with browser.post(f"{base}/submit", data=form, allow_redirects=False) as confirmation:
+            if confirmation.status != 200 or b'id="tracking-code"' not in await confirmation.read():
                 return f"confirmation_{confirmation.status}"
         return None
 

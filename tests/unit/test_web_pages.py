@@ -190,7 +190,7 @@ async def test_forms_without_the_csrf_token_or_from_another_site_are_refused(
     accepted = await client.post(
         "/submit", data={**fields, "csrf_token": token}, headers={"origin": "http://heard.test"}
     )
-    assert accepted.status_code == 303 and accepted.headers["location"] == f"/submitted/{CODE}"
+    assert accepted.status_code == 200 and f'id="tracking-code" data-copy-source>{CODE}<' in accepted.text
 
 
 async def test_a_submission_is_sent_with_the_residents_address_and_language(
@@ -211,6 +211,30 @@ async def test_a_submission_is_sent_with_the_residents_address_and_language(
     assert sent.headers["x-forwarded-for"] == "127.0.0.1", "intake's per-client limits see the resident"
 
 
+async def test_the_form_answers_with_its_confirmation_and_a_resent_form_carries_the_same_key(
+    client: httpx.AsyncClient, backends: Backends
+) -> None:
+    client.cookies.set("heard_lang", "es")
+    form = (await client.get("/submit")).text
+    token = await csrf(client)
+    key = re.search(r'name="submission_key" value="([^"]+)"', form)
+    assert key and len(key.group(1)) >= 22
+    fields = {"csrf_token": token, "submission_key": key.group(1), "kind": "concern", "text": "Sin luz"}
+    first, again = [await client.post("/submit", data=fields) for _ in range(2)]
+    assert first.text == again.text and CODE in first.text and "Gracias" in first.text
+    # Served by the form post, it still switches language to the confirmation's own address.
+    assert f'href="/language/en?next=/submitted/{CODE}"' in first.text
+    sent = [call.headers["idempotency-key"] for call in backends.calls if call.method == "POST"]
+    assert sent == [key.group(1)] * 2, "intake sees one submission sent twice, and answers with the same item"
+    assert (await client.get(f"/submitted/{CODE}")).text == first.text
+
+    backends.routes[("POST", "/v1/feedback")] = lambda r: error(422, "idempotency_key_reused")
+    edited = await client.post("/submit", data={**fields, "text": "Sin luz en Elm"})
+    assert edited.status_code == 409 and "ya se envió una vez" in edited.text and "Sin luz en Elm" in edited.text
+    fresh = re.search(r'name="submission_key" value="([^"]+)"', edited.text)
+    assert fresh and fresh.group(1) != key.group(1), "sending it once more makes new feedback"
+
+
 async def test_refusals_keep_what_the_resident_typed_and_say_what_to_do(
     client: httpx.AsyncClient, backends: Backends, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -222,8 +246,12 @@ async def test_refusals_keep_what_the_resident_typed_and_say_what_to_do(
     backends.routes[("POST", "/v1/feedback")] = lambda r: httpx.Response(
         503, json={"error": {"code": "overloaded", "message": "x"}}
     )
-    busy = await client.post("/submit", data={"csrf_token": token, "kind": "concern", "text": "Lights are out"})
+    key = "k" * 22
+    busy = await client.post(
+        "/submit", data={"csrf_token": token, "submission_key": key, "kind": "concern", "text": "Lights are out"}
+    )
     assert busy.status_code == 503 and "nothing was sent" in busy.text and "Lights are out" in busy.text
+    assert f'name="submission_key" value="{key}"' in busy.text, "trying again cannot make a second item"
     logged = capsys.readouterr().out
     assert "backend unavailable" in logged and "overloaded" in logged, "operators hear of it too"
     invalid = await client.post("/submit", data={"csrf_token": token, "kind": "", "text": ""})

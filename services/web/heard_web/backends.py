@@ -84,10 +84,13 @@ class Backend:
         params: Mapping[str, Any] | None = None,
         content: bytes | None = None,
         content_type: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Json:
         headers: dict[str, str] = {"accept": "application/json"}
         if token:
             headers["authorization"] = f"Bearer {token}"
+        if idempotency_key:
+            headers["idempotency-key"] = idempotency_key
         if client_ip:
             # The resident's address, so intake's per-client rate limits apply to them and not to this service
             # (intake's server trusts the header only from its configured proxies: FORWARDED_ALLOW_IPS).

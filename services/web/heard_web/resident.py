@@ -1,17 +1,22 @@
 """The resident site: submit, confirmation, tracking with reply/contest/withdraw/erasure, public sessions.
 
 Every page works without JavaScript. Each resident action asks for confirmation on a page of its own before it
-calls intake, and every form answers with a redirect, so reloading never sends anything twice.
+calls intake, and every form answers with a redirect, so reloading never sends anything twice. The submit form is
+the exception: it answers with the confirmation page itself (one request less on the busiest path), and carries
+an idempotency key made with the form, so sending it again (reload, back and send, a double click) gets the same
+item and tracking code back from intake.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from heard_shared.http import IDEMPOTENCY_KEY
 from heard_shared.logs import get_logger
 from heard_web import forms, presenters
 from heard_web.backends import BackendError, BackendUnavailable
@@ -23,6 +28,9 @@ from heard_web.site import Site, Visit, client_ip, flash
 log = get_logger(__name__)
 # Tracking codes are 20 symbols in groups of five; people type them with spaces, dashes and lower case.
 _CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z -]{8,38}[0-9A-Za-z]$")
+_ISSUED_CODE = re.compile(r"^[0-9A-Z]{5}(?:-[0-9A-Z]{5}){3}$")  # upper case, dashes: safe in HTML and in URLs as is
+_CODE_SLOT = "\ufffctracking-code\ufffc"  # a character no template contains
+SUBMISSION_KEY = "submission_key"  # the form's idempotency key, sent to intake as Idempotency-Key
 _SESSION_ID = re.compile(r"^[0-9a-f-]{36}$")
 RESIDENT_ACTIONS = ("reply", "contest", "withdraw", "erase")
 DONE = {
@@ -84,6 +92,7 @@ def build_resident_router(site: Site) -> APIRouter:
             "resident/submit.html",
             status=status,
             values=values,
+            submission_key=values.get(SUBMISSION_KEY) or new_submission_key(),
             declared=declared,
             spot=spot if area else None,
             area=area,
@@ -93,6 +102,22 @@ def build_resident_router(site: Site) -> APIRouter:
     @router.get("/submit")
     async def submit_form(request: Request) -> Response:
         return submit_page(site.visit(request), {})
+
+    def confirmation(visit: Visit, code: str) -> Response:
+        """The confirmation page of a code as intake issues it: rendered once per language, the code filled in.
+
+        It is the same page for every submission but for the code, and shown after each one: rendering it whole
+        cost as much CPU as the rest of the form post. Its address is /submitted/<code> wherever it is served, so
+        switching language from it keeps the code on screen.
+        """
+        shell = confirmations.get(visit.locale)
+        if shell is None:
+            path = f"/submitted/{code}"
+            html = site.render(visit, "resident/submitted.html", code=code, page_path=path)
+            shell = confirmations[visit.locale] = html.replace(code, _CODE_SLOT)
+        return site.html(visit, shell.replace(_CODE_SLOT, code))
+
+    confirmations: dict[str, str] = {}
 
     @router.post("/submit")
     async def submit(request: Request) -> Response:
@@ -118,24 +143,37 @@ def build_resident_router(site: Site) -> APIRouter:
         )
         if read.body is None:
             return submit_page(visit, read.values, declared=read.allegations, status=400, errors=read.errors)
+        key = values.get(SUBMISSION_KEY, "")
+        if not IDEMPOTENCY_KEY.fullmatch(key):  # a form from before keys existed, or tampered with
+            key = new_submission_key()
         try:
             created = await site.backends.intake.call(
-                "POST", "/v1/feedback", json=read.body, client_ip=client_ip(request)
+                "POST", "/v1/feedback", json=read.body, client_ip=client_ip(request), idempotency_key=key
             )
         except BackendError as error:
             if isinstance(error, BackendUnavailable):  # the page says "try again"; operators need to hear of it too
                 log.warning("backend unavailable", service=error.service, code=error.code, path="/submit")
-            return submit_page(
-                visit, read.values, declared=read.allegations, status=_status(error), problem=_problem(error)
-            )
-        return site.redirect(visit, f"/submitted/{created['tracking_code']}")
+            if error.code == "idempotency_key_reused":
+                # This form was sent before with other contents (back, edit, send): sent again, it is new feedback.
+                problem = FieldError(
+                    "", N_("This form was already sent once. Check it, then send it again to give new feedback.")
+                )
+                return submit_page(visit, read.values, declared=read.allegations, status=409, problem=problem)
+            values = {**read.values, SUBMISSION_KEY: key}  # trying again is safe: intake knows this key
+            return submit_page(visit, values, declared=read.allegations, status=_status(error), problem=_problem(error))
+        code = str(created["tracking_code"])
+        if not _ISSUED_CODE.fullmatch(code):
+            return site.redirect(visit, f"/submitted/{code}")
+        return confirmation(visit, code)
 
     @router.get("/submitted/{code}")
     async def submitted(request: Request, code: str) -> Response:
         visit = site.visit(request)
         if not _CODE.fullmatch(code):
             return site.page(visit, "error.html", status=404, title=N_("Page not found"))
-        return site.page(visit, "resident/submitted.html", code=code)
+        if not _ISSUED_CODE.fullmatch(code):  # typed by hand: shown as typed
+            return site.page(visit, "resident/submitted.html", code=code)
+        return confirmation(visit, code)
 
     @router.get("/submitted/{code}/tracking-code.txt")
     async def tracking_code_file(request: Request, code: str) -> Response:
@@ -267,6 +305,10 @@ def build_resident_router(site: Site) -> APIRouter:
         return site.page(visit, "resident/session.html", summary=summary)
 
     return router
+
+
+def new_submission_key() -> str:
+    return secrets.token_urlsafe(24)
 
 
 def _status(error: BackendError) -> int:

@@ -167,10 +167,14 @@ class Site:
     # -- responses ---------------------------------------------------------------------------------------------
 
     def page(self, visit: Visit, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+        return self.html(visit, self.render(visit, template, **context), status=status)
+
+    def render(self, visit: Visit, template: str, **context: Any) -> str:
         environment = self.environments[visit.locale]
         errors: list[FieldError] = list(context.pop("errors", []))
         context.setdefault("flash", None)
-        html = environment.get_template(template).render(
+        context.setdefault("page_path", visit.path)  # where switching language returns to
+        return environment.get_template(template).render(
             visit=visit,
             locale=visit.locale,
             staff=visit.staff,
@@ -180,6 +184,8 @@ class Site:
             error_for={error.field: error for error in reversed(errors)},
             **context,
         )
+
+    def html(self, visit: Visit, html: str, *, status: int = 200) -> HTMLResponse:
         response = HTMLResponse(html, status_code=status)
         self._set_cookies(visit, response)
         return response
