@@ -29,7 +29,7 @@ log = get_logger(__name__)
 # Tracking codes are 20 symbols in groups of five; people type them with spaces, dashes and lower case.
 _CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z -]{8,38}[0-9A-Za-z]$")
 _ISSUED_CODE = re.compile(r"^[0-9A-Z]{5}(?:-[0-9A-Z]{5}){3}$")  # upper case, dashes: safe in HTML and in URLs as is
-_CODE_SLOT = "\ufffctracking-code\ufffc"  # a character no template contains
+_CODE_SLOT = "\ufffctracking-code\ufffc"  # U+FFFC, which no template contains
 SUBMISSION_KEY = "submission_key"  # the form's idempotency key, sent to intake as Idempotency-Key
 _SESSION_ID = re.compile(r"^[0-9a-f-]{36}$")
 RESIDENT_ACTIONS = ("reply", "contest", "withdraw", "erase")
@@ -110,9 +110,11 @@ def build_resident_router(site: Site) -> APIRouter:
         cost as much CPU as the rest of the form post. Its address is /submitted/<code> wherever it is served, so
         switching language from it keeps the code on screen.
         """
+        path = f"/submitted/{code}"
+        if not _ISSUED_CODE.fullmatch(code):  # typed by hand: shown as typed
+            return site.page(visit, "resident/submitted.html", code=code, page_path=path)
         shell = confirmations.get(visit.locale)
         if shell is None:
-            path = f"/submitted/{code}"
             html = site.render(visit, "resident/submitted.html", code=code, page_path=path)
             shell = confirmations[visit.locale] = html.replace(code, _CODE_SLOT)
         return site.html(visit, shell.replace(_CODE_SLOT, code))
@@ -161,18 +163,13 @@ def build_resident_router(site: Site) -> APIRouter:
                 return submit_page(visit, read.values, declared=read.allegations, status=409, problem=problem)
             values = {**read.values, SUBMISSION_KEY: key}  # trying again is safe: intake knows this key
             return submit_page(visit, values, declared=read.allegations, status=_status(error), problem=_problem(error))
-        code = str(created["tracking_code"])
-        if not _ISSUED_CODE.fullmatch(code):
-            return site.redirect(visit, f"/submitted/{code}")
-        return confirmation(visit, code)
+        return confirmation(visit, str(created["tracking_code"]))
 
     @router.get("/submitted/{code}")
     async def submitted(request: Request, code: str) -> Response:
         visit = site.visit(request)
         if not _CODE.fullmatch(code):
             return site.page(visit, "error.html", status=404, title=N_("Page not found"))
-        if not _ISSUED_CODE.fullmatch(code):  # typed by hand: shown as typed
-            return site.page(visit, "resident/submitted.html", code=code)
         return confirmation(visit, code)
 
     @router.get("/submitted/{code}/tracking-code.txt")
