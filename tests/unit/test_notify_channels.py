@@ -3,6 +3,7 @@ the `standardwebhooks` library, including during a secret rotation), Retry-After
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -22,7 +23,7 @@ from heard_notify.channels import (
     thread_root_for,
 )
 from heard_notify.keys import NotifyKeys
-from heard_notify.service import backoff
+from heard_notify.service import _wait, backoff
 from heard_notify.subscriptions import new_secret
 
 AT = datetime.now(UTC)
@@ -135,3 +136,26 @@ def test_the_lease_must_outlast_an_attempt() -> None:
     with pytest.raises(ValidationError, match="dispatch_lease_seconds"):
         NotifySettings(dispatch_lease_seconds=10, intake_timeout_seconds=10, smtp_timeout_seconds=15)
     assert NotifySettings().dispatch_lease_seconds > 25
+
+
+async def test_the_dispatchers_idle_wait_never_loses_a_stop() -> None:
+    """A stop (cancellation) that arrives just as a finishing delivery wakes the dispatcher still stops it.
+
+    asyncio.wait_for on Python 3.11 dropped it for some of these timings, and the dispatcher polled on forever.
+    """
+
+    async def dispatcher(wake: asyncio.Event) -> None:
+        while True:
+            wake.clear()
+            await _wait(wake, 10)
+
+    for steps in range(6):
+        wake = asyncio.Event()
+        task = asyncio.create_task(dispatcher(wake))
+        await asyncio.sleep(0.01)
+        wake.set()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        stopped, _ = await asyncio.wait({task}, timeout=1)
+        assert stopped, f"a stop {steps} loop steps after the wake-up was lost"

@@ -650,5 +650,8 @@ def _webhook_safe(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
+    # Not asyncio.wait_for: on Python 3.11 it loses a cancellation that arrives as the event is set (a delivery
+    # finishing as the service stops), and the dispatcher then never stops.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
