@@ -187,7 +187,8 @@ async def test_a_delivery_that_exhausts_its_attempts_is_dead_lettered_with_its_r
             )
         finally:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            async with asyncio.timeout(30):  # a dispatcher that does not stop fails here, not at the suite's limit
+                await asyncio.gather(task, return_exceptions=True)
             await dead_letters.stop()
     headers = {name: value.decode() for name, value in record.headers}
     assert headers["dlq.reason.code"] == "gave_up:http_500" and headers["dlq.service"] == "notify"

@@ -23,7 +23,7 @@ from heard_notify.channels import (
     thread_root_for,
 )
 from heard_notify.keys import NotifyKeys
-from heard_notify.service import _wait, backoff
+from heard_notify.service import Dispatcher, _wait, backoff
 from heard_notify.subscriptions import new_secret
 
 AT = datetime.now(UTC)
@@ -159,3 +159,24 @@ async def test_the_dispatchers_idle_wait_never_loses_a_stop() -> None:
         task.cancel()
         stopped, _ = await asyncio.wait({task}, timeout=1)
         assert stopped, f"a stop {steps} loop steps after the wake-up was lost"
+
+
+async def test_a_stop_swallowed_below_the_dispatcher_still_stops_it() -> None:
+    dispatcher = Dispatcher.__new__(Dispatcher)  # only what the loop itself touches
+    dispatcher.running, dispatcher.sending = {}, set()
+    dispatcher.concurrency, dispatcher.poll_seconds, dispatcher.wake = 2, 0.01, asyncio.Event()
+    swallowed = asyncio.Event()
+
+    async def tick() -> int:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            swallowed.set()  # what a library that turns a cancellation into a quiet return does
+        return 0
+
+    dispatcher.tick = tick  # type: ignore[method-assign]
+    task = asyncio.create_task(dispatcher.run())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    stopped, _ = await asyncio.wait({task}, timeout=2)
+    assert swallowed.is_set() and stopped and task.cancelled()

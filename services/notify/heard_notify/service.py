@@ -316,8 +316,13 @@ class Dispatcher:
         self.sending: set[str] = set()  # deliveries marked as sending by this process and not finished yet
 
     async def run(self) -> None:
+        this = asyncio.current_task()
         try:
             while True:
+                if this is not None and this.cancelling():
+                    # A stop that something below swallowed on the way (CI once saw the dispatcher poll on for 15
+                    # minutes with a cancellation pending): stop all the same.
+                    raise asyncio.CancelledError
                 try:
                     claimed = await self.tick()
                 except PyMongoError as error:
