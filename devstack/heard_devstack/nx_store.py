@@ -288,6 +288,21 @@ def _process_with_sql_tier(self: DateTimeQueryProcessor, query: dict[str, Any]) 
     return [doc for doc in documents if self.helpers._apply_query(query, doc)]
 
 
+# -- equality on a compound index's first field ------------------------------------------------------------------
+
+_field_has_index = SqlQueryBuilderMixin._field_has_index
+
+
+def _field_leads_an_index(self: SqlQueryBuilderMixin, field: str) -> bool:
+    """neosqlite leaves out its array-element match for an indexed field, so the equality stays an index lookup; but it
+    recognises only an index whose last key is the field. SQLite serves an equality on a compound index's first key
+    just as well (intake's audit chain: (feedback_id, seq)); without this every chain read scanned the whole table."""
+    if _field_has_index(self, field):
+        return True
+    prefix = f"idx_{self.collection.name}_{field.replace('.', '_')}_"
+    return any(isinstance(name, str) and name.startswith(prefix) for name in self.collection.list_indexes())
+
+
 SqlUpdatesMixin._can_use_sql_updates = _can_use_sql_updates
 UpdateOperationsMixin._internal_update = _internal_update
 SQLClauseBuilder._build_logical_condition = _build_logical_condition
@@ -297,6 +312,7 @@ QueryBuilderMixin._apply_query = _python_apply_query
 query_operators._ne = _ne
 Cursor._handle_python_fallback = _handle_python_fallback
 DateTimeQueryProcessor._process_with_sql_tier = _process_with_sql_tier
+SqlQueryBuilderMixin._field_has_index = _field_leads_an_index
 # nx-27017's server calls `asyncio.to_thread` through the module; this process runs nothing else.
 asyncio.to_thread = _to_command_thread
 for _name in ("handle_insert", "handle_command"):
