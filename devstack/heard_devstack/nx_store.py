@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -290,17 +291,19 @@ def _process_with_sql_tier(self: DateTimeQueryProcessor, query: dict[str, Any]) 
 
 # -- equality on a compound index's first field ------------------------------------------------------------------
 
-_field_has_index = SqlQueryBuilderMixin._field_has_index
-
 
 def _field_leads_an_index(self: SqlQueryBuilderMixin, field: str) -> bool:
     """neosqlite leaves out its array-element match for an indexed field, so the equality stays an index lookup; but it
     recognises only an index whose last key is the field. SQLite serves an equality on a compound index's first key
-    just as well (intake's audit chain: (feedback_id, seq)); without this every chain read scanned the whole table."""
-    if _field_has_index(self, field):
-        return True
-    prefix = f"idx_{self.collection.name}_{field.replace('.', '_')}_"
-    return any(isinstance(name, str) and name.startswith(prefix) for name in self.collection.list_indexes())
+    just as well (intake's audit chain: (feedback_id, seq)); without this every chain read scanned the whole table.
+    Replaces neosqlite's check rather than calling it: one listing of the indexes per equality, not two."""
+    key = field.replace(".", "_")
+    first_key = f"idx_{self.collection.name}_{key}_"
+    try:
+        names = self.collection.list_indexes()
+    except sqlite3.Error:  # as neosqlite's own check: no listing, no index
+        return False
+    return any(isinstance(name, str) and (name.endswith(f"_{key}") or name.startswith(first_key)) for name in names)
 
 
 SqlUpdatesMixin._can_use_sql_updates = _can_use_sql_updates
