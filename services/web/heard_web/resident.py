@@ -103,6 +103,8 @@ def build_resident_router(site: Site) -> APIRouter:
     async def submit_form(request: Request) -> Response:
         return submit_page(site.visit(request), {})
 
+    confirmations: dict[str, str] = {}  # by language, the confirmation page with _CODE_SLOT for its code
+
     def confirmation(visit: Visit, code: str) -> Response:
         """The confirmation page of a code as intake issues it: rendered once per language, the code filled in.
 
@@ -118,8 +120,6 @@ def build_resident_router(site: Site) -> APIRouter:
             html = site.render(visit, "resident/submitted.html", code=code, page_path=path)
             shell = confirmations[visit.locale] = html.replace(code, _CODE_SLOT)
         return site.html(visit, shell.replace(_CODE_SLOT, code))
-
-    confirmations: dict[str, str] = {}
 
     @router.post("/submit")
     async def submit(request: Request) -> Response:
