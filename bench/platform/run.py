@@ -11,8 +11,10 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
 1. Seeding, timed. Items are written through intake's own code, as a second intake replica would write them: the
    bench builds `IntakeService` the way intake's bootstrap does (same database, `build_platform`, the real Kafka
    producer) and calls `submit` (a realistic mix of kinds, languages, areas, officers named, contact details), waits
-   until routing has routed every item, then `answer`s 92% of them, `close`s 70% of those and `acknowledge`s a third
-   of the negative items left open, and waits until every service's consumer lag is 0. The running routing, intake,
+   until routing has routed every item, then `triage`s 99% of those not assessed negative (confirming kind and
+   severity: staff triage within the production policy's two days, so a year holds about two days' worth untriaged),
+   `answer`s 92% of all items, `close`s 70% of those and `acknowledge`s a third of the negative items left open, and
+   waits until every service's consumer lag is 0. The running routing, intake,
    notify and analytics processes store their side from the events (cases and clocks, routing decisions and audit
    chains, deliveries, read model), so both stores agree and hold exactly what the services write; no HTTP rate
    limit or request overhead slows the seeding, so its duration is the platform's own bulk throughput. Routing runs
@@ -29,10 +31,11 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
 2. A steady load, `--run-seconds` long, with routing restarted on bench/platform/sla-policy.bench.yaml, so the new
    items' deadlines fall due during the run (acknowledge in 15 s, answer in 45 s, triage in 60 s, reminders at the
    top every 60 s; the demo's seconds policy would turn 20 submissions/s into hundreds of escalations a second, see
-   the file): `--rate` submissions/s over HTTP, every negative item answered over the staff API (bootstrap admin
-   token) 0.5–20 s after its 202 (about 5/s at 20/s: some before their first deadline, some after it), and
-   `--gets` tracking-code GETs/s
-   of random stored items. Measured through public surfaces only: submission → `feedback.routed` (request sent to
+   the file). First the bench waits until routing's scheduler has fired whatever fell due while it was stopped
+   (printed: how many and how long). Then `--rate` submissions/s over HTTP, every negative item answered over the
+   staff API (bootstrap admin token) 0.5–20 s after its 202 (about 5/s at 20/s: some before their first deadline,
+   some after it), 90% of the others triaged 5–50 s after (the rest escalate for want of triage), and `--gets`
+   tracking-code GETs/s of random stored items. Measured through public surfaces only: submission → `feedback.routed` (request sent to
    the routed record's Kafka timestamp), `feedback.escalated` lateness (its `fired_at` minus its `deadline`),
    tracking-code GET latency, escalations fired after an answer was accepted (its 200 received) and answered items
    whose routing case (GET /v1/cases/{id}) is still open 60 s later, routing's `heard_consumer_lag_messages` and
@@ -133,6 +136,7 @@ TEXTS: dict[str, tuple[str, ...]] = {
     ),
 }
 KIND_WEIGHTS = {"praise": 0.40, "suggestion": 0.35, "concern": 0.10, "complaint": 0.15}
+TRIAGED = 0.9
 ANSWER = "Thank you. We reviewed your report with the unit's supervisor and changed the patrol schedule."
 
 
@@ -190,6 +194,7 @@ class Observer:
 
     bootstrap: str
     routed: dict[str, tuple[float, bool]] = field(default_factory=dict)  # id -> (Kafka timestamp, negative)
+    severity: dict[str, str] = field(default_factory=dict)  # id -> the severity routing first gave it
     escalations: list[Escalation] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
@@ -215,6 +220,7 @@ class Observer:
                         data, stamp = event["data"], record.timestamp / 1000
                         if record.topic == topics.ROUTED:
                             self.routed.setdefault(event["subject"], (stamp, bool(data["negative"])))
+                            self.severity.setdefault(event["subject"], data["severity"])
                         else:
                             self.escalations.append(
                                 Escalation(event["subject"], _epoch(data["fired_at"]), _epoch(data["deadline"]), stamp)
@@ -260,6 +266,32 @@ async def wait_for_lag_zero(http: httpx.AsyncClient, stack: Stack, *, timeout: f
         await asyncio.sleep(2)
     print(f"  (consumers still lagging after {timeout:.0f} s)", flush=True)
     return time.monotonic() - started
+
+
+async def wait_for_scheduler(http: httpx.AsyncClient, stack: Stack, *, timeout: float) -> None:
+    """Waits until routing's scheduler has fired every deadline that fell due while it was stopped (its heartbeat is
+    fresh and nothing is overdue), and prints how long that took: a restart after downtime is a backlog, and the steady
+    run should measure the steady state."""
+    started = time.monotonic()
+    url = f"{stack.service_url('routing')}/metrics"
+    beat = overdue = float("nan")
+    while time.monotonic() - started < timeout:
+        try:
+            text = (await http.get(url)).text
+        except httpx.HTTPError:
+            text = ""
+        beat = next((value for _, value in metric_samples(text, "heard_scheduler_heartbeat_timestamp_seconds")), 0.0)
+        overdue = sum(value for _, value in metric_samples(text, "heard_escalation_overdue_unescalated"))
+        if beat and time.time() - beat < 2 and overdue == 0:
+            break
+        await asyncio.sleep(1)
+    fired = sum(value for _, value in metric_samples(text, "heard_escalations_total"))
+    print(
+        f"  routing restarted: {fired:.0f} escalations fired; its scheduler caught up after"
+        f" {time.monotonic() - started:.0f} s"
+        f" (heartbeat age {time.time() - beat:.1f} s, {overdue:.0f} overdue)",
+        flush=True,
+    )
 
 
 # -- seeding through intake's own code -----------------------------------------------------------------------------
@@ -325,11 +357,28 @@ class Seeder:
             await asyncio.sleep(10)
         routed = time.monotonic()
 
+        # A year's items were triaged long ago: only about two days' worth of the others (1%) still wait for it.
+        triaging = [i for i in ids if not observer.routed[i][1] and rng.random() < 0.99]
         answered = [feedback_id for feedback_id in ids if rng.random() < 0.92]
         closing = [feedback_id for feedback_id in answered if rng.random() < 0.70]
         left_open = set(ids) - set(answered)
         acknowledging = [i for i in ids if i in left_open and observer.routed[i][1] and rng.random() < 0.33]
         service = self.service
+        await for_each(
+            triaging,
+            SEED_WIDTH,
+            lambda i: retrying(
+                lambda: service.triage(
+                    feedback_id=i,
+                    kind=None,
+                    severity=None,
+                    reason=None,
+                    actor="bench-staff",
+                    role="supervisor",
+                    may_lower_critical=False,
+                )
+            ),
+        )
         await for_each(
             answered,
             SEED_WIDTH,
@@ -351,7 +400,7 @@ class Seeder:
         )
         staffed = time.monotonic()
         print(
-            f"  routed in {routed - submitted:.0f} s more; answered {len(answered)}, closed"
+            f"  routed in {routed - submitted:.0f} s more; triaged {len(triaging)}, answered {len(answered)}, closed"
             f" {len(closing) - len(awaiting_triage)} ({len(awaiting_triage)} more left awaiting triage),"
             f" acknowledged {len(acknowledging)} in {staffed - routed:.0f} s; waiting for every consumer to catch up",
             flush=True,
@@ -607,8 +656,10 @@ async def for_each(items: Iterable[str], width: int, action: Callable[[str], Awa
 @dataclass
 class Item:
     sent: float  # epoch seconds
+    kind: str
     accepted: float | None = None
     answered: float | None = None  # the answer's 200 received
+    triaged: float | None = None  # the triage's 200 received
 
 
 @dataclass
@@ -626,6 +677,8 @@ class Load:
     get_failures: dict[int, int] = field(default_factory=dict)  # HTTP status (0: no answer) -> count
     answer_failures: int = 0
     answers_due: list[tuple[float, str]] = field(default_factory=list)
+    triage_due: list[tuple[float, str]] = field(default_factory=list)
+    triage_failures: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     run_codes: list[str] = field(default_factory=list)
 
@@ -641,10 +694,10 @@ class Load:
 
     async def submit(self, window: list[str]) -> None:
         sent = time.time()
+        body = feedback_body(self.rng)
+        kind = body["kind"]
         try:
-            response = await self.http.post(
-                f"{self.stack.service_url('intake')}/v1/feedback", json=feedback_body(self.rng)
-            )
+            response = await self.http.post(f"{self.stack.service_url('intake')}/v1/feedback", json=body)
         except httpx.HTTPError:
             self.rejected[0] = self.rejected.get(0, 0) + 1
             return
@@ -653,10 +706,32 @@ class Load:
             return
         body = response.json()
         feedback_id = body["feedback_id"]
-        self.items[feedback_id] = Item(sent=sent, accepted=time.time())
+        self.items[feedback_id] = Item(sent=sent, kind=kind, accepted=time.time())
         window.append(feedback_id)
         self.run_codes.append(body["tracking_code"])
+        # Staff work: a negative item is answered 0.5-20 s after it arrives (some before their first deadline, some
+        # after it); TRIAGED of the others are triaged 5-50 s after (the run's triage window is 60 s), so about one
+        # in ten still escalates for want of triage, as when a department falls behind.
         heapq.heappush(self.answers_due, (time.time() + self.rng.uniform(0.5, 20), feedback_id))
+        if self.rng.random() < TRIAGED:
+            heapq.heappush(self.triage_due, (time.time() + self.rng.uniform(5, 50), feedback_id))
+
+    async def triage(self, feedback_id: str) -> None:
+        """Confirms what the item was filed as: the triage clock stops."""
+        item = self.items[feedback_id]
+        body = {"kind": item.kind, "severity": self.observer.severity[feedback_id]}
+        try:
+            response = await self.http.post(
+                f"{self.stack.service_url('intake')}/v1/staff/feedback/{feedback_id}/triage",
+                json=body,
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code == 200:
+            item.triaged = time.time()
+        else:
+            self.triage_failures += 1
 
     async def answer(self, feedback_id: str) -> None:
         try:
@@ -689,7 +764,8 @@ class Load:
             self.get_failures[response.status_code] = self.get_failures.get(response.status_code, 0) + 1
 
     async def answer_loop(self) -> None:
-        """Answers each negative item when its time comes, once routing has said it is negative."""
+        """Answers each negative item when its time comes, once routing has said it is negative; triages the others
+        whose turn has come (an item routing has not routed by then goes untriaged)."""
         while True:
             now = time.time()
             while self.answers_due and self.answers_due[0][0] <= now:
@@ -699,6 +775,10 @@ class Load:
                     break
                 if self.observer.routed[feedback_id][1] and self.items[feedback_id].answered is None:
                     self.spawn(self.answer(feedback_id))
+            while self.triage_due and self.triage_due[0][0] <= now:
+                _, feedback_id = heapq.heappop(self.triage_due)
+                if feedback_id in self.observer.routed and not self.observer.routed[feedback_id][1]:
+                    self.spawn(self.triage(feedback_id))
             await asyncio.sleep(0.05)
 
     async def drive(self, window: list[str], *, rate: float, gets: float, seconds: float) -> None:
@@ -719,9 +799,9 @@ class Load:
             await asyncio.sleep(0.2)
 
     async def settle(self, *, timeout: float = 120) -> None:
-        """Waits for requests in flight and for every scheduled answer to be given."""
+        """Waits for requests in flight and for every scheduled answer and triage to be given."""
         deadline = time.monotonic() + timeout
-        while (self.tasks or self.answers_due) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls tasks' state
+        while (self.tasks or self.answers_due or self.triage_due) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls tasks' state
             await asyncio.sleep(0.5)
 
     def backlog(self, ids: Iterable[str]) -> int:
@@ -795,7 +875,9 @@ async def steady_run(load: Load, args: argparse.Namespace) -> None:
         f"\n  steady load {args.run_seconds:.0f} s: {args.rate:g} submissions/s offered, {len(window)} accepted"
         f" ({len(window) / args.run_seconds:.1f}/s), not accepted by status {load.rejected or '{}'};"
         f" {negative} negative, {len(answered_ids)} answered ({len(answered_ids) / args.run_seconds:.1f}/s,"
-        f" {load.answer_failures} answer attempts failed and were retried); load average {load_average()}\n"
+        f" {load.answer_failures} answer attempts failed and were retried),"
+        f" {sum(1 for i in window if load.items[i].triaged is not None)} triaged ({load.triage_failures} failed);"
+        f" load average {load_average()}\n"
         f"  submission -> feedback.routed  {summary(routed)}   (target p99 < 2000 ms; {len(window) - len(routed)}"
         f" never routed)\n"
         f"  escalation fired_at - deadline {summary(lateness)}   (target p99 < 1000 ms)\n"
@@ -918,6 +1000,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[int, float | N
                         await bulk.copy(copies)
                         await bulk.close()
                 restart_routing(stack, run_policy=True)
+                await wait_for_scheduler(http, stack, timeout=600)
                 load = Load(stack, http, observer, seeder.tracking_codes())
                 answers = asyncio.create_task(load.answer_loop())
                 await steady_run(load, args)

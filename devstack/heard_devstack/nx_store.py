@@ -43,7 +43,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import json
+import os
 import sqlite3
+import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -146,7 +150,56 @@ async def _to_command_thread(func: Callable[..., T], /, *args: Any, **kwargs: An
     if pool is None:
         pool = _database_threads[database] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"nx-{database}")
     call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(pool, call)
+    if SLOW_MS is None:
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+    queued = time.perf_counter()
+    started: list[float] = []
+
+    def timed() -> T:
+        started.append(time.perf_counter())
+        return call()
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, timed)
+    finally:
+        _log_if_slow(database, args[0] if args else None, queued, started)
+
+
+# A command slower than this (waiting for its database's thread plus running) is written to stderr as one JSON line.
+SLOW_MS = float(os.environ["HEARD_NX_SLOW_MS"]) if os.environ.get("HEARD_NX_SLOW_MS") else None
+
+
+def _shape(value: Any) -> Any:
+    """A filter or update with its values left out, so a log line says what was asked, never about whom."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return [_shape(item) for item in value[:3]]
+    return type(value).__name__
+
+
+def _log_if_slow(database: str, msg: Any, queued: float, started: list[float]) -> None:
+    ended = time.perf_counter()
+    if (ended - queued) * 1000 < (SLOW_MS or 0):
+        return
+    sections = msg.get("sections", ()) if isinstance(msg, dict) else ()
+    body: dict[str, Any] = next((doc for kind, doc in sections if kind == "body" and isinstance(doc, dict)), {})
+    command = next(iter(body), "?")
+    detail: dict[str, Any] = {key: _shape(body[key]) for key in ("filter", "query", "pipeline") if key in body}
+    for statements in ("updates", "deletes"):
+        if body.get(statements):
+            detail[statements] = len(body[statements])
+            detail["q"] = _shape(body[statements][0].get("q"))
+    ran = ended - started[0] if started else 0.0
+    line: dict[str, Any] = {
+        "db": database,
+        "command": command,
+        "collection": body.get(command),
+        "wait_ms": round((ended - queued - ran) * 1000, 1),
+        "run_ms": round(ran * 1000, 1),
+        **detail,
+    }
+    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
 
 
 # -- filters ---------------------------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ STOPPED_CLOCK = {"due_ms": "", "deadline_ms": "", "open_since_ms": "", "triage_s
 # on a busy broker the last acknowledgements take seconds; nobody else waits, and the relay's alternative (one
 # document at a time) is far slower. Past this the broker counts as down and the relay takes over.
 CONSUMER_PUBLISH_SECONDS = 10.0
+# Escalations in flight at once while the scheduler works through claimed deadlines (see `_fire_claimed`).
+FIRES_AT_ONCE = 16
 
 
 def _running_clock(deadline: datetime, submitted_at: datetime, *, stage: str = "acknowledge") -> Document:
@@ -629,12 +631,28 @@ class RoutingService:
         batch = self.policy.scheduler.batch
         while True:
             claimed = await self.claim_due(utc_now(), limit=batch)
-            for case in claimed:
-                fired += await self.fire(case)
+            fired += await self._fire_claimed(claimed)
+            # A backlog worked through batch after batch is progress, not a stalled scheduler.
+            self.metrics.heartbeat.set(utc_now().timestamp())
             if len(claimed) < batch:
                 break
-        self.metrics.heartbeat.set(utc_now().timestamp())
         return fired
+
+    async def _fire_claimed(self, claimed: list[Document]) -> int:
+        """Fires the claimed cases FIRES_AT_ONCE at a time, earliest deadline first. Each escalation waits on two
+        round trips to the store and one to Kafka; one at a time left both idle in between, so a backlog of a few
+        thousand due deadlines (a restart after downtime) took minutes and outlived its leases. Every case is
+        fenced, so the order in which they finish does not matter. All are waited for before an error is raised."""
+        limiter = asyncio.Semaphore(FIRES_AT_ONCE)
+
+        async def fire(case: Document) -> bool:
+            async with limiter:
+                return await self.fire(case)
+
+        results = await asyncio.gather(*(fire(case) for case in claimed), return_exceptions=True)
+        if errors := [result for result in results if isinstance(result, BaseException)]:
+            raise errors[0]
+        return sum(1 for result in results if result is True)
 
     async def run_scheduler(self) -> None:
         interval = self.policy.scheduler.tick.total_seconds()
