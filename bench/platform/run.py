@@ -35,11 +35,11 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
    (printed: how many and how long). Then `--rate` submissions/s over HTTP, every negative item answered over the
    staff API (bootstrap admin token) 0.5–20 s after its 202 (about 5/s at 20/s: some before their first deadline,
    some after it), 90% of the others triaged 5–50 s after (the rest escalate for want of triage), and `--gets`
-   tracking-code GETs/s of random stored items. Measured through public surfaces only: submission → `feedback.routed` (request sent to
-   the routed record's Kafka timestamp), `feedback.escalated` lateness (its `fired_at` minus its `deadline`),
-   tracking-code GET latency, escalations fired after an answer was accepted (its 200 received) and answered items
-   whose routing case (GET /v1/cases/{id}) is still open 60 s later, routing's `heard_consumer_lag_messages` and
-   the age of `heard_scheduler_heartbeat_timestamp_seconds` from its /metrics.
+   tracking-code GETs/s of random stored items. Measured through public surfaces only: submission → `feedback.routed`
+   (request sent to the routed record's Kafka timestamp), `feedback.escalated` lateness (its `fired_at` minus its
+   `deadline`), tracking-code GET latency, escalations fired after an answer was accepted (its 200 received) and
+   answered items whose routing case (GET /v1/cases/{id}) is still open 60 s later, routing's
+   `heard_consumer_lag_messages` and the age of `heard_scheduler_heartbeat_timestamp_seconds` from its /metrics.
 3. A ramp: `--step-seconds` at each rate of `--ramp` (same mix); routing keeps up at a rate when, over the last 10 s
    of the step, the median number of accepted submissions not yet routed is at most 2 s worth of arrivals. Stops at
    the first rate routing does not keep up with, or intake cannot accept. Reports the highest rate kept up with,
