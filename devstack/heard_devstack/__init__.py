@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import hashlib
 import os
 import shutil
@@ -58,10 +57,6 @@ class Profile:
     @property
     def mongodb_port(self) -> int:
         return 27017 + self.port_offset
-
-    def service_store_port(self, service: str) -> int:
-        """nx-27017 only: the store process that serves this service's database (see `Stack.start_mongodb`)."""
-        return 27018 + SERVICES.index(service) + self.port_offset
 
     @property
     def prometheus_port(self) -> int:
@@ -226,12 +221,6 @@ class Stack:
     def mongodb_uri(self) -> str:
         return os.environ.get("MONGODB_URI") or f"mongodb://127.0.0.1:{self.profile.mongodb_port}/"
 
-    def service_mongodb_uri(self, service: str) -> str:
-        """Where `service` keeps its database: on nx-27017 a store process of its own, else `mongodb_uri`."""
-        if self.mongodb_server == "nx-27017":
-            return f"mongodb://127.0.0.1:{self.profile.service_store_port(service)}/"
-        return self.mongodb_uri
-
     def service_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.profile.service_port(service)}"
 
@@ -395,31 +384,15 @@ class Stack:
         self.wait_until("Kafka", lambda: port_open(p.kafka_port), 90, "kafka")
 
     def start_mongodb(self) -> None:
-        """mongod, or nx-27017: one store process for whoever connects to `mongodb_uri` (tools, tests) and one more
-        per service, on the same files, each serving the service's database (`service_mongodb_uri`).
-
-        nx-27017 is Python: one process runs one command's Python at a time, whichever database it is for. Serving
-        every service from one process made each service's commands wait for all the others' (at 100,000 items and
-        20 submissions/s, an intake lookup by `_id` waited 400 ms on average behind routing's and notify's work);
-        a process per service lets them use both cores and wait only for their own. Any process can still serve any
-        database: SQLite orders writes between processes on the same file, and a write command holds the file's
-        write lock from its first read (BEGIN IMMEDIATE), so a conditional update stays atomic across processes.
-        """
         mode = self.mongodb_server
         if mode == "external":
             return
         data = self.state / "mongodb"
         data.mkdir(parents=True, exist_ok=True)
+        port = self.profile.mongodb_port
         if mode == "mongod":
-            port = self.profile.mongodb_port
             argv = ["mongod", "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1"]
-            self.start_process("mongodb", argv, port=port)
-            self.wait_until("MongoDB", lambda: port_open(port), 60, "mongodb")
-            return
-        stores = {"mongodb": (self.profile.mongodb_port, "nx-27017")}
-        for service in SERVICES:
-            stores[f"mongodb-{service}"] = (self.profile.service_store_port(service), f"nx-27017-{service}")
-        for name, (port, label) in stores.items():
+        else:
             argv = [
                 sys.executable,
                 "-m",
@@ -431,13 +404,12 @@ class Stack:
                 "-p",
                 str(port),
                 "--log-file",
-                str(self.logs / f"{label}.log"),
+                str(self.logs / "nx-27017.log"),
                 "--pid-file",
-                str(self.run_dir / f"{label}.server"),
+                str(self.run_dir / "nx-27017.server"),
             ]
-            self.start_process(name, argv, port=port)
-        for name, (port, _) in stores.items():
-            self.wait_until(name, functools.partial(port_open, port), 60, name)
+        self.start_process("mongodb", argv, port=port)
+        self.wait_until("MongoDB", lambda: port_open(port), 60, "mongodb")
 
     def create_topics(self) -> None:
         """Topics exist before any consumer joins, so nothing is read from a half-made topic."""
@@ -449,7 +421,7 @@ class Stack:
         prefix = f"HEARD_{service.upper()}_"
         env = {
             f"{prefix}KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
-            f"{prefix}MONGODB_URI": self.service_mongodb_uri(service),
+            f"{prefix}MONGODB_URI": self.mongodb_uri,
             f"{prefix}HTTP_PORT": str(self.profile.service_port(service)),
             # Log lines reach the log files as they happen, not when the process exits.
             "PYTHONUNBUFFERED": "1",
@@ -556,7 +528,7 @@ class Stack:
             return
         # Services first so they can flush and commit, then the infrastructure they use.
         names = sorted(p.stem for p in self.run_dir.glob("*.pid"))
-        infra = {"kafka", "mongodb", "prometheus", "mailpit", *(f"mongodb-{service}" for service in SERVICES)}
+        infra = {"kafka", "mongodb", "prometheus", "mailpit"}
         for name in [n for n in names if n not in infra] + [n for n in names if n in infra]:
             self.stop_process(name)
 

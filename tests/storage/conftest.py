@@ -1,9 +1,8 @@
-"""The storage conformance suite's fixtures: a database on whatever MongoDB-wire server is under test.
+"""The storage conformance suite's one fixture: a database on whatever MongoDB-wire server is under test.
 
 `MONGODB_URI=mongodb://… pytest tests/storage` runs it against that server (a production MongoDB, another
 MongoDB-wire server) and nothing else is started; without it, the session's test stack starts the default
-store (one process for tools and tests, and one per service on the same files: `second_mongodb_uri`). Every test
-works in a database of its own, `heard_conformance_<random>`, and drops it at the end.
+store. Every test works in a database of its own, `heard_conformance_<random>`, and drops it at the end.
 """
 
 from __future__ import annotations
@@ -24,15 +23,6 @@ def mongodb_uri(request: pytest.FixtureRequest) -> str:
         return uri
     # Resolved outside the event loop: starting the session's servers runs its own loop.
     return str(request.getfixturevalue("stack").mongodb_uri)
-
-
-@pytest.fixture(scope="session")
-def second_mongodb_uri(request: pytest.FixtureRequest, mongodb_uri: str) -> str:
-    """Another way in to the same databases: on the default store, the store process that serves intake (each
-    service has one, on the same files); with MONGODB_URI, the same server through a second client."""
-    if os.environ.get("MONGODB_URI"):
-        return mongodb_uri
-    return str(request.getfixturevalue("stack").service_mongodb_uri("intake"))
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from tests.integration.scheduler_support import RecordingPublisher, build_schedu
 pytestmark = pytest.mark.storage
 
 WRITERS = 100
-CROSS_PROCESS_PUSHES = 2_000
 
 
 async def seed_due(mongo: MongoResource, count_: int, *, due_in: timedelta = timedelta(seconds=-1)) -> list[str]:
@@ -56,33 +55,6 @@ async def test_concurrent_increments_on_one_document_are_all_kept(mongo: MongoRe
         *(counters.update_one({"_id": "one"}, {"$inc": {"b": 1}}) for _ in range(WRITERS // 2)),
     )
     assert await counters.find_one({"_id": "one"}) == {"_id": "one", "n": WRITERS, "a": WRITERS // 2, "b": WRITERS // 2}
-
-
-async def test_writers_through_two_store_processes_lose_nothing(mongo: MongoResource, second_mongodb_uri: str) -> None:
-    """The default store runs a process per service on the same files: writes that meet on one document through two
-    processes are as atomic as through one (and on MongoDB, through two clients). `$push` and `$set` are applied by
-    reading the document and writing it back, so they are what a missing write lock between processes would lose."""
-    other = MongoResource(second_mongodb_uri, mongo.db.name, app_name="conformance-second")
-    try:
-        here, there = mongo.db["counters"], other.db["counters"]
-        await here.insert_one({"_id": "one", "pushed": [], "fencing": 0, "winner": None})
-        # Pushes lost between processes show once the document is big enough to take a while to rewrite: without
-        # the write lock, 2,000 lost 187 (100 lost none).
-        pushes = list(enumerate((here, there) * (CROSS_PROCESS_PUSHES // 2)))
-        await asyncio.gather(*(c.update_one({"_id": "one"}, {"$push": {"pushed": n}}) for n, c in pushes))
-        results = await asyncio.gather(
-            *(
-                c.update_one({"_id": "one", "fencing": 0}, {"$set": {"winner": n}, "$inc": {"fencing": 1}})
-                for n, c in pushes[:WRITERS]
-            )
-        )
-        assert sum(result.modified_count for result in results) == 1
-        document = await there.find_one({"_id": "one"})
-        assert document is not None
-        assert len(document["pushed"]) == CROSS_PROCESS_PUSHES, "no push lost"
-        assert document["fencing"] == 1 and document["winner"] is not None
-    finally:
-        await other.close()
 
 
 async def test_a_compare_and_set_has_exactly_one_winner(mongo: MongoResource) -> None:
