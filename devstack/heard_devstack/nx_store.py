@@ -183,7 +183,10 @@ def _log_if_slow(database: str, msg: Any, queued: float, started: list[float]) -
     if (ended - queued) * 1000 < (SLOW_MS or 0):
         return
     sections = msg.get("sections", ()) if isinstance(msg, dict) else ()
-    body: dict[str, Any] = next((doc for kind, doc in sections if kind == "body" and isinstance(doc, dict)), {})
+    body: dict[str, Any] = {}
+    for kind, doc in sections:  # a batch's statements may come as a document sequence beside the body
+        if kind in ("body", "payload") and isinstance(doc, dict):
+            body |= doc
     command = next(iter(body), "?")
     detail: dict[str, Any] = {key: _shape(body[key]) for key in ("filter", "query", "pipeline") if key in body}
     for statements in ("updates", "deletes"):

@@ -1,10 +1,14 @@
-"""The relays work on many documents at once, and stop starting new ones after a failure."""
+"""The relays work on many documents at once, and stop starting new ones after a failure; the fast path tells a
+slow broker from one that is down."""
 
 from __future__ import annotations
 
 import asyncio
 
-from heard_shared.outbox import relay_each
+from heard_shared import events as ev
+from heard_shared.kafka import EventPublisher
+from heard_shared.metrics import ServiceMetrics
+from heard_shared.outbox import OutboxRelay, OutgoingEvent, relay_each
 
 
 async def test_documents_are_relayed_concurrently_up_to_the_limit() -> None:
@@ -40,3 +44,41 @@ async def test_after_a_failure_no_further_document_is_started() -> None:
     assert isinstance(failure, ConnectionError)
     assert started == [0, 1, 2, 3], "only the first wave, which was already running"
     assert relayed == 3, "what the rest of that wave published still counts"
+
+
+class SlowKafka(EventPublisher):
+    """Takes each event after `delay` seconds; `down` makes it take nothing."""
+
+    def __init__(self) -> None:
+        self.metrics = ServiceMetrics("test")
+        self.delay = 0.0
+        self.down = False
+        self.taken: list[str] = []
+
+    async def publish_raw(self, *, topic: str, key: str, value: bytes) -> None:
+        if self.down:
+            await asyncio.sleep(3600)
+        await asyncio.sleep(self.delay)
+        self.taken.append(key)
+
+
+def answered(n: int) -> OutgoingEvent:
+    data = ev.FeedbackAnsweredV1(feedback_id=f"fb-{n}", answer="We looked into it.", answered_at=ev.utc_now())
+    return OutgoingEvent(ev.ANSWERED, ev.new_event(ev.ANSWERED, data, source="urn:heard:intake", subject=f"fb-{n}"))
+
+
+async def test_a_slow_broker_leaves_the_fast_path_open_and_a_silent_one_closes_it() -> None:
+    kafka = SlowKafka()
+    relay = OutboxRelay(kafka, kafka.metrics, fast_path_seconds=0.05, broker_alive_seconds=0.5)
+    assert await relay.publish_now(answered(0))
+
+    kafka.delay = 0.1  # slower than the fast path, but Kafka took an event moments ago: busy, not down
+    assert not await relay.publish_now(answered(1))
+    assert relay.fast_path_open, "the next request still tries Kafka itself"
+    kafka.delay = 0.0
+    assert await relay.publish_now(answered(2))
+
+    kafka.down = True
+    await asyncio.sleep(0.5)  # nothing taken for longer than broker_alive_seconds
+    assert not await relay.publish_now(answered(3))
+    assert not relay.fast_path_open, "with the broker down, requests leave their events to the relay at once"
