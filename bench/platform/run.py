@@ -256,6 +256,29 @@ async def consumer_lag(http: httpx.AsyncClient, stack: Stack, service: str) -> i
     return int(sum(value for _, value in metric_samples(text, "heard_consumer_lag_messages")))
 
 
+TRACK_ROUTE = {"route": "/v1/feedback/{tracking_code}", "method": "GET", "status": "200"}
+
+
+async def track_buckets(http: httpx.AsyncClient, stack: Stack) -> dict[float, float]:
+    """Intake's own histogram of tracking-code GETs answered 200: upper bound (s) -> requests so far."""
+    text = (await http.get(f"{stack.service_url('intake')}/metrics")).text
+    return {
+        float(labels["le"]): value
+        for labels, value in metric_samples(text, "heard_http_request_duration_seconds_bucket")
+        if all(labels.get(key) == want for key, want in TRACK_ROUTE.items())
+    }
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], fraction: float) -> str:
+    """The bucket a quantile of the requests between two scrapes falls in, as "≤ bound" (a histogram's resolution)."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+    if not total:
+        return "no samples"
+    bound = next(bound for bound, count in counts if count >= fraction * total)
+    return f"<= {bound * 1000:.0f} ms" if bound != float("inf") else f"> {counts[-2][0] * 1000:.0f} ms"
+
+
 async def wait_for_lag_zero(http: httpx.AsyncClient, stack: Stack, *, timeout: float) -> float:
     """Waits until every consuming service reports lag 0 (sampled every 10 s by the services); returns seconds."""
     started = time.monotonic()
@@ -851,9 +874,11 @@ async def steady_run(load: Load, args: argparse.Namespace) -> None:
     samples = Samples()
     sampler = asyncio.create_task(sample(load, window, samples))
     run_started = time.time()
+    served_before = await track_buckets(load.http, load.stack)
     await load.drive(window, rate=args.rate, gets=args.gets, seconds=args.run_seconds)
     run_ended = time.time()
     await load.settle()
+    served_after = await track_buckets(load.http, load.stack)
     await asyncio.sleep(5)  # the last items' routed events and the last escalations reach the observer
     sampler.cancel()
     observer = load.observer
@@ -884,6 +909,9 @@ async def steady_run(load: Load, args: argparse.Namespace) -> None:
         f"  escalation on Kafka - deadline {summary(published)}\n"
         f"  tracking-code GET              {summary(load.gets)}   (target p99 < 100 ms;"
         f" failed by status {load.get_failures or '{}'})\n"
+        f"  the same GETs inside intake      p50 {bucket_quantile(served_before, served_after, 0.5)}"
+        f"   p99 {bucket_quantile(served_before, served_after, 0.99)}   (its own histogram: arrival to response;"
+        " the rest is the network, the kernel's queue and the load generator)\n"
         f"  escalations fired after the item's answer was accepted: {len(after_answer)}"
         + (f" (by {summary(after_answer)})" if after_answer else "")
         + f"\n  answered items whose routing case is still open 60 s later: {still_open} of {len(answered_ids)}\n"

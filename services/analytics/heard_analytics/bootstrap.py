@@ -11,6 +11,7 @@ from heard_analytics.privacy import PrivacyRules
 from heard_analytics.service import AnalyticsService
 from heard_analytics.views import build_router
 from heard_shared import events as ev
+from heard_shared.asgi import RequestMetrics
 from heard_shared.http import install_error_handlers, ops_router
 from heard_shared.kafka import EventConsumer
 from heard_shared.logs import configure_logging
@@ -72,6 +73,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         return RedirectResponse("/transparency")
 
     app.include_router(ops_router(platform.readiness_checks(), platform.metrics.registry))
+    app.add_middleware(RequestMetrics, registry=platform.metrics.registry)
     app.state.platform = platform
     app.state.service = service
     return app

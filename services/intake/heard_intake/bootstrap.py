@@ -17,7 +17,7 @@ from heard_intake.service import IntakeService
 from heard_intake.views import build_router
 from heard_shared import events as ev
 from heard_shared import topics
-from heard_shared.asgi import BodySizeLimit, InFlightLimit
+from heard_shared.asgi import BodySizeLimit, InFlightLimit, RequestMetrics
 from heard_shared.http import install_error_handlers, ops_router
 from heard_shared.logs import configure_logging
 from heard_shared.runtime import Platform, build_platform
@@ -130,3 +130,5 @@ def _wire_city_interfaces(
         app.add_middleware(ratelimit.RateLimitMiddleware, policy=policy, render=open311.render_error)
     # Outermost of all: past this many requests in progress, more only queue, so turn them away at once.
     app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight_requests, render=open311.render_error)
+    # Around everything, refusals included: what a caller waited, by route.
+    app.add_middleware(RequestMetrics, registry=platform.metrics.registry)

@@ -23,6 +23,7 @@ from heard_notify.subscriptions import SubscriptionRegistry
 from heard_notify.suppression import SuppressionList
 from heard_notify.views import build_router
 from heard_shared import events as ev
+from heard_shared.asgi import RequestMetrics
 from heard_shared.http import install_error_handlers, ops_router
 from heard_shared.logs import configure_logging
 from heard_shared.runtime import build_platform
@@ -170,6 +171,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         )
     )
     app.include_router(ops_router(platform.readiness_checks(), platform.metrics.registry))
+    app.add_middleware(RequestMetrics, registry=platform.metrics.registry)
     app.state.platform = platform
     app.state.dispatcher = dispatcher
     return app

@@ -11,6 +11,7 @@ from heard_routing.service import RoutingService
 from heard_routing.views import build_router
 from heard_shared import events as ev
 from heard_shared import topics
+from heard_shared.asgi import RequestMetrics
 from heard_shared.http import install_error_handlers, ops_router
 from heard_shared.logs import configure_logging
 from heard_shared.runtime import build_platform
@@ -58,5 +59,6 @@ def create_app(settings: RoutingSettings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(build_router(service))
     app.include_router(ops_router(platform.readiness_checks(), platform.metrics.registry))
+    app.add_middleware(RequestMetrics, registry=platform.metrics.registry)
     app.state.platform = platform
     return app

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from heard_shared.asgi import BodySizeLimit
+from heard_shared.asgi import BodySizeLimit, RequestMetrics
 from heard_shared.http import ops_router
 from heard_shared.logs import configure_logging, get_logger
 from heard_shared.mongo import MongoResource
@@ -168,36 +166,3 @@ def _install_error_pages(app: FastAPI, site: Site) -> None:
         return error_page(
             request, 500, N_("Something went wrong on our side"), N_("Nothing was lost. Please try again in a moment.")
         )
-
-
-class RequestMetrics:
-    """Requests served, by route template (never the address: it holds tracking codes), method and status."""
-
-    def __init__(self, app: ASGIApp, *, registry: CollectorRegistry) -> None:
-        self.app = app
-        self.duration = Histogram(
-            "heard_web_request_duration_seconds",
-            "Pages and forms served, by route, method and status.",
-            ["route", "method", "status"],
-            registry=registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = "500"
-
-        async def recording(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = str(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.duration.labels(route, scope["method"], status).observe(time.perf_counter() - started)
