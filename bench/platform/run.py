@@ -910,8 +910,9 @@ async def steady_run(load: Load, args: argparse.Namespace) -> None:
         f"  tracking-code GET              {summary(load.gets)}   (target p99 < 100 ms;"
         f" failed by status {load.get_failures or '{}'})\n"
         f"  the same GETs inside intake      p50 {bucket_quantile(served_before, served_after, 0.5)}"
-        f"   p99 {bucket_quantile(served_before, served_after, 0.99)}   (its own histogram: arrival to response;"
-        " the rest is the network, the kernel's queue and the load generator)\n"
+        f"   p99 {bucket_quantile(served_before, served_after, 0.99)}   (intake's own histogram, from the request"
+        " reaching its app to the response; beside the line above: the time outside, in the network, intake's"
+        " event loop before the app and the load generator)\n"
         f"  escalations fired after the item's answer was accepted: {len(after_answer)}"
         + (f" (by {summary(after_answer)})" if after_answer else "")
         + f"\n  answered items whose routing case is still open 60 s later: {still_open} of {len(answered_ids)}\n"
