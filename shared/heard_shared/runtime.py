@@ -81,6 +81,7 @@ class Platform:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.outbox.close()
         await self.broker.stop()
         await self.dead_letters.stop()
         await self.mongo.close()

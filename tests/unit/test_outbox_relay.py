@@ -4,11 +4,20 @@ slow broker from one that is down."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+from typing import Any
 
 from heard_shared import events as ev
 from heard_shared.kafka import EventPublisher
 from heard_shared.metrics import ServiceMetrics
-from heard_shared.outbox import OutboxRelay, OutgoingEvent, relay_each
+from heard_shared.outbox import (
+    OUTBOX_FIELD,
+    PENDING_FIELD,
+    SEQUENCE_FIELD,
+    OutboxRelay,
+    OutgoingEvent,
+    relay_each,
+)
 
 
 async def test_documents_are_relayed_concurrently_up_to_the_limit() -> None:
@@ -82,3 +91,37 @@ async def test_a_slow_broker_leaves_the_fast_path_open_and_a_silent_one_closes_i
     await asyncio.sleep(0.5)  # nothing taken for longer than broker_alive_seconds
     assert not await relay.publish_now(answered(3))
     assert not relay.fast_path_open, "with the broker down, requests leave their events to the relay at once"
+
+
+class OneDocument:
+    """The two calls a flush makes on a collection, for one document with staged events."""
+
+    def __init__(self, staged: list[OutgoingEvent]) -> None:
+        self.document: dict[str, Any] = {
+            "_id": "doc",
+            OUTBOX_FIELD: [event.as_entry() for event in staged],
+            SEQUENCE_FIELD: 1,
+            PENDING_FIELD: 1,
+        }
+
+    async def find_one(self, query: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.document)
+
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any]) -> SimpleNamespace:
+        self.document.update(update["$set"])
+        return SimpleNamespace(modified_count=1)
+
+
+async def test_a_staff_action_cut_short_by_a_slow_broker_is_published_at_once_in_the_background() -> None:
+    kafka = SlowKafka()
+    relay = OutboxRelay(kafka, kafka.metrics, fast_path_seconds=0.05, relay_publish_seconds=1.0)
+    assert await relay.publish_now(answered(0))
+    kafka.delay = 0.1  # Kafka is up but slower than the fast path
+    document = OneDocument([answered(1)])
+
+    await relay.try_flush(document, "doc")  # type: ignore[arg-type]  # the two calls a flush makes
+    assert kafka.taken == ["fb-0"], "the request did not wait for it"
+    await asyncio.sleep(0.5)
+    assert "fb-1" in kafka.taken, "published without waiting for the relay's next pass"
+    assert document.document[OUTBOX_FIELD] == [] and document.document[PENDING_FIELD] == 0
+    await relay.close()
