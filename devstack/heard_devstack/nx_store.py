@@ -143,6 +143,10 @@ T = TypeVar("T")
 _database_threads: dict[str, ThreadPoolExecutor] = {}
 
 
+# A command slower than this (waiting for its database's thread plus running) is written to stderr as one JSON line.
+SLOW_MS = float(os.environ["HEARD_NX_SLOW_MS"]) if os.environ.get("HEARD_NX_SLOW_MS") else None
+
+
 async def _to_command_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """`asyncio.to_thread` on the thread of the database the command names."""
     database = nx_handler._msg_db_name(args[0]) if args and isinstance(args[0], dict) else "admin"
@@ -163,10 +167,6 @@ async def _to_command_thread(func: Callable[..., T], /, *args: Any, **kwargs: An
         return await asyncio.get_running_loop().run_in_executor(pool, timed)
     finally:
         _log_if_slow(database, args[0] if args else None, queued, started)
-
-
-# A command slower than this (waiting for its database's thread plus running) is written to stderr as one JSON line.
-SLOW_MS = float(os.environ["HEARD_NX_SLOW_MS"]) if os.environ.get("HEARD_NX_SLOW_MS") else None
 
 
 def _shape(value: Any) -> Any:

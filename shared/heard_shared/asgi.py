@@ -186,7 +186,7 @@ class InFlightLimit:
 
 
 class RequestMetrics:
-    """Time from a request's arrival to its response's start, by route template (never the address: it holds
+    """Time from a request's arrival to its response's end, by route template (never the address: it holds
     tracking codes), method and status: `heard_http_request_duration_seconds`. Added last, it is outermost and also
     times what other middleware answers itself (a 503 from `InFlightLimit`, a 429), under route "unmatched"."""
 

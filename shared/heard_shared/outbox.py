@@ -166,7 +166,7 @@ class OutboxRelay:
 
     def _fast_path_failed(self, error: BaseException) -> None:
         if self._broker_alive:
-            log.info("outbox publish left to the relay: Kafka is slow", error=repr(error))
+            log.info("outbox fast path cut short: Kafka is slow", error=repr(error))
             return
         log.warning("outbox publish deferred to relay", error=repr(error), skip_seconds=self.skip_fast_path_seconds)
         self._fast_path_closed_until = time.monotonic() + self.skip_fast_path_seconds

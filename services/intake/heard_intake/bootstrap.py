@@ -128,7 +128,7 @@ def _wire_city_interfaces(
             ),
         )
         app.add_middleware(ratelimit.RateLimitMiddleware, policy=policy, render=open311.render_error)
-    # Outermost of all: past this many requests in progress, more only queue, so turn them away at once.
+    # Outermost but for the timer: past this many requests in progress, more only queue, so turn them away at once.
     app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight_requests, render=open311.render_error)
     # Around everything, refusals included: what a caller waited, by route.
     app.add_middleware(RequestMetrics, registry=platform.metrics.registry)
