@@ -8,9 +8,7 @@ from heard_web.config import WebSettings
 
 
 def main() -> None:
-    # Every page is a request parsed, routed and answered in this one process, and most form posts also call
-    # intake: libuv's loop and the C HTTP parser spend less of the process's CPU on each than asyncio's and h11.
-    serve(create_app, WebSettings, loop="uvloop", http="httptools")
+    serve(create_app, WebSettings)
 
 
 if __name__ == "__main__":
