@@ -178,11 +178,18 @@ class OutboxRelay:
     async def ensure_indexes(self, collection: AsyncCollection[Document]) -> None:
         await collection.create_index(PENDING_FIELD)
 
-    async def publish_now(self, *events: OutgoingEvent, within: float | None = None) -> bool:
+    async def publish_now(
+        self,
+        *events: OutgoingEvent,
+        within: float | None = None,
+        stored_in: tuple[AsyncCollection[Document], Any] | None = None,
+    ) -> bool:
         """Publishes events just staged in a new document, from memory; False leaves them to the relay.
 
         `within` replaces `fast_path_seconds` for a caller that nobody waits on (a consumer) and that would rather
         wait for a busy broker than leave its events to the relay, which publishes one document at a time.
+        `stored_in` (collection, document id) says where they are staged: a publish that a live but slow Kafka cut
+        short is then finished in the background, as a staff action's is (see `_finish_later`).
         """
         if not self.fast_path_open:
             return False
@@ -191,6 +198,8 @@ class OutboxRelay:
                 for event in events:
                     await self.publisher.publish(event.event, event.spec.topic)
         except TRANSIENT_ERRORS as error:
+            if stored_in is not None and self._broker_alive:
+                self._finish_later(*stored_in)
             self._fast_path_failed(error)
             return False
         self._kafka_took_events()
@@ -212,20 +221,32 @@ class OutboxRelay:
                 del self._writing[document_id]
 
     async def flush(
-        self, collection: AsyncCollection[Document], document_id: Any, *, publish_within: float | None = None
+        self,
+        collection: AsyncCollection[Document],
+        document_id: Any,
+        *,
+        publish_within: float | None = None,
+        document: Document | None = None,
     ) -> int:
         """Publishes the document's pending events in order and removes them; returns how many.
 
         `publish_within` bounds the wait for Kafka only (TimeoutError after it): reading and updating the document
         take as long as the database needs, so a busy database never leaves published events in the outbox.
+        `document` is the document as the caller's own write returned it, which saves reading it again (were it
+        stale, an event would be published twice, which consumers allow for, and never removed unpublished).
         """
         async with self._flushing(str(document_id)):
-            return await self._flush(collection, document_id, publish_within)
+            return await self._flush(collection, document_id, publish_within, document)
 
     async def _flush(
-        self, collection: AsyncCollection[Document], document_id: Any, publish_within: float | None
+        self,
+        collection: AsyncCollection[Document],
+        document_id: Any,
+        publish_within: float | None,
+        document: Document | None = None,
     ) -> int:
-        document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1, SEQUENCE_FIELD: 1})
+        if document is None:
+            document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1, SEQUENCE_FIELD: 1})
         pending: list[str] = (document or {}).get(OUTBOX_FIELD) or []
         published: list[str] = []
         try:
@@ -258,12 +279,14 @@ class OutboxRelay:
         await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: published}})
         await collection.update_one({"_id": document_id, OUTBOX_FIELD: {"$size": 0}}, {"$set": {PENDING_FIELD: 0}})
 
-    async def try_flush(self, collection: AsyncCollection[Document], document_id: Any) -> None:
+    async def try_flush(
+        self, collection: AsyncCollection[Document], document_id: Any, *, document: Document | None = None
+    ) -> None:
         """The fast path after a write: a failure here is fine, the relay will publish later."""
         if not self.fast_path_open:
             return
         try:
-            await self.flush(collection, document_id, publish_within=self.fast_path_seconds)
+            await self.flush(collection, document_id, publish_within=self.fast_path_seconds, document=document)
         except TRANSIENT_ERRORS as error:
             if self._broker_alive:
                 self._finish_later(collection, document_id)

@@ -206,6 +206,51 @@ async def test_racing_writers_never_fork_a_chain(intake: Intake, stack: Stack) -
         await mongo.close()
 
 
+async def test_a_staff_action_appends_after_the_head_without_reading_the_chain_unless_the_head_is_behind(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, feedback = intake.service, intake.mongo.db["feedback"]
+    feedback_id, _ = await submit(intake)
+    await service.record_routing(routed(feedback_id))
+    chain_reads = 0
+    read_links = AuditLedger._links
+
+    async def counted(self: AuditLedger, of: str) -> Any:
+        nonlocal chain_reads
+        chain_reads += 1
+        return await read_links(self, of)
+
+    monkeypatch.setattr(AuditLedger, "_links", counted)
+    await service.acknowledge(feedback_id=feedback_id, actor="officer")
+    assert chain_reads == 0  # the record's head (2) was the chain's: entry 3 went right after it
+
+    # A flush stopped between its insert and its update: the chain has an entry the record's head does not.
+    await service.ledger.append(feedback_id, ledger.stage("note_added", actor="relay"))
+    await service.add_note(feedback_id=feedback_id, text="Called back", actor="officer")
+    assert chain_reads >= 1  # entry 4 was taken, so the note's flush read the chain and went after it
+
+    # An entry still staged from before (its flush stopped) goes the general way too, and is not appended twice.
+    leftover = ledger.stage("replied", actor="resident")
+    await feedback.update_one({"_id": feedback_id}, ledger.with_audit({"$set": {}}, leftover))
+    await service.ledger.append(feedback_id, leftover)
+    await service.answer(feedback_id=feedback_id, answer="We have reviewed it.", actor="officer")
+
+    assert await actions(intake, feedback_id) == [
+        "submitted",
+        "routed",
+        "acknowledged",
+        "note_added",
+        "note_added",
+        "replied",
+        "answered",
+    ]
+    entries, verification = await service.audit_trail(feedback_id)
+    assert verification.verified, verification
+    record = await feedback.find_one({"_id": feedback_id})
+    assert record is not None and record[ledger.HEAD_SEQ_FIELD] == 7 and record[ledger.STAGED_FIELD] == []
+    assert record[ledger.HEAD_HASH_FIELD] == entries[-1]["hash"]
+
+
 async def test_entries_staged_before_a_crash_are_appended_by_the_relay(intake: Intake) -> None:
     feedback_id, _ = await submit(intake)
     feedback = intake.mongo.db["feedback"]

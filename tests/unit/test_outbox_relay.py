@@ -103,8 +103,10 @@ class OneDocument:
             SEQUENCE_FIELD: 1,
             PENDING_FIELD: 1,
         }
+        self.reads = 0
 
     async def find_one(self, query: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:
+        self.reads += 1
         return dict(self.document)
 
     async def update_one(self, query: dict[str, Any], update: dict[str, Any]) -> SimpleNamespace:
@@ -121,6 +123,33 @@ async def test_a_staff_action_cut_short_by_a_slow_broker_is_published_at_once_in
 
     await relay.try_flush(document, "doc")  # type: ignore[arg-type]  # the two calls a flush makes
     assert kafka.taken == ["fb-0"], "the request did not wait for it"
+    await asyncio.sleep(0.5)
+    assert "fb-1" in kafka.taken, "published without waiting for the relay's next pass"
+    assert document.document[OUTBOX_FIELD] == [] and document.document[PENDING_FIELD] == 0
+    await relay.close()
+
+
+async def test_a_writer_that_hands_over_its_document_is_flushed_without_reading_it_again() -> None:
+    kafka = SlowKafka()
+    relay = OutboxRelay(kafka, kafka.metrics)
+    document = OneDocument([answered(1), answered(2)])
+
+    await relay.try_flush(document, "doc", document=dict(document.document))  # type: ignore[arg-type]
+
+    assert kafka.taken == ["fb-1", "fb-2"]
+    assert document.reads == 0
+    assert document.document[OUTBOX_FIELD] == [] and document.document[PENDING_FIELD] == 0
+
+
+async def test_a_submission_cut_short_by_a_slow_broker_is_published_at_once_in_the_background() -> None:
+    kafka = SlowKafka()
+    relay = OutboxRelay(kafka, kafka.metrics, fast_path_seconds=0.05, relay_publish_seconds=1.0)
+    assert await relay.publish_now(answered(0))
+    kafka.delay = 0.1
+    document = OneDocument([answered(1)])
+
+    stored_in = (document, "doc")
+    assert not await relay.publish_now(answered(1), stored_in=stored_in)  # type: ignore[arg-type]
     await asyncio.sleep(0.5)
     assert "fb-1" in kafka.taken, "published without waiting for the relay's next pass"
     assert document.document[OUTBOX_FIELD] == [] and document.document[PENDING_FIELD] == 0

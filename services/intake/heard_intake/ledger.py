@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -275,13 +275,37 @@ class AuditLedger:
 
     # -- moving staged entries into the chain ------------------------------------------------------------------
 
-    async def flush(self, records: AsyncCollection[Document], feedback_id: str) -> int:
-        """Appends the entries staged in one feedback document, then removes them there; returns how many."""
-        document = await records.find_one({"_id": feedback_id}, {STAGED_FIELD: 1, STAGED_SEQ_FIELD: 1})
+    async def flush(
+        self,
+        records: AsyncCollection[Document],
+        feedback_id: str,
+        *,
+        record: Mapping[str, Any] | None = None,
+        fresh: Container[str] = (),
+    ) -> int:
+        """Appends the entries staged in one feedback document, then removes them there; returns how many.
+
+        `record` is the document as the caller's own write returned it, which saves reading it again; `fresh` names
+        the entries that write staged, which cannot be in the chain yet.
+        """
+        document = record
+        if document is None:
+            document = await records.find_one(
+                {"_id": feedback_id}, {STAGED_FIELD: 1, STAGED_SEQ_FIELD: 1, HEAD_SEQ_FIELD: 1, HEAD_HASH_FIELD: 1}
+            )
         staged: list[Document] = (document or {}).get(STAGED_FIELD) or []
         sequence = (document or {}).get(STAGED_SEQ_FIELD)
         if not staged:
             return 0
+        head = head_of(document)
+        only_fresh = all(entry["entry_id"] in fresh for entry in staged)
+        if (
+            head
+            and sequence is not None
+            and only_fresh
+            and await self._append_after(records, feedback_id, head, staged, sequence)
+        ):
+            return len(staged)
         appended, head = await self.append(feedback_id, *staged)
         if head is not None:
             head_seq, head_hash = head
@@ -302,10 +326,43 @@ class AuditLedger:
             await records.update_one({"_id": feedback_id, STAGED_FIELD: {"$size": 0}}, {"$set": {DUE_FIELD: False}})
         return appended
 
-    async def try_flush(self, records: AsyncCollection[Document], feedback_id: str) -> None:
+    async def _append_after(
+        self,
+        records: AsyncCollection[Document],
+        feedback_id: str,
+        head: tuple[int, str],
+        staged: Sequence[Mapping[str, Any]],
+        sequence: int,
+    ) -> bool:
+        """Appends entries nobody can have appended yet right after the head the record names, then moves the head and
+        empties the staged list in one write: two round trips instead of five. False leaves the rest to `flush`'s
+        general way, which reads the chain: the record's head was behind the chain (a flush stopped between its
+        insert and its update; the unique seq says so), or the record changed meanwhile."""
+        seq, prev_hash = head
+        for entry in staged:
+            document = chain_entry(feedback_id=feedback_id, seq=seq + 1, prev_hash=prev_hash, staged=entry)
+            try:
+                await self.entries.insert_one(stored_entry(document))
+            except DuplicateKeyError:
+                return False
+            seq, prev_hash = seq + 1, document["hash"]
+        moved = await records.update_one(
+            {"_id": feedback_id, STAGED_SEQ_FIELD: sequence, HEAD_SEQ_FIELD: head[0]},
+            {"$set": {STAGED_FIELD: [], DUE_FIELD: False, HEAD_SEQ_FIELD: seq, HEAD_HASH_FIELD: prev_hash}},
+        )
+        return bool(moved.modified_count)
+
+    async def try_flush(
+        self,
+        records: AsyncCollection[Document],
+        feedback_id: str,
+        *,
+        record: Mapping[str, Any] | None = None,
+        fresh: Container[str] = (),
+    ) -> None:
         """The fast path after a write: a failure here is fine, the relay appends the staged entries later."""
         try:
-            await self.flush(records, feedback_id)
+            await self.flush(records, feedback_id, record=record, fresh=fresh)
         except (PyMongoError, LedgerContention) as error:
             log.warning("audit append deferred to relay", feedback_id=feedback_id, error=repr(error))
 

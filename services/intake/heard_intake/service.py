@@ -88,7 +88,8 @@ def _retry_on_conflict(action: Callable[P, Awaitable[Document]]) -> Callable[P, 
 
     Routing's events change an item's status in the background (routed, escalated); a resident or officer
     acting at that moment should not be told to retry by hand. Each attempt re-reads the item and re-checks
-    the lifecycle rules, so a retry can still be refused for a real reason.
+    the lifecycle rules, so a retry can still be refused for a real reason: only the first attempt uses the item
+    its caller read (`seen`).
     """
 
     @functools.wraps(action)
@@ -100,6 +101,7 @@ def _retry_on_conflict(action: Callable[P, Awaitable[Document]]) -> Callable[P, 
             except domain.GuardViolation as refused:
                 if refused.code != "conflict" or attempt >= CONFLICT_ATTEMPTS:
                     raise
+            kwargs.pop("seen", None)
             await asyncio.sleep(0.02 * attempt)
             attempt += 1
 
@@ -270,7 +272,7 @@ class IntakeService:
                 if fingerprint is None:
                     return Submission(feedback_id, None, duplicate=True)
                 return await self._replay(feedback_id, fingerprint)
-            published = await self.outbox.publish_now(outgoing)
+            published = await self.outbox.publish_now(outgoing, stored_in=(self.feedback, feedback_id))
             claim.settle(ledger.first_entry(feedback_id, staged_entry), published=published)
         return Submission(feedback_id, tracking_code)
 
@@ -410,15 +412,18 @@ class IntakeService:
                 raise domain.GuardViolation(
                     "conflict", f"feedback changed meanwhile (now {current['status']!r}); retry"
                 )
+            # Both flushes start from the document this write returned, under the item's turn: nothing else can
+            # have changed it, so neither reads it again.
             if event:
-                await self.outbox.try_flush(self.feedback, feedback_id)
+                await self.outbox.try_flush(self.feedback, feedback_id, document=updated)
             if audit:
-                await self.ledger.try_flush(self.feedback, feedback_id)
+                fresh = {entry["entry_id"] for entry in audit}
+                await self.ledger.try_flush(self.feedback, feedback_id, record=updated, fresh=fresh)
         return updated
 
     @_retry_on_conflict
-    async def acknowledge(self, *, feedback_id: str, actor: str) -> Document:
-        current = await self.get(feedback_id)
+    async def acknowledge(self, *, feedback_id: str, actor: str, seen: Document | None = None) -> Document:
+        current = seen or await self.get(feedback_id)
         domain.check_can_acknowledge(current["status"])
         now = utc_now()
         event = ev.new_event(
@@ -446,8 +451,8 @@ class IntakeService:
         )
 
     @_retry_on_conflict
-    async def answer(self, *, feedback_id: str, answer: str, actor: str) -> Document:
-        current = await self.get(feedback_id)
+    async def answer(self, *, feedback_id: str, answer: str, actor: str, seen: Document | None = None) -> Document:
+        current = seen or await self.get(feedback_id)
         domain.check_can_answer(current["status"])
         now = utc_now()
         event = ev.new_event(
@@ -489,8 +494,8 @@ class IntakeService:
         )
 
     @_retry_on_conflict
-    async def close(self, *, feedback_id: str, actor: str) -> Document:
-        current = await self.get(feedback_id)
+    async def close(self, *, feedback_id: str, actor: str, seen: Document | None = None) -> Document:
+        current = seen or await self.get(feedback_id)
         domain.check_can_close(
             status=current["status"],
             negative=current["negative"],
@@ -523,9 +528,11 @@ class IntakeService:
         )
 
     @_retry_on_conflict
-    async def refer(self, *, feedback_id: str, reason: str, suggested_unit_id: str | None, actor: str) -> Document:
+    async def refer(
+        self, *, feedback_id: str, reason: str, suggested_unit_id: str | None, actor: str, seen: Document | None = None
+    ) -> Document:
         """The assigned unit hands the item on; routing picks the new unit and the SLA clock keeps running."""
-        current = await self.get(feedback_id)
+        current = seen or await self.get(feedback_id)
         domain.check_can_refer(status=current["status"], unit_id=current.get("unit_id"))
         now = utc_now()
         from_unit_id = str(current["unit_id"])
@@ -572,9 +579,9 @@ class IntakeService:
         )
 
     @_retry_on_conflict
-    async def add_note(self, *, feedback_id: str, text: str, actor: str) -> Document:
+    async def add_note(self, *, feedback_id: str, text: str, actor: str, seen: Document | None = None) -> Document:
         """An internal note: seen by staff and the board, never by the resident, never on Kafka."""
-        current = await self.get(feedback_id)
+        current = seen or await self.get(feedback_id)
         now = utc_now()
         note_id = str(uuid.uuid4())
         return await self._transition(
@@ -600,13 +607,14 @@ class IntakeService:
         actor: str,
         role: StaffRole,
         may_lower_critical: bool,
+        seen: Document | None = None,
     ) -> Document:
         """A person confirms or changes kind and severity (see `domain.triage`); routing re-derives the clock.
 
         The decision, its event and its ledger entry are one write; the written reason stays in the record
         (staff view and the oversight board's list) and only its digest goes into the ledger and nothing on Kafka.
         """
-        current = await self.get(feedback_id)
+        current = seen or await self.get(feedback_id)
         decided = domain.triage(
             status=current["status"],
             current_kind=current["kind"],

@@ -297,15 +297,17 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
 
     @router.post("/staff/feedback/{feedback_id}/acknowledge", tags=["staff"])
     async def acknowledge(feedback_id: str, principal: Annotated[Principal, Depends(staff)]) -> dict[str, Any]:
-        await load_for(principal, feedback_id, act=True)
-        return await guarded(service.acknowledge(feedback_id=feedback_id, actor=principal.name))
+        seen = await load_for(principal, feedback_id, act=True)
+        return await guarded(service.acknowledge(feedback_id=feedback_id, actor=principal.name, seen=seen))
 
     @router.post("/staff/feedback/{feedback_id}/answer", tags=["staff"])
     async def answer(
         feedback_id: str, body: AnswerRequest, principal: Annotated[Principal, Depends(staff)]
     ) -> dict[str, Any]:
-        await load_for(principal, feedback_id, act=True)
-        return await guarded(service.answer(feedback_id=feedback_id, answer=body.answer, actor=principal.name))
+        seen = await load_for(principal, feedback_id, act=True)
+        return await guarded(
+            service.answer(feedback_id=feedback_id, answer=body.answer, actor=principal.name, seen=seen)
+        )
 
     @router.post(
         "/staff/feedback/{feedback_id}/triage",
@@ -332,25 +334,27 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
                 actor=principal.name,
                 role=access.acting_role(principal),
                 may_lower_critical=access.may_lower_critical(principal),
+                seen=document,
             )
         )
 
     @router.post("/staff/feedback/{feedback_id}/close", tags=["staff"])
     async def close(feedback_id: str, principal: Annotated[Principal, Depends(staff)]) -> dict[str, Any]:
-        await load_for(principal, feedback_id, act=True)
-        return await guarded(service.close(feedback_id=feedback_id, actor=principal.name))
+        seen = await load_for(principal, feedback_id, act=True)
+        return await guarded(service.close(feedback_id=feedback_id, actor=principal.name, seen=seen))
 
     @router.post("/staff/feedback/{feedback_id}/refer", tags=["staff"], summary="Refer the item on, with a reason")
     async def refer(
         feedback_id: str, body: ReferRequest, principal: Annotated[Principal, Depends(staff)]
     ) -> dict[str, Any]:
-        await load_for(principal, feedback_id, act=True)
+        seen = await load_for(principal, feedback_id, act=True)
         return await guarded(
             service.refer(
                 feedback_id=feedback_id,
                 reason=body.reason,
                 suggested_unit_id=body.suggested_unit_id,
                 actor=principal.name,
+                seen=seen,
             )
         )
 
@@ -363,8 +367,8 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
     async def add_note(
         feedback_id: str, body: NoteRequest, principal: Annotated[Principal, Depends(staff)]
     ) -> dict[str, Any]:
-        await load_for(principal, feedback_id, act=True)
-        return await guarded(service.add_note(feedback_id=feedback_id, text=body.text, actor=principal.name))
+        seen = await load_for(principal, feedback_id, act=True)
+        return await guarded(service.add_note(feedback_id=feedback_id, text=body.text, actor=principal.name, seen=seen))
 
     @router.get(
         "/oversight/severity-changes",
