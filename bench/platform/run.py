@@ -35,11 +35,12 @@ the four services, Prometheus) under its own profile (`bench-scale`, ports +HEAR
    (printed: how many and how long). Then `--rate` submissions/s over HTTP, every negative item answered over the
    staff API (bootstrap admin token) 0.5–20 s after its 202 (about 5/s at 20/s: some before their first deadline,
    some after it), 90% of the others triaged 5–50 s after (the rest escalate for want of triage), and `--gets`
-   tracking-code GETs/s of random stored items. Measured through public surfaces only: submission → `feedback.routed`
-   (request sent to the routed record's Kafka timestamp), `feedback.escalated` lateness (its `fired_at` minus its
-   `deadline`), tracking-code GET latency, escalations fired after an answer was accepted (its 200 received) and
-   answered items whose routing case (GET /v1/cases/{id}) is still open 60 s later, routing's
-   `heard_consumer_lag_messages` and the age of `heard_scheduler_heartbeat_timestamp_seconds` from its /metrics.
+   tracking-code GETs/s of random stored items, sent from a process of their own. Measured through public surfaces
+   only: submission → `feedback.routed` (request sent to the routed record's Kafka timestamp), `feedback.escalated`
+   lateness (its `fired_at` minus its `deadline`), tracking-code GET latency, escalations fired after an answer was
+   accepted (its 200 received) and answered items whose routing case (GET /v1/cases/{id}) is still open 60 s later,
+   routing's `heard_consumer_lag_messages` and the age of `heard_scheduler_heartbeat_timestamp_seconds` from its
+   /metrics.
 3. A ramp: `--step-seconds` at each rate of `--ramp` (same mix); routing keeps up at a rate when, over the last 10 s
    of the step, the median number of accepted submissions not yet routed is at most 2 s worth of arrivals. Stops at
    the first rate routing does not keep up with, or intake cannot accept. Reports the highest rate kept up with,
@@ -55,6 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import heapq
+import itertools
 import json
 import os
 import random
@@ -343,9 +345,6 @@ class Seeder:
 
     async def stored(self) -> int:
         return await retrying(lambda: mongo.count(self.service.feedback, {}))
-
-    def tracking_codes(self) -> list[str]:
-        return self.codes_file.read_text().split() if self.codes_file.exists() else []
 
     def seeded_ids(self) -> list[str]:
         return self.ids_file.read_text().split() if self.ids_file.exists() else []
@@ -692,18 +691,18 @@ class Load:
     stack: Stack
     http: httpx.AsyncClient
     observer: Observer
-    stored_codes: list[str]
+    codes_file: Path  # the stored items' tracking codes, one per line
     rng: random.Random = field(default_factory=lambda: random.Random(8))
     items: dict[str, Item] = field(default_factory=dict)
     rejected: dict[int, int] = field(default_factory=dict)  # HTTP status (0: not sent or failed) -> count
-    gets: list[float] = field(default_factory=list)
+    gets: list[float] = field(default_factory=list)  # seconds, as the reading process measured them
     get_failures: dict[int, int] = field(default_factory=dict)  # HTTP status (0: no answer) -> count
     answer_failures: int = 0
     answers_due: list[tuple[float, str]] = field(default_factory=list)
     triage_due: list[tuple[float, str]] = field(default_factory=list)
     triage_failures: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    run_codes: list[str] = field(default_factory=list)
+    reader: asyncio.subprocess.Process | None = None  # tracking-code GETs in flight, from a process of their own
 
     def spawn(self, work: Awaitable[None]) -> None:
         if len(self.tasks) >= MAX_IN_FLIGHT:
@@ -731,7 +730,8 @@ class Load:
         feedback_id = body["feedback_id"]
         self.items[feedback_id] = Item(sent=sent, kind=kind, accepted=time.time())
         window.append(feedback_id)
-        self.run_codes.append(body["tracking_code"])
+        if self.reader is not None and self.reader.stdin is not None:
+            self.reader.stdin.write(f"{body['tracking_code']}\n".encode())
         # Staff work: a negative item is answered 0.5-20 s after it arrives (some before their first deadline, some
         # after it); TRIAGED of the others are triaged 5-50 s after (the run's triage window is 60 s), so about one
         # in ten still escalates for want of triage, as when a department falls behind.
@@ -771,21 +771,6 @@ class Load:
             self.answer_failures += 1
             heapq.heappush(self.answers_due, (time.time() + 1, feedback_id))
 
-    async def track(self) -> None:
-        codes = self.run_codes if self.run_codes and self.rng.random() < 0.2 else self.stored_codes or self.run_codes
-        if not codes:
-            return
-        started = time.perf_counter()
-        try:
-            response = await self.http.get(f"{self.stack.service_url('intake')}/v1/feedback/{self.rng.choice(codes)}")
-        except httpx.HTTPError:
-            self.get_failures[0] = self.get_failures.get(0, 0) + 1
-            return
-        if response.status_code == 200:
-            self.gets.append(time.perf_counter() - started)
-        else:
-            self.get_failures[response.status_code] = self.get_failures.get(response.status_code, 0) + 1
-
     async def answer_loop(self) -> None:
         """Answers each negative item when its time comes, once routing has said it is negative; triages the others
         whose turn has come (an item routing has not routed by then goes untriaged)."""
@@ -806,15 +791,40 @@ class Load:
 
     async def drive(self, window: list[str], *, rate: float, gets: float, seconds: float) -> None:
         """Submits at `rate`/s and reads at `gets`/s for `seconds`; each accepted id is added to `window` as its
-        202 arrives (so the sampler sees the backlog during the load), also after this returns."""
+        202 arrives (so the sampler sees the backlog during the load), also after this returns.
+
+        The reads come from a process of their own (`read_tracking_codes`), as a resident's browser would: in this
+        one they would also wait for the load generator's event loop, busy with the submissions and with decoding
+        every event on Kafka (that added about a fifth to the p99 in the same run)."""
+        if gets:
+            self.reader = await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--read-tracking-codes",
+                self.stack.service_url("intake"),
+                str(gets),
+                str(self.codes_file),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
         started = time.monotonic()
-        schedule = [(n / rate, "submit") for n in range(int(rate * seconds))]
-        schedule += [(n / gets, "get") for n in range(int(gets * seconds))] if gets else []
-        for at, what in sorted(schedule):
-            delay = started + at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self.spawn(self.submit(window) if what == "submit" else self.track())
+        try:
+            for n in range(int(rate * seconds)):
+                delay = started + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self.spawn(self.submit(window))
+            await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
+        finally:
+            if self.reader is not None:
+                reader, self.reader = self.reader, None
+                if reader.stdin is not None:
+                    reader.stdin.close()  # the end of the reads (`communicate` without input leaves it open)
+                output, _ = await reader.communicate()
+                reads = json.loads(output)
+                self.gets += reads["gets"]
+                for status, count in reads["failures"].items():
+                    self.get_failures[int(status)] = self.get_failures.get(int(status), 0) + count
 
     async def requests_done(self, *, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -866,6 +876,50 @@ async def sample(load: Load, window: list[str], samples: Samples) -> None:
         await asyncio.sleep(1)
 
 
+async def read_tracking_codes(intake_url: str, gets: float, stored: list[str]) -> None:
+    """Tracking-code GETs at `gets`/s of random stored items, one in five among the codes arriving on stdin (the
+    run's own submissions), until stdin closes; then prints {"gets": [seconds], "failures": {status: count}}."""
+    fresh: list[str] = []
+    rng = random.Random(8)
+    latencies: list[float] = []
+    failures: dict[int, int] = {}
+    stdin = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def read(http: httpx.AsyncClient) -> None:
+        codes = fresh if fresh and rng.random() < 0.2 else stored or fresh
+        if not codes:
+            return
+        started = time.perf_counter()
+        try:
+            response = await http.get(f"{intake_url}/v1/feedback/{rng.choice(codes)}")
+        except httpx.HTTPError:
+            failures[0] = failures.get(0, 0) + 1
+            return
+        if response.status_code == 200:
+            latencies.append(time.perf_counter() - started)
+        else:
+            failures[response.status_code] = failures.get(response.status_code, 0) + 1
+
+    async def pace(http: httpx.AsyncClient) -> None:
+        started = time.monotonic()
+        for n in itertools.count():
+            await asyncio.sleep(max(0.0, started + n / gets - time.monotonic()))
+            task = asyncio.create_task(read(http))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        pacer = asyncio.create_task(pace(http))
+        while line := await stdin.readline():
+            fresh.append(line.decode().strip())
+        pacer.cancel()
+        await asyncio.gather(*in_flight)
+    print(json.dumps({"gets": latencies, "failures": failures}))
+
+
 # -- the phases ----------------------------------------------------------------------------------------------------
 
 
@@ -912,7 +966,7 @@ async def steady_run(load: Load, args: argparse.Namespace) -> None:
         f"  the same GETs inside intake      p50 {bucket_quantile(served_before, served_after, 0.5)}"
         f"   p99 {bucket_quantile(served_before, served_after, 0.99)}   (intake's own histogram, from the request"
         " reaching its app to the response; beside the line above: the time outside, in the network, intake's"
-        " event loop before the app and the load generator)\n"
+        " event loop before the app and the reading process)\n"
         f"  escalations fired after the item's answer was accepted: {len(after_answer)}"
         + (f" (by {summary(after_answer)})" if after_answer else "")
         + f"\n  answered items whose routing case is still open 60 s later: {still_open} of {len(answered_ids)}\n"
@@ -1030,7 +1084,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[int, float | N
                         await bulk.close()
                 restart_routing(stack, run_policy=True)
                 await wait_for_scheduler(http, stack, timeout=600)
-                load = Load(stack, http, observer, seeder.tracking_codes())
+                load = Load(stack, http, observer, seeder.codes_file)
                 answers = asyncio.create_task(load.answer_loop())
                 await steady_run(load, args)
                 print(f"\n  ramp ({args.step_seconds:.0f} s a step, {await seeder.stored()} items stored):", flush=True)
@@ -1044,6 +1098,11 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[int, float | N
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--read-tracking-codes"]:  # the process `Load.drive` starts for the GETs
+        intake_url, gets, codes_file = sys.argv[2:5]
+        stored = Path(codes_file).read_text().split() if Path(codes_file).exists() else []
+        asyncio.run(read_tracking_codes(intake_url, float(gets), stored))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="items stored, in order")
     parser.add_argument("--run-seconds", type=float, default=180, help="length of the steady load")

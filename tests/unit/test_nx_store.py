@@ -1,0 +1,53 @@
+"""The local store answers a read of one batch on a second thread of the database, and still reads what was written
+just before; a cursor that may need `getMore`, and anything inside a transaction, stay on the database's thread.
+
+`heard_devstack.nx_store` patches nx-27017 and asyncio for the process it runs in, so the handler is driven in a
+child process of its own, as the store's server would drive it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+DRIVER = """
+import asyncio, json, sys
+from heard_devstack import nx_store
+from nx_27017.handler import NeoSQLiteHandler
+
+def command(body):
+    return {"request_id": 1, "sections": [("body", {**body, "$db": "heard"})]}
+
+async def main(data_dir):
+    handler = NeoSQLiteHandler(f"{data_dir}/heard.db", journal_mode="WAL", data_dir=data_dir)
+    run = lambda method, body: asyncio.to_thread(getattr(handler, method), command(body))
+    readers = lambda: sorted(nx_store._reader_threads)
+    one = {"find": "items", "filter": {"_id": 1}, "limit": 1, "singleBatch": True}
+    seen = {}
+    await run("handle_insert", {"insert": "items", "documents": [{"_id": 1, "answers": 0}]})
+    await run("handle_command", {"find": "items", "filter": {}})
+    seen["after a cursor"] = readers()
+    await run("handle_command", {**one, "txnNumber": 1, "lsid": {"id": "s"}, "autocommit": False})
+    seen["after a read in a transaction"] = readers()
+    for _ in range(3):
+        await run("handle_command", {"update": "items", "updates": [{"q": {"_id": 1}, "u": {"$inc": {"answers": 1}}}]})
+        _, reply = await run("handle_command", one)
+        seen.setdefault("read after each update", []).append(reply["cursor"]["firstBatch"][0]["answers"])
+    seen["after single-batch reads"] = readers()
+    print(json.dumps(seen))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_single_batch_read_runs_beside_the_writes_and_sees_the_last_one(tmp_path: Path) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(tmp_path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen = json.loads(child.stdout.strip().splitlines()[-1])
+
+    assert seen["after a cursor"] == []
+    assert seen["after a read in a transaction"] == []
+    assert seen["read after each update"] == [1, 2, 3]
+    assert seen["after single-batch reads"] == ["heard"]
