@@ -110,13 +110,18 @@ WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "find
 Reply = tuple[int, Any]
 
 
+def _command_body(msg: dict[str, Any]) -> dict[str, Any]:
+    """The command document of a wire message (OP_MSG's body section); empty if it has none."""
+    return next((doc for kind, doc in msg.get("sections", ()) if kind == "body" and isinstance(doc, dict)), {})
+
+
 def _in_one_transaction(
     handle: Callable[[nx_handler.NeoSQLiteHandler, dict[str, Any]], Reply],
 ) -> Callable[[nx_handler.NeoSQLiteHandler, dict[str, Any]], Reply]:
     """`handle` (a command handler, unlocked) with a write command wrapped in BEGIN ... COMMIT."""
 
     def handle_in_transaction(self: nx_handler.NeoSQLiteHandler, msg: dict[str, Any]) -> Reply:
-        body = next((doc for kind, doc in msg.get("sections", ()) if kind == "body" and isinstance(doc, dict)), {})
+        body = _command_body(msg)
         command = next(iter(body), None)
         # A client-side transaction (autocommit false) is nx-27017's own business.
         if command not in WRITE_COMMANDS or body.get("autocommit") is False:
@@ -161,7 +166,7 @@ _readers: dict[int, nx_handler.NeoSQLiteHandler] = {}
 
 
 def _single_batch_read(msg: Any) -> bool:
-    body = next((doc for kind, doc in msg.get("sections", ()) if kind == "body" and isinstance(doc, dict)), {})
+    body = _command_body(msg)
     command = next(iter(body), None)
     if "txnNumber" in body:  # inside a transaction: only the writer's connection sees its uncommitted writes
         return False
