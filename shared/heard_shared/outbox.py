@@ -13,12 +13,13 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Container, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Container, Coroutine, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
 from heard_shared.events import CloudEvent, EventSpec, encode
 from heard_shared.kafka import TRANSIENT_ERRORS, EventPublisher
@@ -216,9 +217,12 @@ class OutboxRelay:
         try:
             yield
         finally:
-            self._writing[document_id] -= 1
-            if not self._writing[document_id]:
-                del self._writing[document_id]
+            self._done_writing(document_id)
+
+    def _done_writing(self, document_id: Any) -> None:
+        self._writing[document_id] -= 1
+        if not self._writing[document_id]:
+            del self._writing[document_id]
 
     async def flush(
         self,
@@ -304,6 +308,28 @@ class OutboxRelay:
                 log.info("outbox publish left to the relay", error=repr(error))
 
         task = asyncio.create_task(finish())
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    def empty_later(self, document_id: Any, emptying: Coroutine[Any, Any, Any]) -> None:
+        """Runs the write that empties a document's outbox (e.g. `published_on_insert`) after its writer published the
+        events itself, without the writer waiting for it; the relay leaves the document alone until it is done.
+
+        For a consumer: it commits and fetches its next batch while the store still empties the last one's outboxes,
+        instead of the two taking turns. A write that fails or never runs leaves the events pending, and the relay
+        publishes them again (consumers deduplicate by event id).
+        """
+        self._writing[document_id] += 1
+
+        async def empty() -> None:
+            try:
+                await emptying
+            except PyMongoError as error:
+                log.info("outbox left to the relay to empty", document_id=document_id, error=repr(error))
+            finally:
+                self._done_writing(document_id)
+
+        task = asyncio.create_task(empty())
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 

@@ -51,3 +51,39 @@ def test_a_single_batch_read_runs_beside_the_writes_and_sees_the_last_one(tmp_pa
     assert seen["after a read in a transaction"] == []
     assert seen["read after each update"] == [1, 2, 3]
     assert seen["after single-batch reads"] == ["heard"]
+
+
+COPIES = """
+import copy, json
+from collections import OrderedDict
+from datetime import UTC, datetime
+from bson import ObjectId
+from heard_devstack import nx_store
+
+shared = [1]
+document = {"at": datetime(2026, 12, 2, tzinfo=UTC), "id": ObjectId(), "history": [{"events": ["a"]}],
+            "ordered": OrderedDict(b=1, a=2)}
+copied = copy.deepcopy(document)
+copied["history"][0]["events"].append("b")
+print(json.dumps({
+    "the store's own": copy.deepcopy is nx_store._document_copy,
+    "equal": copied["at"] == document["at"] and copied["id"] == document["id"],
+    "original untouched": document["history"] == [{"events": ["a"]}],
+    "ordered kept": type(copied["ordered"]).__name__,
+    "other objects as before": copy.deepcopy({1: [2]}, {}) == {1: [2]} and copy.deepcopy(shared) == shared,
+}))
+"""
+
+
+def test_documents_are_copied_fast_and_completely() -> None:
+    """The store copies a document's dicts and lists itself and hands anything else to the original deepcopy."""
+    child = subprocess.run([sys.executable, "-c", COPIES], capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(child.stdout.strip().splitlines()[-1])
+
+    assert seen == {
+        "the store's own": True,
+        "equal": True,
+        "original untouched": True,
+        "ordered kept": "OrderedDict",
+        "other objects as before": True,
+    }

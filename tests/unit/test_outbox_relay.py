@@ -7,6 +7,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from pymongo.errors import AutoReconnect
+
 from heard_shared import events as ev
 from heard_shared.kafka import EventPublisher
 from heard_shared.metrics import ServiceMetrics
@@ -154,3 +156,58 @@ async def test_a_submission_cut_short_by_a_slow_broker_is_published_at_once_in_t
     assert "fb-1" in kafka.taken, "published without waiting for the relay's next pass"
     assert document.document[OUTBOX_FIELD] == [] and document.document[PENDING_FIELD] == 0
     await relay.close()
+
+
+class PendingDocument(OneDocument):
+    """OneDocument as the relay's pass finds it: listed while its outbox is pending."""
+
+    def find(self, query: dict[str, Any], projection: dict[str, Any]) -> Any:
+        listed = [{"_id": "doc"}] if self.document[PENDING_FIELD] else []
+
+        class Cursor:
+            def limit(self, count: int) -> Any:
+                return self
+
+            async def __aiter__(self) -> Any:
+                for document in listed:
+                    yield document
+
+        return Cursor()
+
+
+async def test_an_outbox_emptied_in_the_background_is_left_alone_by_the_relay_until_then() -> None:
+    kafka = SlowKafka()
+    relay = OutboxRelay(kafka, kafka.metrics)
+    document = PendingDocument([answered(1)])
+    assert await relay.publish_now(answered(1))
+    emptied = asyncio.Event()
+
+    async def empty_when_told() -> None:
+        await emptied.wait()
+        await document.update_one({"_id": "doc"}, {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: 0}})
+
+    relay.empty_later("doc", empty_when_told())
+    assert await relay.relay_once(document) == 0, "published already: not again while the store empties it"  # type: ignore[arg-type]
+    emptied.set()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert document.document[PENDING_FIELD] == 0
+    assert await relay.relay_once(document) == 0  # type: ignore[arg-type]
+    assert kafka.taken == ["fb-1"]
+
+
+async def test_an_outbox_the_store_failed_to_empty_is_the_relays_again() -> None:
+    kafka = SlowKafka()
+    relay = OutboxRelay(kafka, kafka.metrics)
+    document = PendingDocument([answered(1)])
+    assert await relay.publish_now(answered(1))
+
+    async def store_down() -> None:
+        raise AutoReconnect("store restarting")
+
+    relay.empty_later("doc", store_down())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert await relay.relay_once(document) == 1, "published again: consumers deduplicate"  # type: ignore[arg-type]
+    assert kafka.taken == ["fb-1", "fb-1"]
+    assert document.document[PENDING_FIELD] == 0

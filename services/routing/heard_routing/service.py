@@ -222,7 +222,8 @@ class RoutingService:
             elif await self.outbox.publish_now(outgoing, within=CONSUMER_PUBLISH_SECONDS):
                 # The outbox held only this event, so it is empty again unless something was staged since.
                 staged = (existing or {}).get(SEQUENCE_FIELD, 0) + 1
-                await self.case_writes.update_one(*published_on_insert(data.feedback_id, staged=staged))
+                emptying = self.case_writes.update_one(*published_on_insert(data.feedback_id, staged=staged))
+                self.outbox.empty_later(data.feedback_id, emptying)
         return True
 
     async def on_acknowledged(self, event: CloudEvent[Any]) -> None:
