@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient, UpdateMany, UpdateOne
@@ -13,6 +14,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, Writ
 
 Document = dict[str, Any]
 DUPLICATE_KEY = 11000
+# The collection, in each service's database, that records the data migrations done (see `migrate_once`).
+MIGRATIONS = "migrations"
 
 
 class MongoResource:
@@ -47,6 +50,21 @@ def epoch_ms(moment: datetime) -> int:
     """Scheduling keys are integers: every MongoDB-wire server indexes numbers, not all index dates (nx-27017
     evaluates a date range in Python, document by document)."""
     return int(moment.timestamp() * 1000)
+
+
+async def migrate_once(database: AsyncDatabase[Document], name: str, migration: Callable[[], Awaitable[Any]]) -> bool:
+    """Runs a data migration unless `database` records it as done; records it once it finished. True if it ran.
+
+    A migration's query (documents still lacking a field) is typically one no index serves: run at every start it
+    cost each start seconds of a busy local store at 100,000 items. Replicas starting together may both run it, so
+    a migration must be safe to repeat; one that fails is not recorded and runs again at the next start.
+    """
+    migrations = database[MIGRATIONS]
+    if await migrations.find_one({"_id": name}) is not None:
+        return False
+    await migration()
+    await migrations.update_one({"_id": name}, {"$setOnInsert": {"done_at": datetime.now(UTC)}}, upsert=True)
+    return True
 
 
 async def count(collection: AsyncCollection[Document], query: Document) -> int:

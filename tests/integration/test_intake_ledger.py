@@ -18,11 +18,11 @@ from heard_devstack import ROOT, Stack
 from heard_intake import ledger
 from heard_intake.ledger import AuditLedger
 from heard_intake.privacy import ContactCipher
-from heard_intake.service import IntakeService
+from heard_intake.service import CONTACT_CLOSED_FIELD, IntakeService
 from heard_shared import events as ev
 from heard_shared.events import Contact, FeedbackInboundV1, utc_now
 from heard_shared.metrics import ServiceMetrics
-from heard_shared.mongo import Document, MongoResource
+from heard_shared.mongo import Document, MongoResource, count
 from heard_shared.outbox import OUTBOX_FIELD, PENDING_FIELD, OutboxRelay
 from tests.helpers import eventually, unique
 from tests.integration.scheduler_support import RecordingPublisher
@@ -283,6 +283,31 @@ async def test_contact_details_are_encrypted_at_rest_and_removed_after_retention
     assert entries[-1]["actor"] == "system:retention"
     assert entries[-1]["details"]["reason"] == "retention"
     assert CANARY_EMAIL not in repr(entries)
+
+
+async def test_retention_reaches_items_closed_before_closings_were_marked_and_unmarks_those_without_contact(
+    intake: Intake,
+) -> None:
+    feedback = intake.mongo.db["feedback"]
+    unmarked_id, unmarked_code = await submit(intake, contact=Contact(email=CANARY_EMAIL))
+    bare_id, bare_code = await submit(intake)
+    erased_id, erased_code = await submit(intake, contact=Contact(email=CANARY_EMAIL))
+    for code in (unmarked_code, bare_code, erased_code):
+        await intake.service.withdraw(tracking_code=code)
+    await intake.service.erase(tracking_code=erased_code)
+    # Closed by a version that did not mark closings yet.
+    await feedback.update_one({"_id": unmarked_id}, {"$unset": {CONTACT_CLOSED_FIELD: ""}})
+    later = utc_now() + timedelta(days=366)
+
+    assert await intake.service.purge_expired_contacts(now=later) == 0, "only marked closings are in the range"
+    await intake.service.mark_closed_contacts()
+    assert await intake.service.purge_expired_contacts(now=later, limit=1) == 1, "batch after batch"
+
+    assert await intake.service.contact_of(unmarked_id) is None
+    assert await actions(intake, unmarked_id) == ["submitted", "withdrawn", "erased"]
+    assert await actions(intake, bare_id) == ["submitted", "withdrawn"], "nothing to delete, nothing recorded"
+    assert await actions(intake, erased_id) == ["submitted", "withdrawn", "erased"], "erased once, on request"
+    assert await count(feedback, {CONTACT_CLOSED_FIELD: {"$exists": True}}) == 0, "the range holds nothing looked at"
 
 
 async def test_erasure_keeps_the_record_and_its_status(intake: Intake) -> None:

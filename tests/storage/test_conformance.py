@@ -21,7 +21,7 @@ from heard_shared import events as ev
 from heard_shared.events import utc_now
 from heard_shared.kafka import Inbox
 from heard_shared.metrics import ServiceMetrics
-from heard_shared.mongo import GroupInsert, MongoResource, count, epoch_ms
+from heard_shared.mongo import GroupInsert, MongoResource, count, epoch_ms, migrate_once
 from heard_shared.outbox import OUTBOX_FIELD, PENDING_FIELD, OutboxRelay, OutgoingEvent, outbox_fields, with_outbox
 from tests.integration.scheduler_support import RecordingPublisher, build_scheduler, open_case
 
@@ -285,3 +285,21 @@ async def test_a_condition_beside_or_applies_to_every_branch(mongo: MongoResourc
     assert await count(records, {"seq": {"$gte": 1}, "$or": [{"_id": "r0"}, {"_id": "r4"}]}) == 2
     deleted = await records.delete_many({"_id": {"$in": ["r1", "r2"]}, "$or": [{"seq": 1}, {"seq": 2}]})
     assert deleted.deleted_count == 2 and await records.count_documents({}) == 3
+
+
+async def test_a_data_migration_runs_once_and_again_only_after_a_failure(mongo: MongoResource) -> None:
+    runs: list[str] = []
+
+    async def failing() -> None:
+        runs.append("failing")
+        raise RuntimeError("store went away mid-migration")
+
+    async def working() -> None:
+        runs.append("working")
+
+    with pytest.raises(RuntimeError):
+        await migrate_once(mongo.db, "items.new_key", failing)
+    assert await migrate_once(mongo.db, "items.new_key", working), "not recorded as done: it runs again"
+    assert not await migrate_once(mongo.db, "items.new_key", working)
+    assert runs == ["failing", "working"]
+    assert await migrate_once(mongo.db, "items.other_key", working), "each migration is recorded by its own name"

@@ -32,7 +32,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from heard_shared.events import deterministic_event_id, utc_now
-from heard_shared.mongo import DUPLICATE_KEY, Document, epoch_ms
+from heard_shared.mongo import DUPLICATE_KEY, Document, epoch_ms, migrate_once
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FINAL_STATUSES = ("sent", "failed", "bounced", "suppressed", "maybe_sent")
@@ -67,13 +67,16 @@ class DeliveryLedger:
 
     async def ensure_indexes(self) -> None:
         await self.deliveries.create_index("claimable_ms", sparse=True)
-        # Deliveries queued before `claimable_ms` existed get it once (ids first: no cursor open while writing).
+        await migrate_once(self.deliveries.database, "deliveries.claimable_ms", self._key_queued_deliveries)
+        await self.deliveries.create_index([("feedback_id", ASCENDING), ("created_at", ASCENDING)])
+        await self.deliveries.create_index([("recipient", ASCENDING), ("created_at", ASCENDING)])
+
+    async def _key_queued_deliveries(self) -> None:
+        """Deliveries queued before `claimable_ms` existed get it (ids first: no cursor open while writing)."""
         unkeyed: Document = {"status": "queued", "claimable_ms": {"$exists": False}}
         for document in await self.deliveries.find(unkeyed, {"due_at": 1, "lease_until": 1}).to_list():
             claimable = epoch_ms(max(document["due_at"], document["lease_until"]))
             await self.deliveries.update_one({"_id": document["_id"], **unkeyed}, {"$set": {"claimable_ms": claimable}})
-        await self.deliveries.create_index([("feedback_id", ASCENDING), ("created_at", ASCENDING)])
-        await self.deliveries.create_index([("recipient", ASCENDING), ("created_at", ASCENDING)])
 
     @staticmethod
     def new(
