@@ -83,8 +83,8 @@ CONFLICT_ATTEMPTS = 5
 RETENTION_BATCH = 500
 # Epoch ms of an item's closing (closed or withdrawn), kept until the retention purge has looked at it: the purge
 # reads one index range instead of every closed item (nx-27017 evaluated the date range on `closed_at` in Python,
-# 3.5-4.6 s of the store's time at 100,000 items on every run). Set at every closing, with or without contact
-# details, because the staff views do not load them; the purge removes it from an item that holds none.
+# 4.2 s of the store's time at 113,000 items on every run, against 1 ms). Set at every closing, with or without contact
+# details, because the staff views do not load them; the purge removes it from every item it looked at.
 CONTACT_CLOSED_FIELD = "contact_closed_ms"
 HOLDS_CONTACT: Document = {"$or": [{"contact_encrypted": {"$exists": True}}, {"contact": {"$exists": True}}]}
 
@@ -897,16 +897,9 @@ class IntakeService:
                 if await self._purge_contact(feedback_id, expired, now=now):
                     purged += 1
                 else:
-                    # Nothing to delete (closed without contact details, or erased on request since): off the range.
-                    await self.feedback.update_one(
-                        {
-                            "_id": feedback_id,
-                            **due,
-                            "contact_encrypted": {"$exists": False},
-                            "contact": {"$exists": False},
-                        },
-                        {"$unset": {CONTACT_CLOSED_FIELD: ""}},
-                    )
+                    # Nothing to delete (closed without contact details, or erased on request since): off the range,
+                    # so every item looked at leaves it and the next batch starts with new ones.
+                    await self.feedback.update_one({"_id": feedback_id, **due}, {"$unset": {CONTACT_CLOSED_FIELD: ""}})
             if len(ids) < limit:
                 break
         return purged
