@@ -20,6 +20,7 @@ from heard_shared.outbox import (
     OutgoingEvent,
     relay_each,
 )
+from tests.helpers import eventually
 
 
 async def test_documents_are_relayed_concurrently_up_to_the_limit() -> None:
@@ -189,9 +190,11 @@ async def test_an_outbox_emptied_in_the_background_is_left_alone_by_the_relay_un
     relay.empty_later("doc", empty_when_told())
     assert await relay.relay_once(document) == 0, "published already: not again while the store empties it"  # type: ignore[arg-type]
     emptied.set()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert document.document[PENDING_FIELD] == 0
+
+    async def is_empty() -> bool:
+        return bool(document.document[PENDING_FIELD] == 0)
+
+    await eventually(is_empty, timeout=2, interval=0.01, what="the outbox emptied")
     assert await relay.relay_once(document) == 0  # type: ignore[arg-type]
     assert kafka.taken == ["fb-1"]
 
@@ -206,8 +209,10 @@ async def test_an_outbox_the_store_failed_to_empty_is_the_relays_again() -> None
         raise AutoReconnect("store restarting")
 
     relay.empty_later("doc", store_down())
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert await relay.relay_once(document) == 1, "published again: consumers deduplicate"  # type: ignore[arg-type]
+
+    async def relayed() -> int:
+        return await relay.relay_once(document)  # type: ignore[arg-type]
+
+    assert await eventually(relayed, timeout=2, interval=0.01, what="the relay") == 1, "again: consumers deduplicate"
     assert kafka.taken == ["fb-1", "fb-1"]
     assert document.document[PENDING_FIELD] == 0
