@@ -152,7 +152,8 @@ class OutboxRelay:
         # already emptied instead of publishing the same events again. (Across replicas a duplicate remains
         # possible; consumers deduplicate by event id.)
         self._flushing = KeyedLock()
-        # Flushes finishing, in the background, what a fast path cut short while Kafka was up (see `try_flush`).
+        # Flushes finishing, in the background, what a fast path cut short while Kafka was up (see `try_flush`), and
+        # writes emptying outboxes whose writer published the events itself (see `empty_later`).
         self._finishing: set[asyncio.Task[None]] = set()
         # Documents whose writer publishes what it just staged itself (see `writing`): the relay leaves them alone.
         self._writing: Counter[Any] = Counter()
@@ -307,9 +308,7 @@ class OutboxRelay:
             except TRANSIENT_ERRORS as error:
                 log.info("outbox publish left to the relay", error=repr(error))
 
-        task = asyncio.create_task(finish())
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
+        self._in_background(finish())
 
     def empty_later(self, document_id: Any, emptying: Coroutine[Any, Any, Any]) -> None:
         """Runs the write that empties a document's outbox (e.g. `published_on_insert`) after its writer published the
@@ -329,12 +328,16 @@ class OutboxRelay:
             finally:
                 self._done_writing(document_id)
 
-        task = asyncio.create_task(empty())
+        self._in_background(empty())
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs `work` as a task that `close` stops."""
+        task = asyncio.create_task(work)
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 
     async def close(self) -> None:
-        """Stops the background flushes; what they had not published stays pending for the relay."""
+        """Stops the background flushes and emptyings; what they had not finished stays pending for the relay."""
         for task in list(self._finishing):
             task.cancel()
         await asyncio.gather(*self._finishing, return_exceptions=True)
