@@ -251,6 +251,42 @@ async def test_a_staff_action_appends_after_the_head_without_reading_the_chain_u
     assert record[ledger.HEAD_HASH_FIELD] == entries[-1]["hash"]
 
 
+async def test_routing_events_append_without_reading_the_chain_and_redeliveries_are_recorded_once(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, feedback = intake.service, intake.mongo.db["feedback"]
+    feedback_id, _ = await submit(intake)
+    chain_reads = 0
+    read_links = AuditLedger._links
+
+    async def counted(self: AuditLedger, of: str) -> Any:
+        nonlocal chain_reads
+        chain_reads += 1
+        return await read_links(self, of)
+
+    monkeypatch.setattr(AuditLedger, "_links", counted)
+    routing, first_escalation = routed(feedback_id), escalated(feedback_id, level=1, unit="north-sergeants")
+    await service.record_routing(routing)
+    await service.record_escalation(first_escalation)
+    assert chain_reads == 0
+    # Redelivered after a crash before the consumer committed: already remembered, so nothing is staged again.
+    await service.record_routing(routing)
+    await service.record_escalation(first_escalation)
+    assert await actions(intake, feedback_id) == ["submitted", "routed", "escalated"]
+
+    # A record stored before intake remembered events: its chain already holds the redelivered escalation.
+    second_escalation = escalated(feedback_id, level=2, unit="north-lieutenants")
+    await service.record_escalation(second_escalation)
+    await feedback.update_one({"_id": feedback_id}, {"$unset": {ledger.RECORDED_FIELD: ""}})
+    await service.record_escalation(second_escalation)
+    assert await actions(intake, feedback_id) == ["submitted", "routed", "escalated", "escalated"]
+    _, verification = await service.audit_trail(feedback_id)
+    assert verification.verified, verification
+    record = await feedback.find_one({"_id": feedback_id})
+    assert record is not None and record[ledger.STAGED_FIELD] == [] and not record[ledger.DUE_FIELD]
+    assert record[ledger.RECORDED_FIELD] == [second_escalation.id], "the redelivery started the memory"
+
+
 async def test_entries_staged_before_a_crash_are_appended_by_the_relay(intake: Intake) -> None:
     feedback_id, _ = await submit(intake)
     feedback = intake.mongo.db["feedback"]

@@ -14,14 +14,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from heard_intake import ledger
 from heard_intake.service import IntakeService
 from heard_shared import events as ev
 from heard_shared.events import utc_now
 from heard_shared.kafka import Inbox
 from heard_shared.metrics import ServiceMetrics
-from heard_shared.mongo import GroupInsert, MongoResource, count, epoch_ms, migrate_once
+from heard_shared.mongo import Document, GroupInsert, MongoResource, count, epoch_ms, migrate_once
 from heard_shared.outbox import OUTBOX_FIELD, PENDING_FIELD, OutboxRelay, OutgoingEvent, outbox_fields, with_outbox
 from tests.integration.scheduler_support import RecordingPublisher, build_scheduler, open_case
 
@@ -303,3 +305,43 @@ async def test_a_data_migration_runs_once_and_again_only_after_a_failure(mongo: 
     assert not await migrate_once(mongo.db, "items.new_key", working)
     assert runs == ["failing", "working"]
     assert await migrate_once(mongo.db, "items.other_key", working), "each migration is recorded by its own name"
+
+
+async def test_a_consumed_event_is_staged_once_however_often_it_arrives(mongo: MongoResource) -> None:
+    """Intake's ledger fast path: a write remembers the event it stages, so a redelivery (even a racing one) stages
+    nothing; the memory keeps the latest ids only. Needs `$nin` on an array and `$push` with `$slice`."""
+    records = mongo.db["records"]
+    await records.insert_many(
+        [{"_id": "remembers", **ledger.audit_fields()}, {"_id": "from-before", ledger.STAGED_SEQ_FIELD: 0}]
+    )
+    entries = [
+        ledger.stage("escalated", actor="routing", event_id=f"event-{n:03d}") for n in range(ledger.RECORDED_KEPT + 6)
+    ]
+
+    async def deliver(entry: Document) -> Document | None:
+        guard, update = ledger.with_consumed({"$set": {"last": entry["event_id"]}}, entry)
+        return await records.find_one_and_update(
+            {"_id": "remembers", **guard}, update, projection=ledger.FLUSH_FIELDS, return_document=ReturnDocument.AFTER
+        )
+
+    applied = await asyncio.gather(*(deliver(entry) for entry in entries for _ in range(3)))
+    assert sum(result is not None for result in applied) == len(entries)
+    assert all(set(result) <= {"_id", *ledger.FLUSH_FIELDS} for result in applied if result is not None)
+    record = await records.find_one({"_id": "remembers"})
+    assert record is not None
+    assert sorted(entry["event_id"] for entry in record[ledger.STAGED_FIELD]) == [e["event_id"] for e in entries]
+    assert record[ledger.STAGED_SEQ_FIELD] == len(entries)
+    assert len(record[ledger.RECORDED_FIELD]) == ledger.RECORDED_KEPT
+
+    # A record stored before the memory: only the memoryless write applies, once, and starts the memory.
+    first = entries[0]
+    old_guard, old_update = ledger.without_memory({}, first)
+    new_guard, new_update = ledger.with_consumed({}, first)
+    assert (await records.update_one({"_id": "from-before", **new_guard}, new_update)).modified_count == 0
+    assert (await records.update_one({"_id": "from-before", **old_guard}, old_update)).modified_count == 1
+    assert (await records.update_one({"_id": "from-before", **old_guard}, old_update)).modified_count == 0
+    assert (await records.update_one({"_id": "from-before", **new_guard}, new_update)).modified_count == 0
+    assert await records.find_one({"_id": "from-before"}, {ledger.RECORDED_FIELD: 1}) == {
+        "_id": "from-before",
+        ledger.RECORDED_FIELD: [first["event_id"]],
+    }

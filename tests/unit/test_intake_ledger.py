@@ -104,7 +104,18 @@ def test_staged_entries_ride_along_with_the_state_change() -> None:
     assert update["$inc"] == {ledger.STAGED_SEQ_FIELD: 1}, "a flush tells what was staged since it read by this count"
     assert ledger.with_audit({"$set": {}}) == {"$set": {}}
     staged = {ledger.STAGED_FIELD: [entry], ledger.STAGED_SEQ_FIELD: 1, ledger.DUE_FIELD: True}
-    assert ledger.audit_fields(entry) == staged
+    assert ledger.audit_fields(entry) == {**staged, ledger.RECORDED_FIELD: []}, "a new record remembers no event yet"
+
+
+def test_a_consumed_events_entry_is_staged_only_while_its_id_is_not_remembered() -> None:
+    entry = ledger.stage("routed", actor="routing", event_id="event-1")
+    guard, update = ledger.with_consumed({"$set": {"status": "routed"}}, entry)
+    assert guard == {ledger.RECORDED_FIELD: {"$exists": True, "$nin": ["event-1"]}}
+    assert update["$push"][ledger.STAGED_FIELD] == {"$each": [entry]}
+    assert update["$push"][ledger.RECORDED_FIELD] == {"$each": ["event-1"], "$slice": -ledger.RECORDED_KEPT}
+    assert update["$set"] == {"status": "routed", ledger.DUE_FIELD: True}
+    old_guard, old_update = ledger.without_memory({"$set": {"status": "routed"}}, entry)
+    assert old_guard == {ledger.RECORDED_FIELD: {"$exists": False}} and old_update == update
 
 
 def test_event_caused_entries_are_identified_by_the_event_id() -> None:

@@ -61,6 +61,15 @@ STAGED_SEQ_FIELD = "_audit_staged_seq"
 DUE_FIELD = "_audit_due"
 HEAD_SEQ_FIELD = "audit_seq"
 HEAD_HASH_FIELD = "audit_head"
+# What `flush` reads of a record: a write that returns these saves it a read.
+FLUSH_FIELDS: Document = {STAGED_FIELD: 1, STAGED_SEQ_FIELD: 1, HEAD_SEQ_FIELD: 1, HEAD_HASH_FIELD: 1}
+# Ids of the latest consumed events whose entries the record staged, newest last. A write that stages a consumed
+# event's entry applies only while its id is not here, and adds it: a redelivered event stages nothing, so an entry
+# staged with a new id cannot be in the chain yet and goes right after the head without reading the chain. Bounded
+# because top-level reminders repeat without end; a redelivery comes from the consumer's uncommitted batch, a few
+# events back at most.
+RECORDED_FIELD = "_recorded_events"
+RECORDED_KEPT = 64
 # Not part of what is hashed: `_id` is derived from (feedback_id, seq) and `hash` is the result.
 _UNHASHED = frozenset({"_id", "hash"})
 
@@ -185,9 +194,25 @@ def with_audit(update: Document, *entries: Document) -> Document:
     return merged
 
 
+def with_consumed(update: Document, entry: Document) -> tuple[Document, Document]:
+    """(filter terms, update): stages a consumed event's entry and remembers its id (see RECORDED_FIELD), unless the
+    record already remembers it. A record stored before intake remembered ids has none: see `without_memory`."""
+    merged = with_audit(update, entry)
+    merged["$push"][RECORDED_FIELD] = {"$each": [entry["event_id"]], "$slice": -RECORDED_KEPT}
+    # `$nin`, not `$ne`: nx-27017 compares `$ne` with the whole array instead of with each element.
+    return {RECORDED_FIELD: {"$exists": True, "$nin": [entry["event_id"]]}}, merged
+
+
+def without_memory(update: Document, entry: Document) -> tuple[Document, Document]:
+    """The same for a record that remembers no ids yet: its chain may already hold the entry, so the flush must
+    read the chain. The write starts the memory."""
+    _, merged = with_consumed(update, entry)
+    return {RECORDED_FIELD: {"$exists": False}}, merged
+
+
 def audit_fields(*entries: Document) -> Document:
     """The same for a document being inserted."""
-    return {STAGED_FIELD: list(entries), STAGED_SEQ_FIELD: len(entries), DUE_FIELD: bool(entries)}
+    return {STAGED_FIELD: list(entries), STAGED_SEQ_FIELD: len(entries), DUE_FIELD: bool(entries), RECORDED_FIELD: []}
 
 
 def chain_started(first: Document) -> tuple[Document, Document]:

@@ -1074,14 +1074,40 @@ class IntakeService:
         await self._record(data.feedback_id, updates, entry)
 
     async def _record(self, feedback_id: str, updates: Sequence[tuple[Document, Document]], entry: Document) -> None:
-        """Applies the first update whose condition holds, with the ledger entry staged in the same write."""
+        """Applies the first update whose condition holds, with the ledger entry staged in the same write.
+
+        A redelivered event applies nothing (see `ledger.RECORDED_FIELD`), so the entry a write staged is new to the
+        chain and goes right after its head: the write, one insert and one update, with no read.
+        """
         async with self.serial(feedback_id):
-            for condition, update in updates:
-                result = await self.feedback.update_one({"_id": feedback_id, **condition}, with_audit(update, entry))
-                if result.modified_count:
-                    break
-            # A redelivered event stages its entry again; the append skips an entry id already in the chain.
+            recorded = await self._apply_first(feedback_id, updates, entry, ledger.with_consumed)
+            if recorded is not None:
+                await self.ledger.try_flush(self.feedback, feedback_id, record=recorded, fresh={entry["entry_id"]})
+                return
+            # A redelivery, or a record from before intake remembered events: the chain may hold the entry already,
+            # and the general flush reads it (it also appends what a redelivered event's first delivery left staged).
+            await self._apply_first(feedback_id, updates, entry, ledger.without_memory)
             await self.ledger.try_flush(self.feedback, feedback_id)
+
+    async def _apply_first(
+        self,
+        feedback_id: str,
+        updates: Sequence[tuple[Document, Document]],
+        entry: Document,
+        staging: Callable[[Document, Document], tuple[Document, Document]],
+    ) -> Document | None:
+        """The record after the first of `updates` that applied, or None; returns what a flush reads of it."""
+        for condition, update in updates:
+            guard, staged = staging(update, entry)
+            recorded = await self.feedback.find_one_and_update(
+                {"_id": feedback_id, **guard, **condition},
+                staged,
+                projection=ledger.FLUSH_FIELDS,
+                return_document=ReturnDocument.AFTER,
+            )
+            if recorded is not None:
+                return recorded
+        return None
 
     async def relay_once(self) -> int:
         """Publishes events and appends ledger entries a crash or an outage left behind; returns how many.
