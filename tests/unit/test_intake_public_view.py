@@ -4,10 +4,41 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from heard_intake.service import public_view
+from heard_intake.service import PUBLIC_FIELDS, public_view
 
 AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+class ReadFields(dict[str, Any]):
+    """A document that remembers which fields were read from it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_the_tracking_page_fetches_every_field_the_public_view_reads() -> None:
+    document = ReadFields(
+        _id="f-1",
+        status="answered",
+        kind="complaint",
+        submitted_at=AT,
+        answer={"text": "Done", "answered_at": AT},
+        history=[{"status": "submitted", "at": AT}],
+    )
+    public_view(document)
+    assert document.read - {"_id"} <= set(PUBLIC_FIELDS), "add the field to PUBLIC_FIELDS"
+    assert {"status", "answer", "history", "level", "erased_at"} <= document.read
 
 
 def test_the_public_view_names_units_levels_and_escalation_reasons_but_not_staff_reasons() -> None:

@@ -298,13 +298,11 @@ class IntakeService:
             raise FeedbackNotFound(feedback_id)
         return document
 
-    async def find_by_tracking_code(self, code: str) -> Document:
+    async def find_by_tracking_code(self, code: str, *, fields: Document = WITHOUT_OUTBOX) -> Document:
         normalised = domain.normalise_tracking_code(code)
         document = None
         if normalised:
-            document = await self.feedback.find_one(
-                {"tracking_hash": domain.tracking_code_hash(normalised)}, WITHOUT_OUTBOX
-            )
+            document = await self.feedback.find_one({"tracking_hash": domain.tracking_code_hash(normalised)}, fields)
         if document is None:
             raise FeedbackNotFound(code)
         return document
@@ -1135,6 +1133,14 @@ class IntakeService:
 
     async def record_inbound(self, event: CloudEvent[Any]) -> None:
         await self.submit(data=event.data, channel="kafka", origin=(event.source, event.id))
+
+
+# What `public_view` reads. A resident's status check fetches only these: not the text, contact data, ledger or
+# routing fields, about half of a stored item.
+PUBLIC_FIELDS: Document = dict.fromkeys(
+    ("status", "kind", "category", "allegations", "submitted_at", "answer", "erased_at", "unit_id", "level", "history"),
+    1,
+)
 
 
 def public_view(document: Document) -> Document:

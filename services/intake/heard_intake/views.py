@@ -15,6 +15,7 @@ from heard_intake import access, domain
 from heard_intake.auth import STAFF_ROLES, Principal, TokenStore, require_role
 from heard_intake.ledger import public_entry
 from heard_intake.service import (
+    PUBLIC_FIELDS,
     FeedbackNotFound,
     IdempotencyKeyReused,
     IntakeService,
@@ -233,7 +234,7 @@ def build_router(service: IntakeService, tokens: TokenStore, *, public_base_url:
     @router.get("/feedback/{tracking_code}", tags=["resident"], summary="See status and answer by tracking code")
     async def track(tracking_code: str) -> dict[str, Any]:
         try:
-            return public_view(await service.find_by_tracking_code(tracking_code))
+            return public_view(await service.find_by_tracking_code(tracking_code, fields=PUBLIC_FIELDS))
         except FeedbackNotFound:
             raise ApiError(404, "tracking_code_not_found", "No feedback has this tracking code.") from None
 
