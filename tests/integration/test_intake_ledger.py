@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -206,28 +206,34 @@ async def test_racing_writers_never_fork_a_chain(intake: Intake, stack: Stack) -
         await mongo.close()
 
 
+def counting_chain_reads(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Counts the ledger's reads of an audit chain from now on; the result tells how many so far."""
+    reads = 0
+    read_links = AuditLedger._links
+
+    async def counted(self: AuditLedger, of: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return await read_links(self, of)
+
+    monkeypatch.setattr(AuditLedger, "_links", counted)
+    return lambda: reads
+
+
 async def test_a_staff_action_appends_after_the_head_without_reading_the_chain_unless_the_head_is_behind(
     intake: Intake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service, feedback = intake.service, intake.mongo.db["feedback"]
     feedback_id, _ = await submit(intake)
     await service.record_routing(routed(feedback_id))
-    chain_reads = 0
-    read_links = AuditLedger._links
-
-    async def counted(self: AuditLedger, of: str) -> Any:
-        nonlocal chain_reads
-        chain_reads += 1
-        return await read_links(self, of)
-
-    monkeypatch.setattr(AuditLedger, "_links", counted)
+    chain_reads = counting_chain_reads(monkeypatch)
     await service.acknowledge(feedback_id=feedback_id, actor="officer")
-    assert chain_reads == 0  # the record's head (2) was the chain's: entry 3 went right after it
+    assert chain_reads() == 0  # the record's head (2) was the chain's: entry 3 went right after it
 
     # A flush stopped between its insert and its update: the chain has an entry the record's head does not.
     await service.ledger.append(feedback_id, ledger.stage("note_added", actor="relay"))
     await service.add_note(feedback_id=feedback_id, text="Called back", actor="officer")
-    assert chain_reads >= 1  # entry 4 was taken, so the note's flush read the chain and went after it
+    assert chain_reads() >= 1  # entry 4 was taken, so the note's flush read the chain and went after it
 
     # An entry still staged from before (its flush stopped) goes the general way too, and is not appended twice.
     leftover = ledger.stage("replied", actor="resident")
@@ -256,19 +262,11 @@ async def test_routing_events_append_without_reading_the_chain_and_redeliveries_
 ) -> None:
     service, feedback = intake.service, intake.mongo.db["feedback"]
     feedback_id, _ = await submit(intake)
-    chain_reads = 0
-    read_links = AuditLedger._links
-
-    async def counted(self: AuditLedger, of: str) -> Any:
-        nonlocal chain_reads
-        chain_reads += 1
-        return await read_links(self, of)
-
-    monkeypatch.setattr(AuditLedger, "_links", counted)
+    chain_reads = counting_chain_reads(monkeypatch)
     routing, first_escalation = routed(feedback_id), escalated(feedback_id, level=1, unit="north-sergeants")
     await service.record_routing(routing)
     await service.record_escalation(first_escalation)
-    assert chain_reads == 0
+    assert chain_reads() == 0
     # Redelivered after a crash before the consumer committed: already remembered, so nothing is staged again.
     await service.record_routing(routing)
     await service.record_escalation(first_escalation)
