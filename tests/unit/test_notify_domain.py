@@ -18,10 +18,17 @@ DIRECTORY = load_directory(ROOT / "config" / "contacts.yaml", ROOT / "config" / 
 POLICY = domain.Policy(follow_up_after=timedelta(days=7), reminder_lead_fraction=0.25)
 
 
-def plan(data: Any, spec: Any, *, severity: str | None = None, subscriptions: Any = ()) -> list[domain.Planned]:
+def plan(
+    data: Any, spec: Any, *, severity: str | None = None, has_contact: bool | None = None, subscriptions: Any = ()
+) -> list[domain.Planned]:
     event = ev.new_event(spec, data, source="urn:test", subject="f1", time=NOW)
     return domain.plan_deliveries(
-        event, directory=DIRECTORY, subscriptions=subscriptions, policy=POLICY, severity=severity
+        event,
+        directory=DIRECTORY,
+        subscriptions=subscriptions,
+        policy=POLICY,
+        severity=severity,
+        has_contact=has_contact,
     )
 
 
@@ -168,6 +175,23 @@ def test_answer_and_closing_reach_the_resident_and_a_follow_up_is_scheduled_a_we
     assert {p.not_before for p in follow_ups} == {NOW + timedelta(days=7)}
     withdrawn = plan(ev.FeedbackClosedV1(feedback_id="f1", closed_at=NOW, resolution="withdrawn"), ev.CLOSED)
     assert {p.template for p in withdrawn} == {"closed"}
+
+
+def test_a_resident_who_gave_no_contact_details_is_never_planned_a_message() -> None:
+    later = [
+        (escalated(), ev.ESCALATED),
+        (ev.FeedbackAcknowledgedV1(feedback_id="f1", acknowledged_at=NOW), ev.ACKNOWLEDGED),
+        (ev.FeedbackAnsweredV1(feedback_id="f1", answer="Done.", answered_at=NOW), ev.ANSWERED),
+        (ev.FeedbackClosedV1(feedback_id="f1", closed_at=NOW, resolution="answered"), ev.CLOSED),
+    ]
+    for data, spec in later:
+        assert {p.audience for p in plan(data, spec, has_contact=False)} <= {"staff"}
+        # Before feedback.submitted has arrived nobody knows: planned, and intake decides at send time.
+        assert "resident" in {p.audience for p in plan(data, spec, has_contact=None)}
+        assert "resident" in {p.audience for p in plan(data, spec, has_contact=True)}
+    assert keyed(plan(escalated(), ev.ESCALATED, has_contact=False)) == {
+        ("unit:patrol-command/commander", "email", "escalated_to_you", "")
+    }
 
 
 def test_subscribed_city_systems_get_a_thin_payload_without_free_text() -> None:

@@ -1,6 +1,7 @@
 """Who hears about what, and when. Pure: an event and what notify knows of the item in, planned deliveries out.
 
-Residents hear about their own item (only with consent, which intake checks at send time): received,
+Residents hear about their own item (only with consent, which intake checks at send time; nothing is planned
+for one who gave no contact details): received,
 acknowledged, escalated, answered, closed, and a follow-up about a week after closing. The assigned unit
 hears of a new item and gets reminders before its deadlines (and a daily digest of what is overdue, planned
 by `digest_plans`). Every level an item escalates to hears when it arrives. The oversight board hears of
@@ -66,6 +67,8 @@ class Plan:
     directory: Directory
     policy: Policy
     severity: str | None  # what notify learnt from feedback.submitted/routed, if it arrived first
+    # Whether the resident gave contact details, once notify has seen feedback.submitted (None before that).
+    has_contact: bool | None = None
 
     @property
     def critical(self) -> bool:
@@ -74,6 +77,9 @@ class Plan:
     def resident(
         self, template: str, context: Mapping[str, Any], *, not_before: datetime | None = None
     ) -> list[Planned]:
+        if self.has_contact is False:
+            # Contact details are given with the submission or never, so intake would refuse every address.
+            return []
         return [
             Planned(RESIDENT, channel, template, "resident", not_before=not_before, context=context)
             for channel in RESIDENT_CHANNELS
@@ -251,11 +257,13 @@ def plan_deliveries(
     subscriptions: Iterable[Subscription],
     policy: Policy,
     severity: str | None = None,
+    has_contact: bool | None = None,
 ) -> list[Planned]:
+    """`severity` and `has_contact` are what notify learnt of the item from earlier events, if any."""
     planner = PLANNERS.get(event.type)
     # The event's own severity when it has one (routed, submitted); else what notify learnt earlier.
     severity = getattr(event.data, "severity", None) or severity
-    planned = planner(Plan(event, directory, policy, severity), event.data) if planner else []
+    planned = planner(Plan(event, directory, policy, severity, has_contact), event.data) if planner else []
     if event.type in WEBHOOK_FIELDS:
         planned += [
             Planned(f"subscription:{s.id}", "webhook", event.type, "system", context=webhook_payload(event))
