@@ -285,6 +285,43 @@ async def test_routing_events_append_without_reading_the_chain_and_redeliveries_
     assert record[ledger.RECORDED_FIELD] == [second_escalation.id], "the redelivery started the memory"
 
 
+async def test_a_routing_event_chains_its_entry_before_the_records_write_and_a_crash_between_leaves_no_double(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, feedback = intake.service, intake.mongo.db["feedback"]
+    feedback_id, _ = await submit(intake)
+    staged_writes = 0
+    apply_first = IntakeService._apply_first
+
+    async def counted(self: IntakeService, *args: Any) -> Any:
+        nonlocal staged_writes
+        staged_writes += 1
+        return await apply_first(self, *args)
+
+    monkeypatch.setattr(IntakeService, "_apply_first", counted)
+    routing = routed(feedback_id)
+    await service.record_routing(routing)
+    assert staged_writes == 0, "the entry went into the chain first, and one update moved the head"
+    record = await feedback.find_one({"_id": feedback_id})
+    assert record is not None and record[ledger.HEAD_SEQ_FIELD] == 2 and record["status"] == "routed"
+    assert record[ledger.STAGED_SEQ_FIELD] == 1, "nothing was staged after the submission"
+
+    # The process stopped after inserting an escalation's entry, before the record's update: the redelivered event
+    # finds its seq taken, goes the staged way, and the flush finds the entry already chained.
+    escalation = escalated(feedback_id, level=1, unit="north-sergeants")
+    entry = ledger.stage("escalated", actor="routing", event_id=escalation.id)
+    direct = ledger.append_directly(record, entry)
+    assert direct is not None and await service.ledger.insert(direct.stored)
+    await service.record_escalation(escalation)
+    assert staged_writes == 1
+    assert await actions(intake, feedback_id) == ["submitted", "routed", "escalated"]
+    _, verification = await service.audit_trail(feedback_id)
+    assert verification.verified, verification
+    record = await feedback.find_one({"_id": feedback_id})
+    assert record is not None and record[ledger.HEAD_SEQ_FIELD] == 3 and record["status"] == "escalated"
+    assert record[ledger.STAGED_FIELD] == [] and record[ledger.RECORDED_FIELD] == [routing.id, escalation.id]
+
+
 async def test_entries_staged_before_a_crash_are_appended_by_the_relay(intake: Intake) -> None:
     feedback_id, _ = await submit(intake)
     feedback = intake.mongo.db["feedback"]

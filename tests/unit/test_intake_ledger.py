@@ -118,6 +118,38 @@ def test_a_consumed_events_entry_is_staged_only_while_its_id_is_not_remembered()
     assert old_guard == {ledger.RECORDED_FIELD: {"$exists": False}} and old_update == update
 
 
+def test_a_consumed_events_entry_is_chained_directly_only_after_a_settled_head_and_while_not_remembered() -> None:
+    entry = ledger.stage("routed", actor="routing", event_id="event-2")
+    record = {
+        "_id": "f1",
+        ledger.HEAD_SEQ_FIELD: 4,
+        ledger.HEAD_HASH_FIELD: "h4",
+        ledger.STAGED_FIELD: [],
+        ledger.RECORDED_FIELD: ["event-1"],
+    }
+    direct = ledger.append_directly(record, entry)
+    assert direct is not None
+    assert (direct.stored["seq"], direct.stored["prev_hash"], direct.stored["_id"]) == (5, "h4", "f1:000000005")
+    assert direct.guard == {ledger.RECORDED_FIELD: {"$exists": True, "$nin": ["event-2"]}, ledger.HEAD_SEQ_FIELD: 4}
+    update = direct.applied_to({"$set": {"status": "routed"}, "$push": {"history": {"x": 1}}})
+    assert update["$set"] == {
+        "status": "routed",
+        ledger.HEAD_SEQ_FIELD: 5,
+        ledger.HEAD_HASH_FIELD: direct.stored["hash"],
+    }
+    assert update["$push"] == {
+        "history": {"x": 1},
+        ledger.RECORDED_FIELD: {"$each": ["event-2"], "$slice": -ledger.RECORDED_KEPT},
+    }
+    for staged_instead in (
+        {**record, ledger.RECORDED_FIELD: ["event-1", "event-2"]},  # a redelivery
+        {k: v for k, v in record.items() if k != ledger.RECORDED_FIELD},  # stored before the memory
+        {k: v for k, v in record.items() if k != ledger.HEAD_SEQ_FIELD},  # its chain is still being started
+        {**record, ledger.STAGED_FIELD: [ledger.stage("note_added", actor="a")]},  # what is staged goes first
+    ):
+        assert ledger.append_directly(staged_instead, entry) is None
+
+
 def test_event_caused_entries_are_identified_by_the_event_id() -> None:
     assert ledger.stage("routed", actor="routing", event_id="evt-1")["entry_id"] == "evt-1"
     assert ledger.stage("note_added", actor="a")["entry_id"] != ledger.stage("note_added", actor="a")["entry_id"]

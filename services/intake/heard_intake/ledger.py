@@ -203,6 +203,43 @@ def with_consumed(update: Document, entry: Document) -> tuple[Document, Document
     return {RECORDED_FIELD: {"$exists": True, "$nin": [entry["event_id"]]}}, merged
 
 
+# What `append_directly` reads of a record.
+APPEND_FIELDS: Document = {**FLUSH_FIELDS, RECORDED_FIELD: 1}
+
+
+@dataclass(frozen=True)
+class DirectAppend:
+    """A consumed event's entry chained right after the head a record showed, to be inserted before the record's own
+    write, which then applies the change, remembers the event and moves the head at once: two writes where staging
+    takes three (the change with the staged entry, the insert, the head's move with the staged list's clearing)."""
+
+    stored: Document  # the chain entry, as the `audit` collection stores it
+    guard: Document  # filter terms: the head is still the one read, and the event is still not remembered
+    head: Document  # $set terms: the new head
+
+    def applied_to(self, update: Document) -> Document:
+        merged = {op: dict(fields) for op, fields in update.items()}
+        merged.setdefault("$set", {}).update(self.head)
+        merged.setdefault("$push", {})[RECORDED_FIELD] = {"$each": [self.stored["entry_id"]], "$slice": -RECORDED_KEPT}
+        return merged
+
+
+def append_directly(record: Mapping[str, Any], entry: Document) -> DirectAppend | None:
+    """How to append a consumed event's entry to the chain of `record` (read with APPEND_FIELDS) without staging it;
+    None when it must be staged: the record remembers the event (a redelivery) or remembers none (stored before
+    the memory), has no head yet (its chain is being started) or has entries staged (they go first)."""
+    memory, head = record.get(RECORDED_FIELD), head_of(record)
+    if memory is None or entry["event_id"] in memory or head is None or record.get(STAGED_FIELD):
+        return None
+    seq, prev_hash = head
+    chained = chain_entry(feedback_id=str(record["_id"]), seq=seq + 1, prev_hash=prev_hash, staged=entry)
+    return DirectAppend(
+        stored=stored_entry(chained),
+        guard={RECORDED_FIELD: {"$exists": True, "$nin": [entry["event_id"]]}, HEAD_SEQ_FIELD: seq},
+        head={HEAD_SEQ_FIELD: seq + 1, HEAD_HASH_FIELD: chained["hash"]},
+    )
+
+
 def without_memory(update: Document, entry: Document) -> tuple[Document, Document]:
     """The same for a record that remembers no ids yet: its chain may already hold the entry, so the flush must
     read the chain. The write starts the memory."""
@@ -275,6 +312,14 @@ class AuditLedger:
             appended += 1
             position += 1
         return appended, links.head
+
+    async def insert(self, stored: Document) -> bool:
+        """Inserts one chained entry (see `append_directly`); False when its seq is taken: someone appended first."""
+        try:
+            await self.entries.insert_one(stored)
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def start_chains(self, firsts: list[Document]) -> None:
         """Appends entry 1 (see `first_entry`) of many new chains in one write; entries already there are skipped."""

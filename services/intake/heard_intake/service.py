@@ -1072,12 +1072,15 @@ class IntakeService:
         await self._record(data.feedback_id, updates, entry)
 
     async def _record(self, feedback_id: str, updates: Sequence[tuple[Document, Document]], entry: Document) -> None:
-        """Applies the first update whose condition holds, with the ledger entry staged in the same write.
+        """Applies the first update whose condition holds and appends the event's ledger entry.
 
-        A redelivered event applies nothing (see `ledger.RECORDED_FIELD`), so the entry a write staged is new to the
-        chain and goes right after its head: the write, one insert and one update, with no read.
+        Commonly the entry goes right after the record's head and the update moves the head (`_append_directly`).
+        Otherwise it is staged in the same write as the change. A redelivered event applies nothing (see
+        `ledger.RECORDED_FIELD`), so an entry a write staged is new to the chain and goes right after its head too.
         """
         async with self.serial(feedback_id):
+            if await self._append_directly(feedback_id, updates, entry):
+                return
             recorded = await self._apply_first(feedback_id, updates, entry, ledger.with_consumed)
             if recorded is not None:
                 await self.ledger.try_flush(self.feedback, feedback_id, record=recorded, fresh={entry["entry_id"]})
@@ -1086,6 +1089,24 @@ class IntakeService:
             # and the general flush reads it (it also appends what a redelivered event's first delivery left staged).
             await self._apply_first(feedback_id, updates, entry, ledger.without_memory)
             await self.ledger.try_flush(self.feedback, feedback_id)
+
+    async def _append_directly(
+        self, feedback_id: str, updates: Sequence[tuple[Document, Document]], entry: Document
+    ) -> bool:
+        """The common case in two writes (see `ledger.DirectAppend`), after a read that waits for no write on a store
+        that reads beside its writer. False leaves the event to the staged way, whose flush finds the entry if it was
+        inserted here: the chain then runs ahead of the record's head, which the general flush puts right."""
+        record = await self.feedback.find_one({"_id": feedback_id}, ledger.APPEND_FIELDS)
+        direct = ledger.append_directly(record, entry) if record else None
+        if direct is None or not await self.ledger.insert(direct.stored):
+            return False
+        for condition, update in updates:
+            applied = await self.feedback.update_one(
+                {"_id": feedback_id, **direct.guard, **condition}, direct.applied_to(update)
+            )
+            if applied.matched_count:
+                return True
+        return False
 
     async def _apply_first(
         self,
