@@ -25,6 +25,7 @@ FeedbackKind = Literal["praise", "concern", "complaint", "suggestion", "question
 Severity = Literal["positive", "neutral", "negative", "critical"]
 Language = Literal["en", "es"]
 Channel = Literal["web", "api", "open311", "kafka", "session"]
+ResidentChannel = Literal["email", "sms"]  # how notify may message a resident
 TriageDecision = Literal["confirmed", "raised", "lowered", "reclassified"]
 # How a triage decision is named: positive and neutral are one step (neither asks for an answer), below
 # negative, below critical. Moving between positive and neutral raises or lowers nothing.
@@ -67,6 +68,13 @@ class Contact(ContractModel):
     phone: Annotated[str, Field(max_length=40, pattern=r"^[+0-9 ().-]{5,40}$")] | None = None
     consent_to_contact: bool = False
 
+    def channels(self) -> list[ResidentChannel]:
+        """The channels the resident may be messaged on: an address given for it, and consent."""
+        if not self.consent_to_contact:
+            return []
+        given: tuple[tuple[ResidentChannel, str | None], ...] = (("email", self.email), ("sms", self.phone))
+        return [channel for channel, address in given if address]
+
 
 class FeedbackInboundV1(ContractModel):
     """What a city system publishes on `feedback.inbound`; the only topic that may carry contact data."""
@@ -106,6 +114,12 @@ class FeedbackSubmittedV1(ContractModel):
         description="True when intake's severity assessor was unsure: the item is treated as negative (severity "
         "'negative', with its deadlines) and a person must confirm or change its kind and severity "
         "(feedback.triaged). Absent otherwise.",
+    )
+    contact_channels: list[ResidentChannel] | None = Field(
+        default=None,
+        description="With has_contact: the channels the resident may be messaged on (an address given for it, and "
+        "consent to be contacted); empty without consent. Names channels, never an address. Absent without "
+        "contact details, and from events published before it was added.",
     )
 
 

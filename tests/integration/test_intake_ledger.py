@@ -342,6 +342,10 @@ async def test_contact_details_are_encrypted_at_rest_and_removed_after_retention
     assert raw is not None
     assert CANARY_EMAIL not in repr(raw) and "Ledger Canary" not in repr(raw)
     assert await intake.service.contact_of(feedback_id) == contact
+    [(_, _, published)] = intake.publisher.published
+    event = ev.decode(published)
+    assert (event.data.has_contact, event.data.contact_channels) == (True, ["email", "sms"]), "channels for notify"
+    assert CANARY_EMAIL not in published.decode() and "555" not in published.decode(), "never an address"
 
     await intake.service.withdraw(tracking_code=code, reason="Resolved with a neighbour")
     assert await intake.service.purge_expired_contacts() == 0, "still within retention"

@@ -1,6 +1,6 @@
 """Notify's planning on a real MongoDB-wire server: what an item's earlier events stored decides what its later events
-plan. A resident who gave no contact details is planned no message, so no delivery is claimed only for intake to
-refuse its address."""
+plan. A resident is planned messages only on the channels feedback.submitted said they can be reached on, so no
+delivery is claimed only for intake to refuse its address."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def submitted(feedback_id: str, *, has_contact: bool) -> ev.CloudEvent[ev.FeedbackSubmittedV1]:
+def submitted(
+    feedback_id: str, *, has_contact: bool, channels: list[ev.ResidentChannel] | None = None
+) -> ev.CloudEvent[ev.FeedbackSubmittedV1]:
     data = ev.FeedbackSubmittedV1(
         feedback_id=feedback_id,
         channel="api",
@@ -39,6 +41,7 @@ def submitted(feedback_id: str, *, has_contact: bool) -> ev.CloudEvent[ev.Feedba
         severity="negative",
         negative=True,
         has_contact=has_contact,
+        contact_channels=channels,
         submitted_at=utc_now(),
     )
     return ev.new_event(ev.SUBMITTED, data, source="urn:test", subject=feedback_id)
@@ -49,7 +52,7 @@ def answered(feedback_id: str) -> ev.CloudEvent[ev.FeedbackAnsweredV1]:
     return ev.new_event(ev.ANSWERED, data, source="urn:test", subject=feedback_id)
 
 
-async def test_an_anonymous_items_answer_plans_no_message_for_its_resident(stack: Stack) -> None:
+async def test_an_answer_is_planned_only_on_the_channels_its_resident_can_be_reached_on(stack: Stack) -> None:
     mongo = MongoResource(stack.mongodb_uri, unique("notify_planning").replace("-", "_"), app_name="planning")
     ledger = DeliveryLedger(mongo.db["deliveries"])
     service = NotifyService(
@@ -66,7 +69,7 @@ async def test_an_anonymous_items_answer_plans_no_message_for_its_resident(stack
         metrics=NotifyMetrics(ServiceMetrics("notify")),
         wake=asyncio.Event(),
     )
-    anonymous, reachable, unseen = unique("anonymous"), unique("reachable"), unique("unseen")
+    anonymous, by_email, from_before, unseen = unique("anonymous"), unique("email"), unique("before"), unique("unseen")
 
     async def resident_messages(feedback_id: str) -> set[tuple[str, str]]:
         found = ledger.deliveries.find({"feedback_id": feedback_id, "audience": "resident"})
@@ -75,13 +78,17 @@ async def test_an_anonymous_items_answer_plans_no_message_for_its_resident(stack
     try:
         for event in (submitted(anonymous, has_contact=False), answered(anonymous)):
             await service.on_event(event)
-        for event in (submitted(reachable, has_contact=True), answered(reachable)):
+        for event in (submitted(by_email, has_contact=True, channels=["email"]), answered(by_email)):
+            await service.on_event(event)
+        # Published before intake named channels: both are planned, and intake decides at send time.
+        for event in (submitted(from_before, has_contact=True), answered(from_before)):
             await service.on_event(event)
         # The answer overtook the submission (topics are not ordered against each other): nobody knows yet.
         await service.on_event(answered(unseen))
 
         assert await resident_messages(anonymous) == set()
-        assert await resident_messages(reachable) == {
+        assert await resident_messages(by_email) == {("received", "email"), ("answered", "email")}
+        assert await resident_messages(from_before) == {
             ("received", "email"),
             ("received", "sms"),
             ("answered", "email"),

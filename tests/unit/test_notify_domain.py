@@ -19,7 +19,12 @@ POLICY = domain.Policy(follow_up_after=timedelta(days=7), reminder_lead_fraction
 
 
 def plan(
-    data: Any, spec: Any, *, severity: str | None = None, has_contact: bool | None = None, subscriptions: Any = ()
+    data: Any,
+    spec: Any,
+    *,
+    severity: str | None = None,
+    resident_channels: list[str] | None = None,
+    subscriptions: Any = (),
 ) -> list[domain.Planned]:
     event = ev.new_event(spec, data, source="urn:test", subject="f1", time=NOW)
     return domain.plan_deliveries(
@@ -28,7 +33,7 @@ def plan(
         subscriptions=subscriptions,
         policy=POLICY,
         severity=severity,
-        has_contact=has_contact,
+        resident_channels=resident_channels,
     )
 
 
@@ -177,7 +182,7 @@ def test_answer_and_closing_reach_the_resident_and_a_follow_up_is_scheduled_a_we
     assert {p.template for p in withdrawn} == {"closed"}
 
 
-def test_a_resident_who_gave_no_contact_details_is_never_planned_a_message() -> None:
+def test_a_resident_is_planned_messages_only_on_the_channels_they_can_be_reached_on() -> None:
     later = [
         (escalated(), ev.ESCALATED),
         (ev.FeedbackAcknowledgedV1(feedback_id="f1", acknowledged_at=NOW), ev.ACKNOWLEDGED),
@@ -185,13 +190,38 @@ def test_a_resident_who_gave_no_contact_details_is_never_planned_a_message() -> 
         (ev.FeedbackClosedV1(feedback_id="f1", closed_at=NOW, resolution="answered"), ev.CLOSED),
     ]
     for data, spec in later:
-        assert {p.audience for p in plan(data, spec, has_contact=False)} <= {"staff"}
-        # Before feedback.submitted has arrived nobody knows: planned, and intake decides at send time.
-        assert "resident" in {p.audience for p in plan(data, spec, has_contact=None)}
-        assert "resident" in {p.audience for p in plan(data, spec, has_contact=True)}
-    assert keyed(plan(escalated(), ev.ESCALATED, has_contact=False)) == {
+        for channels, expected in (([], set()), (["email"], {"email"}), (["email", "sms"], {"email", "sms"})):
+            planned = plan(data, spec, resident_channels=channels)
+            assert {p.channel for p in planned if p.audience == "resident"} == expected
+        # Before feedback.submitted has arrived nobody knows: both are planned, and intake decides at send time.
+        planned = plan(data, spec, resident_channels=None)
+        assert {p.channel for p in planned if p.audience == "resident"} == {"email", "sms"}
+    assert keyed(plan(escalated(), ev.ESCALATED, resident_channels=[])) == {
         ("unit:patrol-command/commander", "email", "escalated_to_you", "")
     }
+
+
+def test_feedback_submitted_says_where_the_resident_can_be_reached() -> None:
+    with_contact = ev.Contact(email="a@example.org", phone="+1 555 0100", consent_to_contact=True)
+    assert with_contact.channels() == ["email", "sms"]
+    assert with_contact.model_copy(update={"phone": None}).channels() == ["email"]
+    assert with_contact.model_copy(update={"consent_to_contact": False}).channels() == []
+    submitted = ev.FeedbackSubmittedV1(
+        feedback_id="f1",
+        channel="api",
+        kind="complaint",
+        language="en",
+        text="x",
+        severity="negative",
+        negative=True,
+        has_contact=True,
+        contact_channels=["email"],
+        submitted_at=NOW,
+    )
+    assert keyed(plan(submitted, ev.SUBMITTED)) == {("resident", "email", "received", "")}
+    assert domain.resident_channels(submitted) == ["email"]
+    assert domain.resident_channels(submitted.model_copy(update={"has_contact": False})) == []
+    assert domain.resident_channels(submitted.model_copy(update={"contact_channels": None})) is None, "an old event"
 
 
 def test_subscribed_city_systems_get_a_thin_payload_without_free_text() -> None:

@@ -209,6 +209,7 @@ class IntakeService:
                 negative=assessment.negative,
                 severity_reasons=assessment.reasons,
                 has_contact=data.contact is not None,
+                contact_channels=data.contact.channels() if data.contact else None,
                 submitted_at=now,
                 allegations=data.allegations or None,
                 flagged_for_triage=True if flagged else None,

@@ -1,7 +1,7 @@
 """Who hears about what, and when. Pure: an event and what notify knows of the item in, planned deliveries out.
 
 Residents hear about their own item (only with consent, which intake checks at send time; nothing is planned
-for one who gave no contact details): received,
+on a channel the resident gave no address or consent for, once feedback.submitted said so): received,
 acknowledged, escalated, answered, closed, and a follow-up about a week after closing. The assigned unit
 hears of a new item and gets reminders before its deadlines (and a daily digest of what is overdue, planned
 by `digest_plans`). Every level an item escalates to hears when it arrives. The oversight board hears of
@@ -12,7 +12,7 @@ subscribed get a thin signed webhook per event type. New event types plug in by 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -67,8 +67,8 @@ class Plan:
     directory: Directory
     policy: Policy
     severity: str | None  # what notify learnt from feedback.submitted/routed, if it arrived first
-    # Whether the resident gave contact details, once notify has seen feedback.submitted (None before that).
-    has_contact: bool | None = None
+    # The channels the resident may be messaged on, once notify has seen feedback.submitted (None before that).
+    resident_channels: Collection[str] | None = None
 
     @property
     def critical(self) -> bool:
@@ -77,12 +77,12 @@ class Plan:
     def resident(
         self, template: str, context: Mapping[str, Any], *, not_before: datetime | None = None
     ) -> list[Planned]:
-        if self.has_contact is False:
-            # Contact details are given with the submission or never, so intake would refuse every address.
-            return []
+        # Contact details and consent come with the submission or never: intake would refuse any other channel.
+        channels = RESIDENT_CHANNELS if self.resident_channels is None else self.resident_channels
         return [
             Planned(RESIDENT, channel, template, "resident", not_before=not_before, context=context)
             for channel in RESIDENT_CHANNELS
+            if channel in channels
         ]
 
     def unit(
@@ -115,9 +115,16 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _submitted(plan: Plan, data: ev.FeedbackSubmittedV1) -> list[Planned]:
+def resident_channels(data: ev.FeedbackSubmittedV1) -> list[str] | None:
+    """Where the resident may be messaged, as feedback.submitted says; None when it does not say (published before
+    intake named channels): both are planned then, and intake decides at send time."""
     if not data.has_contact:
         return []
+    return None if data.contact_channels is None else list(data.contact_channels)
+
+
+def _submitted(plan: Plan, data: ev.FeedbackSubmittedV1) -> list[Planned]:
+    plan = replace(plan, resident_channels=resident_channels(data))
     return plan.resident("received", {"kind": data.kind, "category": data.category})
 
 
@@ -257,13 +264,13 @@ def plan_deliveries(
     subscriptions: Iterable[Subscription],
     policy: Policy,
     severity: str | None = None,
-    has_contact: bool | None = None,
+    resident_channels: Collection[str] | None = None,
 ) -> list[Planned]:
-    """`severity` and `has_contact` are what notify learnt of the item from earlier events, if any."""
+    """`severity` and `resident_channels` are what notify learnt of the item from earlier events, if any."""
     planner = PLANNERS.get(event.type)
     # The event's own severity when it has one (routed, submitted); else what notify learnt earlier.
     severity = getattr(event.data, "severity", None) or severity
-    planned = planner(Plan(event, directory, policy, severity, has_contact), event.data) if planner else []
+    planned = planner(Plan(event, directory, policy, severity, resident_channels), event.data) if planner else []
     if event.type in WEBHOOK_FIELDS:
         planned += [
             Planned(f"subscription:{s.id}", "webhook", event.type, "system", context=webhook_payload(event))
