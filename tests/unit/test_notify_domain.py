@@ -71,23 +71,26 @@ def keyed(planned: list[domain.Planned]) -> set[tuple[str, str, str, str]]:
     return {(p.recipient, p.channel, p.template, p.variant) for p in planned}
 
 
+# With contact details, as published before intake named the channels (contact_channels absent).
+SUBMITTED = ev.FeedbackSubmittedV1(
+    feedback_id="f1",
+    channel="api",
+    kind="complaint",
+    language="es",
+    text="x",
+    severity="negative",
+    negative=True,
+    has_contact=True,
+    submitted_at=NOW,
+)
+
+
 def test_a_resident_with_contact_hears_of_receipt_on_both_channels_intake_decides_which_exist() -> None:
-    submitted = ev.FeedbackSubmittedV1(
-        feedback_id="f1",
-        channel="api",
-        kind="complaint",
-        language="es",
-        text="x",
-        severity="negative",
-        negative=True,
-        has_contact=True,
-        submitted_at=NOW,
-    )
-    assert keyed(plan(submitted, ev.SUBMITTED)) == {
+    assert keyed(plan(SUBMITTED, ev.SUBMITTED)) == {
         ("resident", "email", "received", ""),
         ("resident", "sms", "received", ""),
     }
-    anonymous = submitted.model_copy(update={"has_contact": False})
+    anonymous = SUBMITTED.model_copy(update={"has_contact": False})
     assert plan(anonymous, ev.SUBMITTED) == []
 
 
@@ -206,18 +209,7 @@ def test_feedback_submitted_says_where_the_resident_can_be_reached() -> None:
     assert with_contact.channels() == ["email", "sms"]
     assert with_contact.model_copy(update={"phone": None}).channels() == ["email"]
     assert with_contact.model_copy(update={"consent_to_contact": False}).channels() == []
-    submitted = ev.FeedbackSubmittedV1(
-        feedback_id="f1",
-        channel="api",
-        kind="complaint",
-        language="en",
-        text="x",
-        severity="negative",
-        negative=True,
-        has_contact=True,
-        contact_channels=["email"],
-        submitted_at=NOW,
-    )
+    submitted = SUBMITTED.model_copy(update={"contact_channels": ["email"]})
     assert keyed(plan(submitted, ev.SUBMITTED)) == {("resident", "email", "received", "")}
     assert domain.resident_channels(submitted) == ["email"]
     assert domain.resident_channels(submitted.model_copy(update={"has_contact": False})) == []
