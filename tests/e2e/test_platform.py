@@ -37,6 +37,7 @@ async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack
         text="Patrol car blocked my driveway for an hour",
         category="parking",
         language="en",
+        contact={"email": "driveway@example.org", "consent_to_contact": True},
     )
     feedback_id = created["feedback_id"]
     assert len(created["tracking_code"].replace("-", "")) == 20
@@ -75,9 +76,11 @@ async def test_feedback_is_routed_answered_counted_and_delivered(platform: Stack
 
     deliveries = await eventually(delivered, what="notify to record the deliveries")
     recipients = {(d["recipient"], d["template"]) for d in deliveries}
-    # Staff are reached per contact of the unit (config/contacts.yaml); the resident through intake, per channel.
+    # Staff are reached per contact of the unit (config/contacts.yaml); the resident through intake, only on the
+    # channels they gave an address for (no SMS delivery is planned for an e-mail-only resident).
     assert ("unit:traffic-unit/duty-desk", "assigned") in recipients
     assert ("resident", "answered") in recipients
+    assert {d["channel"] for d in deliveries if d["recipient"] == "resident"} == {"email"}
     keys = {(d["event_id"], d["recipient"], d["channel"], d["template"], d["variant"]) for d in deliveries}
     assert len(deliveries) == len(keys), "one delivery per (event, recipient, channel, template, variant)"
 
