@@ -194,13 +194,23 @@ def with_audit(update: Document, *entries: Document) -> Document:
     return merged
 
 
+def _not_remembered(event_id: str) -> Document:
+    """Filter terms: the record remembers events (see RECORDED_FIELD), and not this one."""
+    # `$nin`, not `$ne`: nx-27017 compares `$ne` with the whole array instead of with each element.
+    return {RECORDED_FIELD: {"$exists": True, "$nin": [event_id]}}
+
+
+def _remembering(update: Document, event_id: str) -> Document:
+    """`update` (its operators copied) that also remembers `event_id`, keeping the newest RECORDED_KEPT."""
+    merged = {op: dict(fields) for op, fields in update.items()}
+    merged.setdefault("$push", {})[RECORDED_FIELD] = {"$each": [event_id], "$slice": -RECORDED_KEPT}
+    return merged
+
+
 def with_consumed(update: Document, entry: Document) -> tuple[Document, Document]:
     """(filter terms, update): stages a consumed event's entry and remembers its id (see RECORDED_FIELD), unless the
     record already remembers it. A record stored before intake remembered ids has none: see `without_memory`."""
-    merged = with_audit(update, entry)
-    merged["$push"][RECORDED_FIELD] = {"$each": [entry["event_id"]], "$slice": -RECORDED_KEPT}
-    # `$nin`, not `$ne`: nx-27017 compares `$ne` with the whole array instead of with each element.
-    return {RECORDED_FIELD: {"$exists": True, "$nin": [entry["event_id"]]}}, merged
+    return _not_remembered(entry["event_id"]), _remembering(with_audit(update, entry), entry["event_id"])
 
 
 # What `append_directly` reads of a record.
@@ -218,9 +228,8 @@ class DirectAppend:
     head: Document  # $set terms: the new head
 
     def applied_to(self, update: Document) -> Document:
-        merged = {op: dict(fields) for op, fields in update.items()}
+        merged = _remembering(update, self.stored["entry_id"])
         merged.setdefault("$set", {}).update(self.head)
-        merged.setdefault("$push", {})[RECORDED_FIELD] = {"$each": [self.stored["entry_id"]], "$slice": -RECORDED_KEPT}
         return merged
 
 
@@ -235,7 +244,7 @@ def append_directly(record: Mapping[str, Any], entry: Document) -> DirectAppend 
     chained = chain_entry(feedback_id=str(record["_id"]), seq=seq + 1, prev_hash=prev_hash, staged=entry)
     return DirectAppend(
         stored=stored_entry(chained),
-        guard={RECORDED_FIELD: {"$exists": True, "$nin": [entry["event_id"]]}, HEAD_SEQ_FIELD: seq},
+        guard={**_not_remembered(entry["event_id"]), HEAD_SEQ_FIELD: seq},
         head={HEAD_SEQ_FIELD: seq + 1, HEAD_HASH_FIELD: chained["hash"]},
     )
 
@@ -411,9 +420,7 @@ class AuditLedger:
         seq, prev_hash = head
         for entry in staged:
             document = chain_entry(feedback_id=feedback_id, seq=seq + 1, prev_hash=prev_hash, staged=entry)
-            try:
-                await self.entries.insert_one(stored_entry(document))
-            except DuplicateKeyError:
+            if not await self.insert(stored_entry(document)):
                 return False
             seq, prev_hash = seq + 1, document["hash"]
         moved = await records.update_one(

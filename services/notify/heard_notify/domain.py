@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from heard_notify.contacts import Contact, Directory, QuietHours, staff_recipient
@@ -24,7 +24,7 @@ from heard_shared.events import CloudEvent
 
 Audience = Literal["resident", "staff", "system"]
 RESIDENT = "resident"
-RESIDENT_CHANNELS = ("email", "sms")
+RESIDENT_CHANNELS: tuple[ev.ResidentChannel, ...] = get_args(ev.ResidentChannel)
 # Staff templates a `digest` contact gets in the daily digest instead of one by one.
 DIGESTIBLE = frozenset({"assigned", "reminder"})
 
