@@ -65,6 +65,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
+from bson.int64 import Int64
 from neosqlite import query_operators
 from neosqlite.collection.cursor import Cursor
 from neosqlite.collection.datetime_query_processor import DateTimeQueryProcessor
@@ -118,13 +119,19 @@ def _internal_update(
 # -- copies ------------------------------------------------------------------------------------------------------
 
 _deepcopy = copy.deepcopy
-_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, datetime.datetime})
+# BSON's 64-bit integers (epoch milliseconds, say) decode as Int64, an int.
+_IMMUTABLE = frozenset({str, int, Int64, float, bool, type(None), bytes, datetime.datetime})
+# True while an insert command runs: its documents were decoded from the command for it alone (and rebuilt since by
+# nx-27017's ObjectId and bytes conversions), so the copy neosqlite makes of each protects nothing.
+_inserting = contextvars.ContextVar("inserting", default=False)
 
 
 def _document_copy(x: T, memo: dict[int, Any] | None = None, _nil: Any = None) -> T:
     """`copy.deepcopy` for what a store copies: documents decoded from BSON, trees of plain dicts and lists."""
     if memo is not None or type(x) is not dict:
         return _deepcopy(x, memo)
+    if _inserting.get():
+        return x
     return cast(T, _tree_copy(x))
 
 
@@ -137,6 +144,21 @@ def _tree_copy(value: Any) -> Any:
     if kind in _IMMUTABLE:
         return value
     return _deepcopy(value)
+
+
+def _without_copies(
+    handle: Callable[[nx_handler.NeoSQLiteHandler, dict[str, Any]], Reply],
+) -> Callable[[nx_handler.NeoSQLiteHandler, dict[str, Any]], Reply]:
+    """`handle` (the insert command's handler) with its documents stored as decoded, not copied first."""
+
+    def handle_uncopied(self: nx_handler.NeoSQLiteHandler, msg: dict[str, Any]) -> Reply:
+        token = _inserting.set(True)
+        try:
+            return handle(self, msg)
+        finally:
+            _inserting.reset(token)
+
+    return handle_uncopied
 
 
 # -- transactions ------------------------------------------------------------------------------------------------
@@ -470,10 +492,13 @@ nx_handler.NeoSQLiteHandler.__init__ = _remember_arguments
 copy.deepcopy = update_operations.deepcopy = _document_copy
 # nx-27017's server calls `asyncio.to_thread` through the module; this process runs nothing else.
 asyncio.to_thread = _to_command_thread
-for _name in ("handle_insert", "handle_command"):
-    # Inside the handler's own per-database lock, which `_serialize` takes around the unwrapped function.
-    _unlocked = getattr(nx_handler.NeoSQLiteHandler, _name).__wrapped__
-    setattr(nx_handler.NeoSQLiteHandler, _name, nx_handler._serialize(_in_one_transaction(_unlocked)))
+# Inside the handler's own per-database lock, which `_serialize` takes around the unwrapped function.
+nx_handler.NeoSQLiteHandler.handle_insert = nx_handler._serialize(
+    _without_copies(_in_one_transaction(nx_handler.NeoSQLiteHandler.handle_insert.__wrapped__))
+)
+nx_handler.NeoSQLiteHandler.handle_command = nx_handler._serialize(
+    _in_one_transaction(nx_handler.NeoSQLiteHandler.handle_command.__wrapped__)
+)
 
 if __name__ == "__main__":
     # Every command crosses threads twice (the server's event loop, the database's thread) and each SQLite call lets
