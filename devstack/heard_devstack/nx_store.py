@@ -299,6 +299,8 @@ def _log_if_slow(database: str, msg: Any, queued: float, started: list[float]) -
             detail["q"] = _shape(body[statements][0].get("q"))
     ran = ended - started[0] if started else 0.0
     line: dict[str, Any] = {
+        # When it ended, so a log can be cut at a benchmark's phases.
+        "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
         "db": database,
         "command": command,
         "collection": body.get(command),
