@@ -1,7 +1,7 @@
 """The floor intake is measured against: one FastAPI endpoint that stores a submission and publishes it, nothing else.
 
-Same web stack (FastAPI on uvicorn, one process), same MongoDB-wire server, same Kafka producer (heard_shared's
-`KafkaProducer`, which intake publishes through: `acks=all`, idempotence), same pydantic validation of the body. No
+Same web stack (FastAPI on uvicorn, one process), same MongoDB-wire server, same Kafka producer settings
+(`acks=all`, idempotence, via heard_shared's `create_broker`), same pydantic validation of the body. No
 severity assessment, redaction, encryption, outbox, audit ledger, tracking code or middleware.
 
     python bench/intake/baseline_app.py --port P --mongodb-uri URI --database DB --kafka HOST:PORT
@@ -23,21 +23,21 @@ from pymongo import AsyncMongoClient
 
 from heard_shared import topics
 from heard_shared.events import FeedbackInboundV1
-from heard_shared.kafka import CLOUDEVENT_HEADERS, KafkaProducer
+from heard_shared.kafka import create_broker
 
 
 def build_app(*, mongodb_uri: str, database: str, kafka: str) -> FastAPI:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri, directConnection=True, tz_aware=True)
     collection = client[database]["feedback"]
-    producer = KafkaProducer(kafka, client_id="bench-baseline")
+    broker = create_broker(kafka, client_id="bench-baseline")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await producer.start()
+        await broker.start()
         try:
             yield
         finally:
-            await producer.stop()
+            await broker.stop()
             await client.close()
 
     app = FastAPI(lifespan=lifespan)
@@ -48,7 +48,7 @@ def build_app(*, mongodb_uri: str, database: str, kafka: str) -> FastAPI:
         document = {"_id": feedback_id, **body.model_dump(exclude_none=True), "submitted_at": datetime.now(UTC)}
         await collection.insert_one(document)
         value = json.dumps({"feedback_id": feedback_id, "kind": body.kind}).encode()
-        await producer.send(topics.SUBMITTED, value=value, key=feedback_id.encode(), headers=CLOUDEVENT_HEADERS)
+        await broker.publish(value, topic=topics.SUBMITTED, key=feedback_id.encode())
         return {"feedback_id": feedback_id}
 
     @app.get("/readyz")

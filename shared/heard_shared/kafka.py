@@ -37,39 +37,35 @@ PROCESSING_ATTEMPTS = 3
 DUPLICATE_KEY = 11000
 
 
-REQUEST_TIMEOUT_MS = 15_000
-CLOUDEVENT_HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
-
-
 def create_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
-    """The broker a service's consumer subscribes through (events are published by `KafkaProducer`); should anything
-    publish through it, its producer too waits for all in-sync replicas and never writes duplicates on retry."""
+    """A broker whose producer waits for all in-sync replicas and never writes duplicates on retry."""
     return KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        request_timeout_ms=REQUEST_TIMEOUT_MS,
+        request_timeout_ms=15_000,
         logger=None,
     )
 
 
 class EventPublisher:
-    """Publishes CloudEvents in structured mode, keyed by subject (the feedback id).
+    """Publishes CloudEvents in structured mode, keyed by subject (the feedback id)."""
 
-    Through the service's aiokafka producer, not FastStream's `broker.publish`: that builds a command and runs a
-    middleware chain per message, about a tenth of routing's CPU while it worked off a backlog (bench/platform/hop.py).
-    """
-
-    def __init__(self, producer: RecordSink, metrics: ServiceMetrics) -> None:
-        self.producer = producer
+    def __init__(self, broker: KafkaBroker, metrics: ServiceMetrics) -> None:
+        self.broker = broker
         self.metrics = metrics
 
     async def publish(self, event: CloudEvent[Any], topic: str) -> None:
         await self.publish_raw(topic=topic, key=event.subject or event.id, value=encode(event))
 
     async def publish_raw(self, *, topic: str, key: str, value: bytes) -> None:
-        await self.producer.send(topic, value=value, key=key.encode(), headers=CLOUDEVENT_HEADERS)
+        await self.broker.publish(
+            value,
+            topic=topic,
+            key=key.encode(),
+            headers={"content-type": CLOUDEVENTS_CONTENT_TYPE},
+        )
         self.metrics.events_published.labels(self.metrics.service, topic).inc()
 
 
@@ -143,7 +139,7 @@ class EventConsumer:
         group_id: str,
         inbox: Inbox,
         metrics: ServiceMetrics,
-        dead_letters: RecordSink,
+        dead_letters: DeadLetterSink,
         retry_delay_seconds: float = 1.0,
         max_batch: int = 500,
         concurrency: int = 64,
@@ -394,21 +390,19 @@ class EventConsumer:
         )
 
 
-class RecordSink(Protocol):
-    """Takes one Kafka record and returns once the broker has it."""
-
+class DeadLetterSink(Protocol):
     async def send(
         self, topic: str, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None: ...
 
 
-class KafkaProducer:
-    """A service's one aiokafka producer, for its events and its dead letters (whose copies keep the original headers
-    byte for byte, which FastStream's publish, taking text headers only, cannot)."""
+class KafkaDeadLetterSink:
+    """A plain aiokafka producer: FastStream's publish only takes text headers, and the
+    dead-letter copy must keep the original headers byte for byte."""
 
     def __init__(self, bootstrap_servers: str, *, client_id: str) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self.client_id = client_id
+        self.client_id = f"{client_id}-dlq"
         self.producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -418,7 +412,6 @@ class KafkaProducer:
             client_id=self.client_id,
             acks="all",
             enable_idempotence=True,
-            request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
         await self.producer.start()
 
@@ -431,7 +424,7 @@ class KafkaProducer:
         self, topic: str, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
         if self.producer is None:
-            raise RuntimeError("Kafka producer used before start()")
+            raise RuntimeError("dead-letter sink used before start()")
         await self.producer.send_and_wait(topic, value=value, key=key, headers=headers)
 
 

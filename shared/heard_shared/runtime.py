@@ -18,7 +18,7 @@ from faststream.kafka import KafkaBroker
 
 from heard_shared import topics
 from heard_shared.http import ReadinessCheck
-from heard_shared.kafka import EventConsumer, EventPublisher, Inbox, KafkaProducer, create_broker
+from heard_shared.kafka import EventConsumer, EventPublisher, Inbox, KafkaDeadLetterSink, create_broker
 from heard_shared.logs import get_logger
 from heard_shared.metrics import ServiceMetrics
 from heard_shared.mongo import MongoResource
@@ -41,7 +41,7 @@ class Platform:
     publisher: EventPublisher
     outbox: OutboxRelay
     consumer: EventConsumer
-    producer: KafkaProducer
+    dead_letters: KafkaDeadLetterSink
     startup_hooks: list[StartupHook] = field(default_factory=list)
     background: list[BackgroundTask] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -68,7 +68,7 @@ class Platform:
         )
         for hook in self.startup_hooks:
             await _retry("prepare MongoDB", hook)
-        await self.producer.start()
+        await self.dead_letters.start()
         self.consumer.register()
         await self.broker.start()
         background = [*self.background, self.consumer.run_lag_gauge] if self.consumer.routes else self.background
@@ -83,7 +83,7 @@ class Platform:
                 await task
         await self.outbox.close()
         await self.broker.stop()
-        await self.producer.stop()
+        await self.dead_letters.stop()
         await self.mongo.close()
 
     @contextlib.asynccontextmanager
@@ -113,14 +113,14 @@ def build_platform(service: str, settings: ServiceSettings) -> Platform:
     database = settings.mongodb_database or f"heard_{service}"
     mongo = MongoResource(settings.mongodb_uri, database, app_name=f"heard-{service}")
     broker = create_broker(settings.kafka_bootstrap_servers, client_id=f"heard-{service}")
-    producer = KafkaProducer(settings.kafka_bootstrap_servers, client_id=f"heard-{service}")
-    publisher = EventPublisher(producer, metrics)
+    publisher = EventPublisher(broker, metrics)
+    dead_letters = KafkaDeadLetterSink(settings.kafka_bootstrap_servers, client_id=f"heard-{service}")
     consumer = EventConsumer(
         broker,
         group_id=f"heard-{service}",
         inbox=Inbox(mongo.db["inbox"]),
         metrics=metrics,
-        dead_letters=producer,
+        dead_letters=dead_letters,
     )
     return Platform(
         service=service,
@@ -131,7 +131,7 @@ def build_platform(service: str, settings: ServiceSettings) -> Platform:
         publisher=publisher,
         outbox=OutboxRelay(publisher, metrics),
         consumer=consumer,
-        producer=producer,
+        dead_letters=dead_letters,
     )
 
 

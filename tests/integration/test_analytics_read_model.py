@@ -30,7 +30,7 @@ from heard_devstack import Stack
 from heard_shared import events as ev
 from heard_shared import topics
 from heard_shared.events import CloudEvent
-from heard_shared.kafka import EventConsumer, Inbox, KafkaProducer, create_broker
+from heard_shared.kafka import EventConsumer, Inbox, KafkaDeadLetterSink, create_broker
 from heard_shared.metrics import ServiceMetrics
 from heard_shared.mongo import MongoResource
 from tests.analytics_events import lifecycle
@@ -66,7 +66,7 @@ async def live(stack: Stack) -> AsyncIterator[Live]:
     service = build_service(settings, mongo.db, CollectorRegistry())
     await service.start()
     broker = create_broker(stack.kafka_bootstrap, client_id="analytics-live-test")
-    sink = KafkaProducer(stack.kafka_bootstrap, client_id="analytics-live-test")
+    sink = KafkaDeadLetterSink(stack.kafka_bootstrap, client_id="analytics-live-test")
     group = unique("analytics-live")
     consumer = EventConsumer(
         broker, group_id=group, inbox=Inbox(mongo.db["inbox"]), metrics=ServiceMetrics("test"), dead_letters=sink

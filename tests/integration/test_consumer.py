@@ -19,7 +19,7 @@ from heard_devstack import Stack
 from heard_shared import events as ev
 from heard_shared import topics
 from heard_shared.events import CloudEvent
-from heard_shared.kafka import EventConsumer, Inbox, KafkaProducer, create_broker
+from heard_shared.kafka import EventConsumer, Inbox, KafkaDeadLetterSink, create_broker
 from heard_shared.metrics import ServiceMetrics
 from heard_shared.mongo import MongoResource
 from tests.helpers import TopicReader, eventually, produce, unique
@@ -51,7 +51,7 @@ async def consuming(stack: Stack, topic: str, group: str, handler: Any) -> Async
     await topics.ensure_topics(stack.kafka_bootstrap, (topic, topics.DEAD_LETTER))
     mongo = MongoResource(stack.mongodb_uri, unique("consumer").replace("-", "_"), app_name="consumer-test")
     broker = create_broker(stack.kafka_bootstrap, client_id="consumer-test")
-    sink = KafkaProducer(stack.kafka_bootstrap, client_id="consumer-test")
+    sink = KafkaDeadLetterSink(stack.kafka_bootstrap, client_id="consumer-test")
     consumer = EventConsumer(
         broker,
         group_id=group,

@@ -29,7 +29,7 @@ from heard_notify.subscriptions import SubscriptionRegistry
 from heard_notify.suppression import SuppressionList
 from heard_shared import topics
 from heard_shared.events import utc_now
-from heard_shared.kafka import KafkaProducer
+from heard_shared.kafka import KafkaDeadLetterSink
 from heard_shared.metrics import ServiceMetrics
 from heard_shared.mongo import MongoResource
 from tests.helpers import TopicReader, unique
@@ -115,7 +115,7 @@ async def test_a_delivery_that_exhausts_its_attempts_is_dead_lettered_with_its_r
 ) -> None:
     keys = NotifyKeys("integration-test-key-" + "y" * 20)
     mongo = MongoResource(stack.mongodb_uri, unique("notify_dlq").replace("-", "_"), app_name="dlq-test")
-    dead_letters = KafkaProducer(stack.kafka_bootstrap, client_id="notify-dlq-test")
+    dead_letters = KafkaDeadLetterSink(stack.kafka_bootstrap, client_id="notify-dlq-test")
     await dead_letters.start()
     subscriptions = SubscriptionRegistry(mongo.db["subscriptions"], keys, allow_private=True)
     await subscriptions.register(subscription_id="broken", name="Broken", url=f"{provider.url}/hook", event_types=["*"])

@@ -123,7 +123,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         ),
         timing=timing,
         metrics=metrics,
-        dead_letters=platform.producer,
+        dead_letters=platform.dead_letters,
         owner=platform.instance_id,
         concurrency=settings.dispatch_concurrency,
         poll_seconds=settings.dispatch_poll_seconds,

@@ -45,7 +45,7 @@ from heard_notify.suppression import SuppressionList
 from heard_shared import events as ev
 from heard_shared import topics
 from heard_shared.events import CloudEvent, utc_now
-from heard_shared.kafka import RecordSink
+from heard_shared.kafka import DeadLetterSink
 from heard_shared.logs import get_logger
 from heard_shared.mongo import Document
 
@@ -299,7 +299,7 @@ class Dispatcher:
         links: Links,
         timing: Timing,
         metrics: NotifyMetrics,
-        dead_letters: RecordSink,
+        dead_letters: DeadLetterSink,
         owner: str,
         concurrency: int,
         poll_seconds: float,
