@@ -17,10 +17,11 @@ Starts Kafka and the default MongoDB-wire store through heard_devstack under its
 
 Throughput is counted on the output topic from the first to the last output record's broker-side timestamp,
 so process start-up and the consumer group join are left out of both. The relays' rates rise with the length of
-the run (the broker and the client warm up): 2,000 events measure mostly their start (the batched relay 6,500–
-10,000/s), 10,000 events their pace (13,000–17,000/s), while routing's rate barely moves; hence the default of 10,000.
-Prints each round and the medians, and the routing/relay ratio (issue 8's goal: ≥ 0.3). Asserts nothing. The machine
-is shared with the broker, the store and whatever else runs: the absolute figures are a floor, the ratio is the point.
+the run (the broker and the client warm up): 2,000 events measure mostly their start (the batched relay 5,500–
+10,100/s), 10,000 events their pace (medians 13,200–16,900/s), while routing's rate barely moves; hence the default
+of 10,000. Prints each round and the medians, and the routing/relay ratio (issue 8's goal: ≥ 0.3). Asserts nothing.
+The machine is shared with the broker, the store and whatever else runs: the absolute figures are a floor, the ratio
+is the point.
 """
 
 from __future__ import annotations
