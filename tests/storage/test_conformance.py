@@ -324,7 +324,11 @@ async def test_a_consumed_event_is_staged_once_however_often_it_arrives(mongo: M
             {"_id": "remembers", **guard}, update, projection=ledger.FLUSH_FIELDS, return_document=ReturnDocument.AFTER
         )
 
-    applied = await asyncio.gather(*(deliver(entry) for entry in entries for _ in range(3)))
+    # Each event's three copies race one another, a few events at a time: a copy held up behind more than
+    # RECORDED_KEPT newer events (all 210 writes at once on a loaded machine did that) is rightly taken for a new one.
+    applied: list[Document | None] = []
+    for start in range(0, len(entries), 8):
+        applied += await asyncio.gather(*(deliver(entry) for entry in entries[start : start + 8] for _ in range(3)))
     assert sum(result is not None for result in applied) == len(entries)
     assert all(set(result) <= {"_id", *ledger.FLUSH_FIELDS} for result in applied if result is not None)
     record = await records.find_one({"_id": "remembers"})

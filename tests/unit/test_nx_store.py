@@ -87,3 +87,45 @@ def test_documents_are_copied_fast_and_completely() -> None:
         "ordered kept": "OrderedDict",
         "other objects as before": True,
     }
+
+
+LOG_AND_DROP = """
+import asyncio, json, os, sys, time
+from heard_devstack import nx_store
+from nx_27017.handler import NeoSQLiteHandler
+
+def command(body):
+    return {"request_id": 1, "sections": [("body", {**body, "$db": "heard"})]}
+
+async def main(data_dir):
+    handler = NeoSQLiteHandler(f"{data_dir}/heard.db", journal_mode="WAL", data_dir=data_dir)
+    run = lambda method, body: asyncio.to_thread(getattr(handler, method), command(body))
+    read = {"find": "items", "filter": {"_id": 1}, "limit": 1, "singleBatch": True}
+    size = lambda: os.path.getsize(f"{data_dir}/heard.db")
+    seen = {}
+    await run("handle_insert", {"insert": "items", "documents": [{"_id": 1, "v": "before"}]})
+    seen["read before the drop"] = (await run("handle_command", read))[1]["cursor"]["firstBatch"]
+    await run("handle_command", {"dropDatabase": 1})
+    await run("handle_insert", {"insert": "items", "documents": [{"_id": 1, "v": "after"}]})
+    seen["read after the drop"] = (await run("handle_command", read))[1]["cursor"]["firstBatch"]
+    # 12 MB: three times the log's size at which SQLite would checkpoint inside the commit
+    await run("handle_insert", {"insert": "items", "documents": [{"_id": n, "x": "x" * 4000} for n in range(2, 3002)]})
+    seen["file after the insert"] = size()
+    time.sleep(nx_store.CHECKPOINT_SECONDS * 2.5)
+    seen["file a moment later"] = size()
+    print(json.dumps(seen))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_the_log_is_checkpointed_beside_the_writes_and_a_dropped_database_is_not_read_again(tmp_path: Path) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", LOG_AND_DROP, str(tmp_path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen = json.loads(child.stdout.strip().splitlines()[-1])
+
+    assert seen["read before the drop"] == [{"_id": 1, "v": "before"}]
+    assert seen["read after the drop"] == [{"_id": 1, "v": "after"}]
+    assert seen["file after the insert"] < 1_000_000  # the commit left the log alone
+    assert seen["file a moment later"] > 12_000_000  # the checkpointer copied it in
