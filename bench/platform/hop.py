@@ -5,13 +5,15 @@
 Starts Kafka and the default MongoDB-wire store through heard_devstack under its own profile
 (`bench-platform`, ports +HEARD_PORT_OFFSET or +18000, state in .heard/bench-platform), then alternates:
 
-- relay: `--events` valid `feedback.submitted` events are preloaded into a topic of their own; then a relay
-  written the way a competent engineer writes one with aiokafka (one group member, `getmany` of up to 500,
-  `send` of every record without waiting, wait for the batch's deliveries, `commit`; producer `acks=all`
-  with idempotence, as every Heard producer) copies them to another topic;
-- one by one: the same with a relay as first written, one record sent and acknowledged before the next is read
-  (auto-commit). Issue 8 does not say how its relay (1,964/s) was written; this one runs at about that rate here,
-  and the ratio against it is printed for comparison only: the goal's ratio is against the relay above;
+- one by one: `--events` valid `feedback.submitted` events are preloaded into a topic of their own; then the bare
+  relay as one first writes it with aiokafka copies them to another topic: each record sent and acknowledged
+  before the next is read, offsets committed by auto-commit, producer `acks=all` with idempotence as every Heard
+  producer. This is the goal's baseline. Issue 8 measured its bare relay at 1,964/s and set the goal (≥ 0.3)
+  beside that figure and its relay with a MongoDB insert per message (264/s). This relay makes 1,700–2,000/s here
+  and the one written for throughput (below) 13,000–17,000/s, so this is the relay the issue measured;
+- batched: the same with a relay written for throughput (one group member, `getmany` of up to 500, `send` of every
+  record without waiting, wait for the batch's deliveries, `commit`). Printed beside the goal's ratio as the
+  ceiling of a hop on this broker, not as the goal's baseline;
 - routing: routing is stopped, `--events` new `feedback.submitted` events are preloaded, routing is started
   (`python -m heard_routing`, as `make up` runs it, scheduler included) and works the backlog off.
 
@@ -19,7 +21,8 @@ Throughput is counted on the output topic from the first to the last output reco
 so process start-up and the consumer group join are left out of both. The relays' rates rise with the length of
 the run (the broker and the client warm up): 2,000 events measure mostly their start (the batched relay 5,500–
 10,100/s), 10,000 events their pace (medians 13,200–16,900/s), while routing's rate barely moves; hence the default
-of 10,000. Prints each round and the medians, and the routing/relay ratio (issue 8's goal: ≥ 0.3). Asserts nothing.
+of 10,000. Prints each round, the medians and both ratios (issue 8's goal: ≥ 0.3 of the one-record relay). Asserts
+nothing.
 The machine is shared with the broker, the store and whatever else runs: the absolute figures are a floor, the ratio
 is the point.
 """
@@ -117,7 +120,7 @@ async def output_span(
 
 
 async def relay(bootstrap: str, source: str, target: str, count: int, group: str) -> None:
-    """The baseline: what a competent engineer writes with aiokafka for an at-least-once hop."""
+    """The ceiling: what a competent engineer writes with aiokafka for an at-least-once hop at full speed."""
     consumer = AIOKafkaConsumer(
         source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -142,8 +145,8 @@ async def relay(bootstrap: str, source: str, target: str, count: int, group: str
 
 
 async def relay_one_by_one(bootstrap: str, source: str, target: str, count: int, group: str) -> None:
-    """The relay as first written: each record sent and acknowledged before the next is read, offsets committed by
-    the consumer's auto-commit. Printed beside the goal's baseline, not instead."""
+    """The goal's baseline, the relay as first written: each record sent and acknowledged before the next is read,
+    offsets committed by the consumer's auto-commit."""
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await consumer.start()
@@ -197,8 +200,9 @@ async def measure(stack: Stack, args: argparse.Namespace) -> tuple[list[float], 
         one_by_one_rates.append(await relay_round(bootstrap, args.events, f"one-by-one.{round_}", relay_one_by_one))
         routing_rates.append(await routing_round(stack, args.events))
         print(
-            f"round {round_}: relay {relay_rates[-1]:8.0f} events/s   one by one {one_by_one_rates[-1]:6.0f} events/s"
-            f"   routing {routing_rates[-1]:6.0f} events/s   ratio {routing_rates[-1] / relay_rates[-1]:.3f}",
+            f"round {round_}: one by one {one_by_one_rates[-1]:6.0f}/s   batched {relay_rates[-1]:6.0f}/s"
+            f"   routing {routing_rates[-1]:6.0f}/s   ratios {routing_rates[-1] / one_by_one_rates[-1]:.2f}"
+            f" / {routing_rates[-1] / relay_rates[-1]:.3f}",
             flush=True,
         )
     return relay_rates, one_by_one_rates, routing_rates
@@ -227,11 +231,11 @@ def main() -> int:
     one_by_one_median = statistics.median(one_by_one_rates)
     print(
         f"\n{args.events} events per phase, {args.rounds} alternating rounds, store {mongodb_mode()}, shared machine\n"
-        f"bare aiokafka relay (median):     {relay_median:8.0f} events/s\n"
-        f"routing hop (median):             {routing_median:8.0f} events/s\n"
-        f"routing / relay:                  {routing_median / relay_median:.3f}   (goal >= 0.3)\n"
-        f"relay one record at a time:       {one_by_one_median:8.0f} events/s   "
-        f"(routing / it: {routing_median / one_by_one_median:.2f}; not the goal's baseline)"
+        f"bare relay, one record at a time (median): {one_by_one_median:8.0f} events/s\n"
+        f"bare relay, batches of 500 (median):       {relay_median:8.0f} events/s\n"
+        f"routing hop (median):                      {routing_median:8.0f} events/s\n"
+        f"routing / one-record relay:                {routing_median / one_by_one_median:8.2f}   (goal >= 0.3)\n"
+        f"routing / batched relay:                   {routing_median / relay_median:8.3f}"
     )
     return 0
 
