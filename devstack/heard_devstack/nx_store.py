@@ -326,7 +326,7 @@ def _log_if_slow(database: str, msg: Any, queued: float, started: list[float]) -
 # thread. Here no connection checkpoints as it commits: one thread checkpoints every database file once a second,
 # PASSIVE, which waits for no reader and no writer. And each connection keeps 64 MiB of pages (SQLite's default is
 # 2 MiB), room for a year's indexes. Routing cases inserted through the wire, 40 batches of 500 after 20,000:
-# 0.197 → 0.164 ms each (2 rounds each).
+# 0.201 → 0.160 ms each (median of 3 alternating rounds).
 CHECKPOINT_SECONDS = 1.0
 CACHE_KIB = 64 * 1024
 WAL_LIMIT_BYTES = 64 * 1024 * 1024  # what a log grown in a burst is cut back to once it has been copied in

@@ -10,18 +10,37 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-DRIVER = """
-import asyncio, json, sys
+# A store's handler over `data_dir` (the child's first argument), and `run`, which sends it one command of database
+# "heard" on the database's thread; the script that follows defines `main(data_dir, run)` and prints what it saw.
+HANDLER = """
+import asyncio, json, os, sys, time
 from heard_devstack import nx_store
 from nx_27017.handler import NeoSQLiteHandler
 
 def command(body):
     return {"request_id": 1, "sections": [("body", {**body, "$db": "heard"})]}
 
-async def main(data_dir):
+async def drive(data_dir):
     handler = NeoSQLiteHandler(f"{data_dir}/heard.db", journal_mode="WAL", data_dir=data_dir)
-    run = lambda method, body: asyncio.to_thread(getattr(handler, method), command(body))
+    await main(data_dir, lambda method, body: asyncio.to_thread(getattr(handler, method), command(body)))
+"""
+
+
+def seen_by(script: str, *args: str) -> dict[str, Any]:
+    """What `script` printed last, as JSON, run in a child process of its own (the store patches the process)."""
+    child = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return seen
+
+
+DRIVER = (
+    HANDLER
+    + """
+async def main(data_dir, run):
     readers = lambda: sorted(nx_store._reader_threads)
     one = {"find": "items", "filter": {"_id": 1}, "limit": 1, "singleBatch": True}
     seen = {}
@@ -37,15 +56,13 @@ async def main(data_dir):
     seen["after single-batch reads"] = readers()
     print(json.dumps(seen))
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(drive(sys.argv[1]))
 """
+)
 
 
 def test_a_single_batch_read_runs_beside_the_writes_and_sees_the_last_one(tmp_path: Path) -> None:
-    child = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(tmp_path)], capture_output=True, text=True, timeout=60, check=True
-    )
-    seen = json.loads(child.stdout.strip().splitlines()[-1])
+    seen = seen_by(DRIVER, str(tmp_path))
 
     assert seen["after a cursor"] == []
     assert seen["after a read in a transaction"] == []
@@ -77,8 +94,7 @@ print(json.dumps({
 
 def test_documents_are_copied_fast_and_completely() -> None:
     """The store copies a document's dicts and lists itself and hands anything else to the original deepcopy."""
-    child = subprocess.run([sys.executable, "-c", COPIES], capture_output=True, text=True, timeout=60, check=True)
-    seen = json.loads(child.stdout.strip().splitlines()[-1])
+    seen = seen_by(COPIES)
 
     assert seen == {
         "the store's own": True,
@@ -89,17 +105,10 @@ def test_documents_are_copied_fast_and_completely() -> None:
     }
 
 
-LOG_AND_DROP = """
-import asyncio, json, os, sys, time
-from heard_devstack import nx_store
-from nx_27017.handler import NeoSQLiteHandler
-
-def command(body):
-    return {"request_id": 1, "sections": [("body", {**body, "$db": "heard"})]}
-
-async def main(data_dir):
-    handler = NeoSQLiteHandler(f"{data_dir}/heard.db", journal_mode="WAL", data_dir=data_dir)
-    run = lambda method, body: asyncio.to_thread(getattr(handler, method), command(body))
+LOG_AND_DROP = (
+    HANDLER
+    + """
+async def main(data_dir, run):
     read = {"find": "items", "filter": {"_id": 1}, "limit": 1, "singleBatch": True}
     size = lambda: os.path.getsize(f"{data_dir}/heard.db")
     seen = {}
@@ -115,15 +124,13 @@ async def main(data_dir):
     seen["file a moment later"] = size()
     print(json.dumps(seen))
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(drive(sys.argv[1]))
 """
+)
 
 
 def test_the_log_is_checkpointed_beside_the_writes_and_a_dropped_database_is_not_read_again(tmp_path: Path) -> None:
-    child = subprocess.run(
-        [sys.executable, "-c", LOG_AND_DROP, str(tmp_path)], capture_output=True, text=True, timeout=60, check=True
-    )
-    seen = json.loads(child.stdout.strip().splitlines()[-1])
+    seen = seen_by(LOG_AND_DROP, str(tmp_path))
 
     assert seen["read before the drop"] == [{"_id": 1, "v": "before"}]
     assert seen["read after the drop"] == [{"_id": 1, "v": "after"}]
